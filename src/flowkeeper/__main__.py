@@ -1,0 +1,5 @@
+"""Run the flowkeeper command line as `python -m flowkeeper`."""
+
+from flowkeeper.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,102 @@
+"""`flowkeeper lab ...`: bring the real-OVS lab up and down, look at it, ping across it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from flowkeeper.cli.common import emit, progress
+from flowkeeper.errors import UsageError
+from flowkeeper.lab.lab import Lab, UpOptions
+from flowkeeper.lab.run import in_ns
+
+
+def register(sub: Any) -> None:
+    lab = sub.add_parser("lab", help="the real-OVS test lab (namespaces, OVS, VMs)")
+    lab.add_argument("--lab-dir", type=Path, help="lab directory (env FLOWKEEPER_LAB_DIR)")
+    cmds = lab.add_subparsers(dest="lab_command", required=True)
+
+    up = cmds.add_parser("up", help="create hosts, underlay and VMs")
+    up.add_argument("--hosts", type=int, default=2)
+    up.add_argument("--vms-per-host", type=int, default=1)
+    up.add_argument("--networks", type=int, default=1)
+    up.add_argument("--name", default="fk", help="prefix of the lab's namespaces")
+    up.add_argument("--no-flows", action="store_true", help="leave the flow tables empty")
+    up.add_argument("--json", action="store_true")
+    up.set_defaults(func=_up)
+
+    down = cmds.add_parser("down", help="remove everything the lab made (idempotent)")
+    down.add_argument("--json", action="store_true")
+    down.set_defaults(func=_down)
+
+    status = cmds.add_parser("status", help="hosts, daemons and VMs")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_status)
+
+    ping = cmds.add_parser("ping", help="probe from one VM to another")
+    ping.add_argument("src")
+    ping.add_argument("dst")
+    ping.add_argument("--count", type=int, default=5)
+    ping.add_argument("--interval", type=float, default=0.2)
+    ping.add_argument("--json", action="store_true")
+    ping.set_defaults(func=_ping)
+
+    exe = cmds.add_parser("exec", help="run a command inside a VM or host namespace")
+    exe.add_argument("target")
+    exe.add_argument("cmd", nargs=argparse.REMAINDER)
+    exe.set_defaults(func=_exec)
+
+
+def _lab(args: argparse.Namespace) -> Lab:
+    return Lab(args.lab_dir, progress=progress)
+
+
+def _up(args: argparse.Namespace) -> int:
+    opts = UpOptions(hosts=args.hosts, vms_per_host=args.vms_per_host, networks=args.networks,
+                     name=args.name, static_flows=not args.no_flows)
+    state = _lab(args).up(opts)
+    vms = ", ".join(f"{v.name}={v.ip}" for v in state.vms)
+    emit(_lab(args).status(), args.json,
+         f"lab {state.name} up in {state.dir}: {len(state.hosts)} hosts; VMs: {vms or 'none'}")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    done = _lab(args).down()
+    emit(done, args.json, "\n".join(done) if done else "nothing to remove")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    st = _lab(args).status()
+    lines = [f"lab {st['lab']} in {st['dir']}"]
+    for h in st["hosts"]:  # type: ignore[attr-defined]
+        daemons = " ".join(f"{d}:{'up' if ok else 'DOWN'}" for d, ok in h["daemons"].items())
+        lines.append(f"  host {h['name']:6} {h['tunnel_ip']:15} {daemons}")
+    for v in st["vms"]:  # type: ignore[attr-defined]
+        lines.append(f"  vm   {v['name']:10} on {v['host']:4} net {v['network']} "
+                     f"{v['ip']:15} {v['mac']} {v['tap']}")
+    emit(st, args.json, "\n".join(lines))
+    return 0
+
+
+def _ping(args: argparse.Namespace) -> int:
+    if not 1 <= args.count <= 10_000 or not 0.001 <= args.interval <= 10:
+        raise UsageError("--count must be 1..10000 and --interval 0.001..10 seconds")
+    res = _lab(args).ping(args.src, args.dst, args.count, args.interval)
+    text = (f"{args.src} -> {args.dst}: {res.received}/{res.sent} replies, {res.lost} lost, "
+            f"longest gap {res.max_gap_ms:.1f} ms")
+    emit({k: v for k, v in vars(res).items() if k != "timeline"}, args.json, text)
+    return 0 if res.lost == 0 else 1
+
+
+def _exec(args: argparse.Namespace) -> int:
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        raise UsageError("lab exec needs a command: lab exec VM -- CMD ...")
+    ns = _lab(args).namespace_of(args.target)
+    argv = in_ns(ns, cmd)
+    os.execvp(argv[0], argv)
+    return 127  # not reached

@@ -1,0 +1,115 @@
+"""One lab host's Open vSwitch: its own ovsdb-server and ovs-vswitchd, files under its dir."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from flowkeeper.lab import procs
+from flowkeeper.lab.run import LabError, run
+from flowkeeper.lab.state import HostState
+
+SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
+DAEMONS = ("ovsdb-server", "ovs-vswitchd")
+
+
+def _env(host: HostState) -> dict[str, str]:
+    d = host.dir
+    return {
+        "OVS_RUNDIR": f"{d}/run",
+        "OVS_DBDIR": d,
+        "OVS_LOGDIR": d,
+        "OVS_SYSCONFDIR": d,
+        "OVS_PKGDATADIR": "/usr/share/openvswitch",
+    }
+
+
+def vsctl(host: HostState, *args: str, timeout: float = 30.0) -> str:
+    argv = ["ovs-vsctl", f"--db=unix:{host.db_sock}", f"--timeout={int(timeout)}", *args]
+    return run(argv, timeout=timeout + 5).stdout
+
+
+def start_ovsdb(host: HostState) -> int:
+    """Start ovsdb-server on the host's conf.db (created on first start)."""
+    d = Path(host.dir)
+    (d / "run").mkdir(parents=True, exist_ok=True)
+    db = d / "conf.db"
+    fresh = not db.exists()
+    if fresh:
+        run(["ovsdb-tool", "create", str(db), str(SCHEMA)])
+    (d / "db.sock").unlink(missing_ok=True)
+    run(
+        [
+            "ovsdb-server",
+            str(db),
+            f"--remote=punix:{d}/db.sock",
+            f"--pidfile={d}/ovsdb-server.pid",
+            f"--unixctl={d}/ovsdb-server.ctl",
+            f"--log-file={d}/ovsdb-server.log",
+            "--detach",
+            "--no-chdir",
+        ],
+        ns=host.ns,
+        env=_env(host),
+    )
+    pid = _pid(host, "ovsdb-server")
+    if fresh:
+        vsctl(host, "--no-wait", "init")
+    return pid
+
+
+def start_vswitchd(host: HostState) -> int:
+    """Start ovs-vswitchd inside the host namespace (userspace datapath)."""
+    d = host.dir
+    vsctl(
+        host,
+        "--no-wait",
+        "set",
+        "Open_vSwitch",
+        ".",
+        "other_config:n-handler-threads=1",
+        "other_config:n-revalidator-threads=1",
+        f"external_ids:hostname={host.name}",
+        f"external_ids:system-id={host.name}",
+    )
+    run(
+        [
+            "ovs-vswitchd",
+            f"unix:{d}/db.sock",
+            f"--pidfile={d}/ovs-vswitchd.pid",
+            f"--unixctl={d}/ovs-vswitchd.ctl",
+            f"--log-file={d}/ovs-vswitchd.log",
+            "--detach",
+            "--no-chdir",
+        ],
+        ns=host.ns,
+        env=_env(host),
+        timeout=60,
+    )
+    return _pid(host, "ovs-vswitchd")
+
+
+def _pid(host: HostState, daemon: str) -> int:
+    pid = procs.read_pidfile(Path(host.dir) / f"{daemon}.pid")
+    if pid is None or not procs.alive(pid):
+        raise LabError(f"{daemon} of {host.name} did not start; see {host.dir}/{daemon}.log")
+    return pid
+
+
+def stop_daemons(host: HostState, *, hard: bool = False) -> None:
+    """Stop the host's OVS daemons by PID (SIGKILL if hard: a simulated power loss)."""
+    for daemon in reversed(DAEMONS):
+        pids = {host.pids.get(daemon), procs.read_pidfile(Path(host.dir) / f"{daemon}.pid")}
+        for pid in pids:
+            if pid:
+                procs.stop(pid, host.dir, hard=hard)
+        host.pids.pop(daemon, None)
+
+
+def wait_bridge_sockets(host: HostState, bridges: list[str], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(Path(host.mgmt(b)).exists() for b in bridges):
+            return
+        time.sleep(0.02)
+    raise LabError(f"{host.name}: bridge sockets did not appear in {timeout:.0f}s")

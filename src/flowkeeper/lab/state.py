@@ -1,0 +1,101 @@
+"""The lab's record of what it made: namespaces, hosts, VMs and every PID it started."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from flowkeeper.fsutil import atomic_write
+from flowkeeper.lab.plan import VmPlan
+from flowkeeper.lab.run import LabError
+
+STATE_FILE = "lab.json"
+
+
+@dataclass
+class HostState:
+    name: str
+    index: int
+    ns: str
+    tunnel_ip: str
+    dir: str
+    pids: dict[str, int] = field(default_factory=dict)
+
+    def path(self, name: str) -> str:
+        return str(Path(self.dir) / name)
+
+    @property
+    def db_sock(self) -> str:
+        return self.path("db.sock")
+
+    def mgmt(self, bridge: str) -> str:
+        return self.path(f"run/{bridge}.mgmt")
+
+
+@dataclass
+class VmState:
+    name: str
+    host: str
+    ns: str
+    network: int
+    mac: str
+    ip: str
+    iface_id: str
+    tap: str
+
+    @classmethod
+    def from_plan(cls, plan: VmPlan, ns: str) -> VmState:
+        return cls(
+            name=plan.name,
+            host=plan.host,
+            ns=ns,
+            network=plan.network,
+            mac=plan.mac,
+            ip=plan.ip,
+            iface_id=plan.iface_id,
+            tap=plan.tap,
+        )
+
+
+@dataclass
+class LabState:
+    name: str
+    dir: str
+    underlay_ns: str
+    hosts: list[HostState] = field(default_factory=list)
+    vms: list[VmState] = field(default_factory=list)
+    namespaces: list[str] = field(default_factory=list)
+    pids: dict[str, int] = field(default_factory=dict)  # extra processes: server, agents
+
+    def host(self, name: str) -> HostState:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise LabError(f"no host {name!r} in the lab (hosts: {', '.join(self.host_names())})")
+
+    def vm(self, name: str) -> VmState:
+        for vm in self.vms:
+            if vm.name == name:
+                return vm
+        raise LabError(f"no VM {name!r} in the lab (see 'flowkeeper lab status')")
+
+    def host_names(self) -> list[str]:
+        return [h.name for h in self.hosts]
+
+    def save(self) -> None:
+        data = json.dumps(asdict(self), indent=2, sort_keys=True).encode()
+        atomic_write(Path(self.dir) / STATE_FILE, data)
+
+    @classmethod
+    def load(cls, lab_dir: Path) -> LabState | None:
+        path = lab_dir / STATE_FILE
+        if not path.exists():
+            return None
+        try:
+            raw = json.loads(path.read_text())
+            hosts = [HostState(**h) for h in raw.pop("hosts")]
+            vms = [VmState(**v) for v in raw.pop("vms")]
+            return cls(hosts=hosts, vms=vms, **raw)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise LabError(f"lab state {path} is damaged ({exc}); run 'lab down'") from None

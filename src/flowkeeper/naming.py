@@ -1,0 +1,17 @@
+"""Names that flowkeeper gives to OVS objects (Neutron's conventions)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+BR_INT = "br-int"
+BR_TUN = "br-tun"
+BR_PHY = "br-phy"
+PATCH_TUN = "patch-tun"  # on br-int, towards br-tun
+PATCH_INT = "patch-int"  # on br-tun, towards br-int
+
+
+def tunnel_port_name(kind: str, remote_ip: str) -> str:
+    """'vxlan-c6120002' for a VXLAN tunnel to 198.18.0.2, as the Neutron agent names it."""
+    packed = int(ipaddress.IPv4Address(remote_ip))
+    return f"{kind}-{packed:08x}"

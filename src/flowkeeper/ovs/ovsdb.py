@@ -1,0 +1,239 @@
+"""OVSDB through ovsdbapp: bridges, patch and tunnel ports, interfaces, port other_config."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ovsdbapp.backend.ovs_idl import connection
+from ovsdbapp.schema.open_vswitch import impl_idl
+
+from flowkeeper.errors import FlowkeeperError
+
+log = logging.getLogger(__name__)
+
+TUNNEL_TYPES = frozenset({"vxlan", "gre"})
+_TABLES = ("Open_vSwitch", "Bridge", "Port", "Interface")
+
+
+class OvsdbError(FlowkeeperError):
+    """ovsdb-server is unreachable or refused a transaction."""
+
+
+@dataclass(frozen=True)
+class InterfaceInfo:
+    """What the agent needs to know about one OVS interface."""
+
+    name: str
+    type: str
+    ofport: int | None
+    external_ids: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def iface_id(self) -> str | None:
+        return self.external_ids.get("iface-id")
+
+
+InterfaceCallback = Callable[[str, InterfaceInfo], None]
+
+
+class _NotifyingIdl(connection.OvsdbIdl):  # type: ignore[misc]
+    """An IDL that reports Interface row changes to registered callbacks."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.callbacks: list[InterfaceCallback] = []
+
+    def notify(self, event: str, row: Any, updates: Any = None) -> None:
+        if row._table.name != "Interface" or not self.callbacks:
+            return
+        info = _interface_info(row)
+        for callback in list(self.callbacks):
+            try:
+                callback(event, info)
+            except Exception:  # a callback bug must not kill the IDL thread
+                log.exception("interface watcher failed")
+
+
+def _interface_info(row: Any) -> InterfaceInfo:
+    ofport = row.ofport[0] if getattr(row, "ofport", None) else None
+    return InterfaceInfo(
+        name=row.name,
+        type=row.type,
+        ofport=ofport if ofport is not None and ofport > 0 else None,
+        external_ids=dict(row.external_ids),
+        options=dict(row.options),
+    )
+
+
+class Ovsdb:
+    """A connection to one host's ovsdb-server (unix socket), with typed helpers."""
+
+    def __init__(self, remote: str, timeout: float = 10.0) -> None:
+        self.remote = remote
+        self.timeout = timeout
+        try:
+            self._idl = _NotifyingIdl.from_server(remote, "Open_vSwitch", helper_tables=_TABLES)
+            self._conn = connection.Connection(idl=self._idl, timeout=timeout)
+            # ovsdbapp keeps one connection per Backend *class*; a class of our own per
+            # instance lets one process talk to several hosts' ovsdb-servers.
+            api_class = type("HostOvsdbApi", (impl_idl.OvsdbIdl,), {})
+            self.api = api_class(self._conn)
+        except Exception as exc:
+            raise OvsdbError(f"cannot connect to OVSDB at {remote}: {exc}") from None
+
+    def close(self) -> None:
+        try:
+            self._conn.stop(timeout=self.timeout)
+        except Exception:  # closing is best effort
+            log.debug("error closing OVSDB connection", exc_info=True)
+
+    def __enter__(self) -> Ovsdb:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _execute(self, what: str, *commands: Any) -> None:
+        try:
+            with self.api.transaction(check_error=True) as txn:
+                for cmd in commands:
+                    txn.add(cmd)
+        except Exception as exc:
+            raise OvsdbError(f"OVSDB {what} failed: {exc}") from None
+
+    def ensure_bridge(
+        self, name: str, *, datapath_type: str = "netdev", fail_mode: str = "secure"
+    ) -> None:
+        """Create the bridge if missing; set its datapath type and fail mode."""
+        self._execute(
+            f"ensure bridge {name}",
+            self.api.add_br(name, may_exist=True, datapath_type=datapath_type),
+            self.api.db_set("Bridge", name, ("fail_mode", fail_mode)),
+        )
+
+    def delete_bridge(self, name: str) -> None:
+        self._execute(f"delete bridge {name}", self.api.del_br(name, if_exists=True))
+
+    def ensure_port(
+        self,
+        bridge: str,
+        name: str,
+        *,
+        iface_type: str = "",
+        options: Mapping[str, str] | None = None,
+        external_ids: Mapping[str, str] | None = None,
+    ) -> None:
+        """Add a port with one interface, or update the interface's settings."""
+        attrs: dict[str, Any] = {"type": iface_type}
+        if options is not None:
+            attrs["options"] = dict(options)
+        if external_ids is not None:
+            attrs["external_ids"] = dict(external_ids)
+        sets = [(key, value) for key, value in attrs.items()]
+        self._execute(
+            f"ensure port {name} on {bridge}",
+            self.api.add_port(bridge, name, may_exist=True),
+            self.api.db_set("Interface", name, *sets),
+        )
+
+    def ensure_patch_port(self, bridge: str, name: str, peer: str) -> None:
+        self.ensure_port(bridge, name, iface_type="patch", options={"peer": peer})
+
+    def ensure_tunnel_port(
+        self, bridge: str, name: str, kind: str, remote_ip: str, local_ip: str
+    ) -> None:
+        """A VXLAN or GRE port to one peer; the tunnel id comes from the flow (key=flow)."""
+        if kind not in TUNNEL_TYPES:
+            raise OvsdbError(f"unknown tunnel type {kind!r} (expected vxlan or gre)")
+        opts = {"remote_ip": remote_ip, "local_ip": local_ip, "key": "flow"}
+        self.ensure_port(bridge, name, iface_type=kind, options=opts)
+
+    def delete_port(self, bridge: str, name: str) -> None:
+        self._execute(f"delete port {name}", self.api.del_port(name, bridge, if_exists=True))
+
+    def interfaces(self) -> list[InterfaceInfo]:
+        """Every interface with its ofport (None until OVS assigns one)."""
+        cols = ["name", "type", "ofport", "external_ids", "options"]
+        try:
+            rows = self.api.db_list("Interface", columns=cols).execute(check_error=True)
+        except Exception as exc:
+            raise OvsdbError(f"cannot list interfaces: {exc}") from None
+        infos = []
+        for row in rows:
+            ofport = row["ofport"]
+            ofport = ofport[0] if isinstance(ofport, list) and ofport else ofport
+            infos.append(
+                InterfaceInfo(
+                    name=row["name"],
+                    type=row["type"],
+                    ofport=ofport if isinstance(ofport, int) and ofport > 0 else None,
+                    external_ids=dict(row["external_ids"]),
+                    options=dict(row["options"]),
+                )
+            )
+        return sorted(infos, key=lambda i: i.name)
+
+    def bridge_ports(self, bridge: str) -> list[str]:
+        try:
+            return sorted(self.api.list_ports(bridge).execute(check_error=True))
+        except Exception as exc:
+            raise OvsdbError(f"cannot list ports of {bridge}: {exc}") from None
+
+    def port_other_config(self, name: str) -> dict[str, str]:
+        try:
+            value = self.api.db_get("Port", name, "other_config").execute(check_error=True)
+        except Exception as exc:
+            raise OvsdbError(f"cannot read other_config of port {name}: {exc}") from None
+        return dict(value)
+
+    def set_port_other_config(self, name: str, values: Mapping[str, str]) -> None:
+        """Merge keys into Port other_config (other keys are kept)."""
+        self._execute(
+            f"set other_config of port {name}",
+            self.api.db_set("Port", name, ("other_config", dict(values))),
+        )
+
+    def set_global_other_config(self, key: str, value: str | None) -> None:
+        """Set or remove one key of Open_vSwitch other_config (e.g. flow-restore-wait)."""
+        if value is None:
+            cmd = self.api.db_remove("Open_vSwitch", ".", "other_config", key, if_exists=True)
+        else:
+            cmd = self.api.db_set("Open_vSwitch", ".", ("other_config", {key: value}))
+        self._execute(f"set other_config:{key}", cmd)
+
+    def watch_interfaces(self, callback: InterfaceCallback) -> Callable[[], None]:
+        """Call back on every Interface create/update/delete; returns an unsubscribe."""
+        self._idl.callbacks.append(callback)
+
+        def cancel() -> None:
+            if callback in self._idl.callbacks:
+                self._idl.callbacks.remove(callback)
+
+        return cancel
+
+    def wait_ofports(self, names: list[str], timeout: float = 10.0) -> dict[str, int]:
+        """Wait until OVS has assigned an ofport to each named interface."""
+        deadline = time.monotonic() + timeout
+        wanted = set(names)
+        event = threading.Event()
+        cancel = self.watch_interfaces(lambda _e, _i: event.set())
+        try:
+            while True:
+                found = {i.name: i.ofport for i in self.interfaces() if i.name in wanted}
+                ready = {n: p for n, p in found.items() if p is not None}
+                if len(ready) == len(wanted):
+                    return ready
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    missing = ", ".join(sorted(wanted - set(ready)))
+                    raise OvsdbError(f"no ofport for {missing} after {timeout:.0f}s")
+                event.wait(min(left, 0.2))
+                event.clear()
+        finally:
+            cancel()
