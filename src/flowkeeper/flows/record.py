@@ -109,12 +109,16 @@ def parse_flow(text: str, bridge: str) -> Flow:
         raise FlowSyntaxError(f"bad number in {line!r}: {exc}") from None
     if not 0 <= table <= 254 or not 0 <= priority <= 65535:
         raise FlowSyntaxError(f"table or priority out of range in {line!r}")
+    try:
+        actions = act.canonical_actions(actions_text.strip())
+    except ValueError as exc:
+        raise FlowSyntaxError(f"bad actions in {line!r}: {exc}") from None
     return Flow(
         bridge=bridge,
         table=table,
         priority=priority,
         match=tuple(sorted(fields.items())),
-        actions=act.canonical_actions(actions_text.strip()),
+        actions=actions,
         cookie=cookie,
         idle_timeout=idle,
         hard_timeout=hard,

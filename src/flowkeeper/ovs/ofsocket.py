@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import selectors
 import socket
 import struct
@@ -14,15 +13,13 @@ OFP_VERSION = 0x06
 OFPT_HELLO, OFPT_ERROR, OFPT_ECHO_REQUEST, OFPT_ECHO_REPLY = 0, 1, 2, 3
 OFPT_FLOW_MOD, OFPT_BARRIER_REQUEST, OFPT_BARRIER_REPLY = 14, 20, 21
 OFPT_BUNDLE_CONTROL, OFPT_BUNDLE_ADD_MESSAGE = 33, 34
-OFPBCT_OPEN_REQUEST, OFPBCT_OPEN_REPLY = 0, 1
-OFPBCT_COMMIT_REQUEST, OFPBCT_COMMIT_REPLY, OFPBCT_DISCARD_REQUEST = 4, 5, 6
+OFPBCT_OPEN_REQUEST, OFPBCT_OPEN_REPLY, OFPBCT_COMMIT_REQUEST, OFPBCT_COMMIT_REPLY = 0, 1, 4, 5
 OFPBF_ATOMIC, OFPBF_ORDERED = 1, 2
 OFPFC_ADD, OFPMT_OXM, OFPIT_APPLY_ACTIONS = 0, 1, 4
 OFPAT_OUTPUT, OFPAT_POP_VLAN, OFPAT_SET_FIELD = 0, 18, 25
 OFP_NO_BUFFER = OFPP_ANY = OFPG_ANY = 0xFFFFFFFF
-OFPP_MAX = 0xFFFFFF00
+OFPP_MAX, OFPVID_PRESENT = 0xFFFFFF00, 0x1000
 OXM_VLAN_VID, OXM_ETH_DST, OXM_TUNNEL_ID = 0x80000C02, 0x80000606, 0x80004C08
-OFPVID_PRESENT = 0x1000
 
 HEADER = struct.Struct("!BBHI")
 _BUNDLE_MSG = struct.Struct("!BBHIIHH")  # header, bundle_id, type|pad, flags (16 bytes)
@@ -35,6 +32,7 @@ FLOW_MOD_TABLE20 = struct.Struct(
     "HHIH6x"  # OFPAT_OUTPUT: port, max_len (16 bytes)
 )
 _BATCH_BYTES = 4 << 20
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 # OF1.5 error type names (indexed by type) and code names, space-separated.
 _ERROR_TYPES = (
@@ -111,12 +109,9 @@ def encode_bundle_add(inner: bytes, xid: int, bundle_id: int, flags: int) -> byt
 def parse_mac(mac: str) -> bytes:
     """Parse 'aa:bb:cc:dd:ee:ff' into 6 bytes."""
     parts = mac.split(":")
-    if len(parts) != 6 or not all(1 <= len(p) <= 2 for p in parts):
+    if len(parts) != 6 or not all(0 < len(p) <= 2 and set(p) <= _HEX_DIGITS for p in parts):
         raise ValueError(f"invalid MAC address {mac!r}")
-    try:
-        return bytes(int(p, 16) for p in parts)
-    except ValueError:
-        raise ValueError(f"invalid MAC address {mac!r}") from None
+    return bytes(int(p, 16) for p in parts)
 
 
 def encode_flow_mod_table20(
@@ -124,14 +119,12 @@ def encode_flow_mod_table20(
 ) -> bytes:
     """OF1.5 FLOW_MOD ADD for `table=20,priority=P,dl_vlan=V,dl_dst=MAC,actions=pop_vlan,
     set_field:T->tun_id,output:PORT` (xid 0: send_bundle assigns xids)."""
-    if not 0 <= vlan <= 0xFFF:
-        raise ValueError(f"vlan {vlan} out of range 0..4095")
-    if not 0 <= tun_id < 1 << 64:
-        raise ValueError(f"tun_id {tun_id} out of range")
+    limits = {"vlan": (vlan, 0xFFF), "tun_id": (tun_id, 2**64 - 1), "cookie": (cookie, 2**64 - 1)}
+    for name, (value, top) in (limits | {"priority": (priority, 0xFFFF)}).items():
+        if not 0 <= value <= top:
+            raise ValueError(f"{name} {value} out of range 0..{top}")
     if not 0 < out_port <= OFPP_MAX:
         raise ValueError(f"out_port {out_port} is not a switch port number")
-    if not 0 <= priority <= 0xFFFF:
-        raise ValueError(f"priority {priority} out of range 0..65535")
     size = FLOW_MOD_TABLE20.size
     head = (OFP_VERSION, OFPT_FLOW_MOD, size, 0, cookie, 0, 20, OFPFC_ADD, 0, 0, priority)
     fixed = (OFP_NO_BUFFER, OFPP_ANY, OFPG_ANY, 0, 0)  # buffer, out_port, out_group, flags, imp.
@@ -154,7 +147,6 @@ class _Connection:
         self.peer_hello: tuple[int, bytes] | None = None
         self.xid_names: dict[int, str] = {}
         self.add_xids = range(0)
-        self.partial = False  # a message may be half written
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sel = selectors.DefaultSelector()
         self.mask = selectors.EVENT_READ
@@ -172,10 +164,6 @@ class _Connection:
             raise OpenFlowError(f"cannot connect to OpenFlow socket {self.path}: {why}") from None
         self.sock.setblocking(False)
         self.sel.register(self.sock, self.mask)
-
-    def close(self) -> None:
-        self.sel.close()
-        self.sock.close()
 
     def describe(self, xid: int) -> str:
         if xid in self.add_xids:
@@ -236,7 +224,6 @@ class _Connection:
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
-        self.partial = True
         while view:
             events = self._select(selectors.EVENT_READ | selectors.EVENT_WRITE, "sending")
             if events & selectors.EVENT_READ:
@@ -248,7 +235,6 @@ class _Connection:
                     pass
                 except OSError as exc:
                     raise self._fail(f"send failed: {exc}") from None
-        self.partial = False
 
     def send(self, data: bytes) -> None:
         """Send whole messages, then the echo replies that became due meanwhile."""
@@ -268,11 +254,15 @@ class _Connection:
             self._select(selectors.EVENT_READ, doing)
             self.receive()
 
-    def wait(self, doing: str, xid: int) -> tuple[int, bytes]:
-        """Wait for the reply to `xid`, raising the first error that arrives meanwhile."""
+    def wait(self, doing: str, xid: int, bundle_reply: int | None = None) -> None:
+        """Wait for the reply to `xid` (of bundle control type `bundle_reply`, if given),
+        raising the first error that arrives meanwhile."""
         self._wait_until(lambda: xid in self.replies, doing)
         self.raise_errors()
-        return self.replies.pop(xid)
+        msg_type, body = self.replies.pop(xid)
+        got = (msg_type, int.from_bytes(body[4:6], "big"))
+        if bundle_reply is not None and got != (OFPT_BUNDLE_CONTROL, bundle_reply):
+            raise OpenFlowError(f"{self.path}: got reply (type, subtype) {got} {doing}")
 
     def handshake(self) -> None:
         """Exchange HELLOs; a peer without OpenFlow 1.5 gets a clear error."""
@@ -283,11 +273,9 @@ class _Connection:
         versions = set(range(1, version + 1))
         while len(body) >= 8:  # HELLO elements; type 1 is the version bitmap
             el_type, el_len = struct.unpack_from("!HH", body)
-            if el_type == 1:
-                words = struct.unpack_from(f"!{(el_len - 4) // 4}I", body, 4)
-                versions = {
-                    32 * i + b for i, w in enumerate(words) for b in range(32) if w >> b & 1
-                }
+            if el_type == 1 and (n := (min(el_len, len(body)) - 4) // 4) > 0:
+                words = struct.unpack_from(f"!{n}I", body, 4)
+                versions = {v for v in range(32 * n) if words[v // 32] >> v % 32 & 1}
             body = body[max(8, (el_len + 7) // 8 * 8) :]
         if OFP_VERSION not in versions:  # checked first: the peer's HELLO_FAILED is less clear
             offered = ", ".join(f"{v:#04x}" for v in sorted(versions))
@@ -298,19 +286,14 @@ class _Connection:
         self.raise_errors()
 
 
-def _check_bundle_reply(reply: tuple[int, bytes], expected: int) -> None:
-    msg_type, body = reply
-    got = (msg_type, body[4:6])
-    if got != (OFPT_BUNDLE_CONTROL, expected.to_bytes(2, "big")):
-        raise OpenFlowError(f"unexpected reply {got}, expected bundle control type {expected}")
-
-
 def send_bundle(socket_path: str, flow_mods: Sequence[bytes], *, timeout: float = 30.0) -> None:
     """Send OF1.5 messages to the switch at `socket_path` as one ATOMIC|ORDERED bundle.
 
     `timeout` bounds each wait for the peer (connect, a stalled send or read, the
-    commit), not the whole call. On OpenFlowError nothing of the bundle is installed;
-    ValueError means a message is not a well-formed OF1.5 message.
+    commit), not the whole call. On OpenFlowError nothing of the bundle is installed:
+    errors for bundle messages stop us before the commit (the closed connection makes
+    OVS drop the open bundle), and a failed commit is rolled back by OVS. ValueError
+    means a message is not a well-formed OF1.5 message.
     """
     flags, bundle_id = OFPBF_ATOMIC | OFPBF_ORDERED, 1
     open_xid, first_add = 2, 3
@@ -319,12 +302,11 @@ def send_bundle(socket_path: str, flow_mods: Sequence[bytes], *, timeout: float 
     conn = _Connection(socket_path, timeout)
     conn.xid_names |= {open_xid: "bundle open", barrier_xid: "barrier", commit_xid: "commit"}
     conn.add_xids = range(first_add, barrier_xid)
-    committing = False
     try:
         conn.connect()
         conn.handshake()
         conn.send(encode_bundle_control(open_xid, bundle_id, OFPBCT_OPEN_REQUEST, flags))
-        _check_bundle_reply(conn.wait("opening bundle", open_xid), OFPBCT_OPEN_REPLY)
+        conn.wait("opening bundle", open_xid, OFPBCT_OPEN_REPLY)
         batch: list[bytes] = []
         size = 0
         for xid, msg in enumerate(flow_mods, first_add):
@@ -339,14 +321,8 @@ def send_bundle(socket_path: str, flow_mods: Sequence[bytes], *, timeout: float 
         # make sure every such error has arrived before deciding to commit.
         conn.send(encode_header(OFPT_BARRIER_REQUEST, 8, barrier_xid))
         conn.wait("waiting for barrier", barrier_xid)
-        committing = True  # if the commit fails, OVS discards the bundle itself
         conn.send(encode_bundle_control(commit_xid, bundle_id, OFPBCT_COMMIT_REQUEST, flags))
-        _check_bundle_reply(conn.wait("committing bundle", commit_xid), OFPBCT_COMMIT_REPLY)
-    except BaseException:
-        if not committing and not conn.partial:  # best effort: closing discards it too
-            discard = encode_bundle_control(0, bundle_id, OFPBCT_DISCARD_REQUEST, flags)
-            with contextlib.suppress(OSError):
-                conn.sock.send(discard)
-        raise
-    finally:
-        conn.close()
+        conn.wait("committing bundle", commit_xid, OFPBCT_COMMIT_REPLY)
+    finally:  # OVS discards a bundle that is still open when its connection closes
+        conn.sel.close()
+        conn.sock.close()
