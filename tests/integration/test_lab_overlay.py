@@ -73,7 +73,7 @@ def test_a_bundle_with_one_bad_flow_changes_nothing(lab_factory: LabFactory) -> 
 
 
 def test_ovsdb_interfaces_other_config_and_watch(lab_factory: LabFactory) -> None:
-    lab, state = lab_factory(hosts=1, vms_per_host=1, static_flows=False)
+    _lab, state = lab_factory(hosts=1, vms_per_host=1, static_flows=False)
     host, vm = state.hosts[0], state.vms[0]
     with Ovsdb(f"unix:{host.db_sock}") as db:
         ifaces = {i.name: i for i in db.interfaces()}
@@ -85,7 +85,10 @@ def test_ovsdb_interfaces_other_config_and_watch(lab_factory: LabFactory) -> Non
         db.set_port_other_config(vm.tap, {"net_uuid": "n1", "tag": "5"})
         db.set_port_other_config(vm.tap, {"segmentation_id": "1001"})
         assert db.port_other_config(vm.tap) == {
-            "net_uuid": "n1", "tag": "5", "segmentation_id": "1001"}
+            "net_uuid": "n1",
+            "tag": "5",
+            "segmentation_id": "1001",
+        }
 
         seen: list[tuple[str, InterfaceInfo]] = []
         got = threading.Event()

@@ -84,8 +84,9 @@ def test_stats_are_ignored_and_defaults_filled() -> None:
         "priority=2,dl_vlan=1,dl_dst=fa:16:3e:00:00:00 actions=pop_vlan,output:2"
     )
     flow = parse_flow(line, "br-tun")
-    assert flow == Flow("br-tun", 20, 2, (("dl_dst", "fa:16:3e:00:00:00"), ("dl_vlan", "1")),
-                        "pop_vlan,output:2")
+    assert flow == Flow(
+        "br-tun", 20, 2, (("dl_dst", "fa:16:3e:00:00:00"), ("dl_vlan", "1")), "pop_vlan,output:2"
+    )
     assert parse_flow("actions=drop", "br-int").priority == 32768
 
 

@@ -54,7 +54,9 @@ flows_strategy = st.lists(
 
 
 @given(flows_strategy, flows_strategy)
-def test_applying_the_delta_gives_the_desired_set(desired: list[Flow], installed: list[Flow]) -> None:
+def test_applying_the_delta_gives_the_desired_set(
+    desired: list[Flow], installed: list[Flow]
+) -> None:
     want, have = FlowSet(desired), FlowSet(installed)
     delta = diff(want, have)
     result = have.copy()

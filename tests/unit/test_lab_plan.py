@@ -17,8 +17,9 @@ def test_addresses_stay_in_the_benchmark_range() -> None:
     addrs = [h.tunnel_ip for h in hosts] + [v.ip for v in vms]
     assert all(ipaddress.IPv4Address(a) in LAB_RANGE for a in addrs)
     assert len(set(addrs)) == len(addrs)
-    assert all(ipaddress.IPv4Address(h.tunnel_ip) in ipaddress.IPv4Network("198.18.0.0/16")
-               for h in hosts)
+    assert all(
+        ipaddress.IPv4Address(h.tunnel_ip) in ipaddress.IPv4Network("198.18.0.0/16") for h in hosts
+    )
     assert len({v.mac for v in vms}) == len(vms)
     assert all(len(v.tap) <= 15 for v in vms)
     assert tunnel_ip(1) == "198.18.0.2"
@@ -30,8 +31,10 @@ def test_tunnel_port_name_is_neutron_style() -> None:
 
 
 def _lab(nets: int) -> tuple[list[HostState], list[VmState]]:
-    hosts = [HostState(p.name, p.index, f"fk-{p.name}", p.tunnel_ip, f"/x/{p.name}")
-             for p in plan_hosts(3)]
+    hosts = [
+        HostState(p.name, p.index, f"fk-{p.name}", p.tunnel_ip, f"/x/{p.name}")
+        for p in plan_hosts(3)
+    ]
     vms = [VmState.from_plan(v, f"fk-{v.name}") for v in plan_vms("fk", plan_hosts(3), 2, nets)]
     return hosts, vms
 

@@ -34,15 +34,19 @@ def _demo(args: argparse.Namespace) -> int:
                 res = lab.ping(a.name, b.name, count=5, interval=0.05)
                 ok = res.lost == 0
                 failures += not ok
-                print(f"  {a.name:8} {a.ip:13} -> {b.name:8} {b.ip:13} "
-                      f"{res.received}/{res.sent} {'ok' if ok else 'FAILED'}")
+                print(
+                    f"  {a.name:8} {a.ip:13} -> {b.name:8} {b.ip:13} "
+                    f"{res.received}/{res.sent} {'ok' if ok else 'FAILED'}"
+                )
         for host in state.hosts:
             tun = lab.bridge(host, "br-tun").dump_flows()
             print(f"== {host.name} br-tun: {len(tun)} flows")
     finally:
         if args.keep:
-            print(f"lab left up in {args.lab_dir}; remove it with: "
-                  f"flowkeeper lab --lab-dir {args.lab_dir} down")
+            print(
+                f"lab left up in {args.lab_dir}; remove it with: "
+                f"flowkeeper lab --lab-dir {args.lab_dir} down"
+            )
         else:
             lab.down()
             print("== lab down: namespaces and daemons removed")

@@ -54,12 +54,20 @@ def _lab(args: argparse.Namespace) -> Lab:
 
 
 def _up(args: argparse.Namespace) -> int:
-    opts = UpOptions(hosts=args.hosts, vms_per_host=args.vms_per_host, networks=args.networks,
-                     name=args.name, static_flows=not args.no_flows)
+    opts = UpOptions(
+        hosts=args.hosts,
+        vms_per_host=args.vms_per_host,
+        networks=args.networks,
+        name=args.name,
+        static_flows=not args.no_flows,
+    )
     state = _lab(args).up(opts)
     vms = ", ".join(f"{v.name}={v.ip}" for v in state.vms)
-    emit(_lab(args).status(), args.json,
-         f"lab {state.name} up in {state.dir}: {len(state.hosts)} hosts; VMs: {vms or 'none'}")
+    emit(
+        _lab(args).status(),
+        args.json,
+        f"lab {state.name} up in {state.dir}: {len(state.hosts)} hosts; VMs: {vms or 'none'}",
+    )
     return 0
 
 
@@ -76,8 +84,10 @@ def _status(args: argparse.Namespace) -> int:
         daemons = " ".join(f"{d}:{'up' if ok else 'DOWN'}" for d, ok in h["daemons"].items())
         lines.append(f"  host {h['name']:6} {h['tunnel_ip']:15} {daemons}")
     for v in st["vms"]:  # type: ignore[attr-defined]
-        lines.append(f"  vm   {v['name']:10} on {v['host']:4} net {v['network']} "
-                     f"{v['ip']:15} {v['mac']} {v['tap']}")
+        lines.append(
+            f"  vm   {v['name']:10} on {v['host']:4} net {v['network']} "
+            f"{v['ip']:15} {v['mac']} {v['tap']}"
+        )
     emit(st, args.json, "\n".join(lines))
     return 0
 
@@ -86,8 +96,10 @@ def _ping(args: argparse.Namespace) -> int:
     if not 1 <= args.count <= 10_000 or not 0.001 <= args.interval <= 10:
         raise UsageError("--count must be 1..10000 and --interval 0.001..10 seconds")
     res = _lab(args).ping(args.src, args.dst, args.count, args.interval)
-    text = (f"{args.src} -> {args.dst}: {res.received}/{res.sent} replies, {res.lost} lost, "
-            f"longest gap {res.max_gap_ms:.1f} ms")
+    text = (
+        f"{args.src} -> {args.dst}: {res.received}/{res.sent} replies, {res.lost} lost, "
+        f"longest gap {res.max_gap_ms:.1f} ms"
+    )
     emit({k: v for k, v in vars(res).items() if k != "timeline"}, args.json, text)
     return 0 if res.lost == 0 else 1
 
@@ -98,5 +110,5 @@ def _exec(args: argparse.Namespace) -> int:
         raise UsageError("lab exec needs a command: lab exec VM -- CMD ...")
     ns = _lab(args).namespace_of(args.target)
     argv = in_ns(ns, cmd)
-    os.execvp(argv[0], argv)
+    os.execvp(argv[0], argv)  # noqa: S606 - argv list, no shell
     return 127  # not reached

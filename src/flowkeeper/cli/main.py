@@ -54,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             traceback.print_exc()
-        print(f"flowkeeper: internal error: {type(exc).__name__}: {exc} (use --debug)",
-              file=sys.stderr)
+        print(
+            f"flowkeeper: internal error: {type(exc).__name__}: {exc} (use --debug)",
+            file=sys.stderr,
+        )
         return 1

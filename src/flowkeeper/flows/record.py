@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass
 
 from flowkeeper.flows import actions as act
@@ -68,8 +67,6 @@ def _quote_name(field: str, value: str) -> str:
     if field == "in_port" and not value.isdigit() and not value.isupper():
         return f'"{value}"'
     return value
-
-
 
 
 def parse_flow(text: str, bridge: str) -> Flow:

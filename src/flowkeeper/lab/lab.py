@@ -83,8 +83,7 @@ class Lab:
             self._make_underlay(state)
             for plan in plan_hosts(opts.hosts):
                 self._make_host(state, plan.name, plan.index, plan.tunnel_ip)
-            for vm in plan_vms(opts.name, plan_hosts(opts.hosts), opts.vms_per_host,
-                               opts.networks):
+            for vm in plan_vms(opts.name, plan_hosts(opts.hosts), opts.vms_per_host, opts.networks):
                 self._make_vm(state, VmState.from_plan(vm, f"{opts.name}-{vm.name}"))
             if opts.static_flows:
                 self.install_static_flows(state)
@@ -96,8 +95,10 @@ class Lab:
 
     def _add_ns(self, state: LabState, ns: str) -> None:
         if ns in list_netns():
-            raise LabError(f"namespace {ns} already exists: another lab named "
-                           f"{state.name!r} is up; use --name or 'lab down'")
+            raise LabError(
+                f"namespace {ns} already exists: another lab named "
+                f"{state.name!r} is up; use --name or 'lab down'"
+            )
         state.namespaces.append(ns)
         state.save()
         add_netns(ns)
@@ -109,8 +110,13 @@ class Lab:
 
     def _make_host(self, state: LabState, name: str, index: int, tunnel_ip: str) -> None:
         self.progress(f"host {name}: namespace, ovsdb-server, ovs-vswitchd, {tunnel_ip}")
-        host = HostState(name=name, index=index, ns=f"{state.name}-{name}",
-                         tunnel_ip=tunnel_ip, dir=str(self.dir / "hosts" / name))
+        host = HostState(
+            name=name,
+            index=index,
+            ns=f"{state.name}-{name}",
+            tunnel_ip=tunnel_ip,
+            dir=str(self.dir / "hosts" / name),
+        )
         state.hosts.append(host)
         self._add_ns(state, host.ns)
         Path(host.dir).mkdir(parents=True, exist_ok=True)
@@ -119,8 +125,10 @@ class Lab:
         host.pids["ovs-vswitchd"] = ovsproc.start_vswitchd(host)
         state.save()
         ul = state.underlay_ns
-        run(["ip", "link", "add", name, "type", "veth", "peer", "name", "eth0", "netns", host.ns],
-            ns=ul)
+        run(
+            ["ip", "link", "add", name, "type", "veth", "peer", "name", "eth0", "netns", host.ns],
+            ns=ul,
+        )
         run(["ip", "link", "set", name, "master", UNDERLAY_BRIDGE, "up"], ns=ul)
         run(["ip", "link", "set", "eth0", "up"], ns=host.ns)
         with Ovsdb(f"unix:{host.db_sock}") as db:
@@ -140,8 +148,10 @@ class Lab:
         host = state.host(vm.host)
         state.vms.append(vm)
         self._add_ns(state, vm.ns)
-        run(["ip", "link", "add", vm.tap, "type", "veth", "peer", "name", "eth0",
-             "netns", vm.ns], ns=host.ns)
+        run(
+            ["ip", "link", "add", vm.tap, "type", "veth", "peer", "name", "eth0", "netns", vm.ns],
+            ns=host.ns,
+        )
         self.configure_vm_nic(vm)
         self.plug_vif(host, vm)
 
@@ -158,8 +168,12 @@ class Lab:
     def plug_vif(host: HostState, vm: VmState) -> None:
         """Plug the VM's tap into br-int the way Nova/os-vif does (iface-id, attached-mac)."""
         run(["ip", "link", "set", vm.tap, "up"], ns=host.ns)
-        ids = {"iface-id": vm.iface_id, "attached-mac": vm.mac, "iface-status": "active",
-               "vm-id": vm.name}
+        ids = {
+            "iface-id": vm.iface_id,
+            "attached-mac": vm.mac,
+            "iface-status": "active",
+            "vm-id": vm.name,
+        }
         with Ovsdb(f"unix:{host.db_sock}") as db:
             db.ensure_port(BR_INT, vm.tap, external_ids=ids)
             db.wait_ofports([vm.tap])
@@ -170,8 +184,9 @@ class Lab:
             peers = tunnel_peers(host, state.hosts, state.vms)
             with Ovsdb(f"unix:{host.db_sock}") as db:
                 for ip in peers:
-                    db.ensure_tunnel_port(BR_TUN, tunnel_port_name("vxlan", ip), "vxlan", ip,
-                                          host.tunnel_ip)
+                    db.ensure_tunnel_port(
+                        BR_TUN, tunnel_port_name("vxlan", ip), "vxlan", ip, host.tunnel_ip
+                    )
                 db.wait_ofports([tunnel_port_name("vxlan", ip) for ip in peers])
             flows = FlowSet(static_flows(host, state.hosts, state.vms))
             for bridge in (BR_INT, BR_TUN):
@@ -220,17 +235,30 @@ class Lab:
     def ping(self, src: str, dst: str, count: int = 5, interval: float = 0.2) -> ProbeResult:
         state = self.state()
         a, b = state.vm(src), state.vm(dst)
-        proc = run(self.probe_argv(a, b.ip, count, interval, timeline=False), ns=a.ns,
-                   timeout=count * interval + 15)
+        proc = run(
+            self.probe_argv(a, b.ip, count, interval, timeline=False),
+            ns=a.ns,
+            timeout=count * interval + 15,
+        )
         data = json.loads(proc.stdout)
         data.setdefault("timeline", [])
         return ProbeResult(**data)
 
     @staticmethod
-    def probe_argv(vm: VmState, dst_ip: str, count: int, interval: float,
-                   timeline: bool = True) -> list[str]:
-        argv = [sys.executable, "-m", "flowkeeper.lab.probe", "--dst", dst_ip,
-                "--count", str(count), "--interval", str(interval)]
+    def probe_argv(
+        vm: VmState, dst_ip: str, count: int, interval: float, timeline: bool = True
+    ) -> list[str]:
+        argv = [
+            sys.executable,
+            "-m",
+            "flowkeeper.lab.probe",
+            "--dst",
+            dst_ip,
+            "--count",
+            str(count),
+            "--interval",
+            str(interval),
+        ]
         return argv if timeline else [*argv, "--no-timeline"]
 
     def namespace_of(self, target: str) -> str:
@@ -248,8 +276,24 @@ class Lab:
         hosts = []
         for host in state.hosts:
             daemons = {d: bool(p and procs.is_ours(p, host.dir)) for d, p in host.pids.items()}
-            hosts.append({"name": host.name, "namespace": host.ns,
-                          "tunnel_ip": host.tunnel_ip, "daemons": daemons})
-        vms = [{"name": v.name, "host": v.host, "network": v.network, "ip": v.ip,
-                "mac": v.mac, "iface_id": v.iface_id, "tap": v.tap} for v in state.vms]
+            hosts.append(
+                {
+                    "name": host.name,
+                    "namespace": host.ns,
+                    "tunnel_ip": host.tunnel_ip,
+                    "daemons": daemons,
+                }
+            )
+        vms = [
+            {
+                "name": v.name,
+                "host": v.host,
+                "network": v.network,
+                "ip": v.ip,
+                "mac": v.mac,
+                "iface_id": v.iface_id,
+                "tap": v.tap,
+            }
+            for v in state.vms
+        ]
         return {"lab": state.name, "dir": state.dir, "hosts": hosts, "vms": vms}

@@ -7,7 +7,9 @@ It prints one JSON object. Every run is bounded in packet count and in time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
+import itertools
 import json
 import os
 import select
@@ -58,7 +60,7 @@ def summarize(
     events = [start, *sorted(reply_times[i] for i in range(sent) if i in reply_times)]
     # The probe window closes one interval after the last send.
     events.append(max(end_time, events[-1]))
-    max_gap = max((b - a for a, b in zip(events, events[1:], strict=False)), default=0.0)
+    max_gap = max((b - a for a, b in itertools.pairwise(events)), default=0.0)
     run = longest = 0
     for i in range(sent):
         run = 0 if i in reply_times else run + 1
@@ -85,7 +87,7 @@ def summarize(
 def checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     total = (total >> 16) + (total & 0xFFFF)
     total += total >> 16
     return ~total & 0xFFFF
@@ -130,10 +132,8 @@ def run_probe(dst: str, count: int, interval: float, grace: float) -> ProbeResul
             if now > deadline:
                 break
             send_times.append(now)
-            try:
+            with contextlib.suppress(OSError):  # no route or buffer full: counts as lost
                 sock.sendto(echo_request(ident, i), (dst, 0))
-            except OSError:
-                pass  # no route or buffer full: counts as lost
         end = time.monotonic()
         _receive_until(sock, ident, min(deadline, end + grace), replies, stop_when=len(send_times))
     finally:
@@ -183,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         inside = False
     if not inside:
-        print(f"probe: destination {args.dst!r} is not a lab address in {LAB_RANGE}", file=sys.stderr)
+        print(
+            f"probe: destination {args.dst!r} is not a lab address in {LAB_RANGE}", file=sys.stderr
+        )
         return 2
     result = run_probe(args.dst, args.count, args.interval, min(args.grace, 5.0))
     print(result.to_json(with_timeline=not args.no_timeline))

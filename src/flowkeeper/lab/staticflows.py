@@ -28,42 +28,61 @@ def static_flows(host: HostState, hosts: Sequence[HostState], vms: Sequence[VmSt
         lines.append((BR_TUN, f"table=0,priority=1,in_port={port},actions=resubmit(,4)"))
     for vm in local:
         lines.append(
-            (BR_INT, f"table=0,priority=10,in_port={vm.tap},"
-             f"actions=mod_vlan_vid:{vm.network},resubmit(,60)")
+            (
+                BR_INT,
+                f"table=0,priority=10,in_port={vm.tap},"
+                f"actions=mod_vlan_vid:{vm.network},resubmit(,60)",
+            )
         )
         lines.append(
-            (BR_INT, f"table=60,priority=20,dl_vlan={vm.network},dl_dst={vm.mac},"
-             f"actions=strip_vlan,output:{vm.tap}")
+            (
+                BR_INT,
+                f"table=60,priority=20,dl_vlan={vm.network},dl_dst={vm.mac},"
+                f"actions=strip_vlan,output:{vm.tap}",
+            )
         )
     for net in networks:
         vni = VNI_BASE + net
         here = [v.tap for v in local if v.network == net]
         flood = ",".join(f"output:{tap}" for tap in here)
         lines.append(
-            (BR_INT, f"table=60,priority=5,dl_vlan={net},"
-             f"actions=output:{PATCH_TUN},strip_vlan,{flood}")
+            (
+                BR_INT,
+                f"table=60,priority=5,dl_vlan={net},actions=output:{PATCH_TUN},strip_vlan,{flood}",
+            )
         )
         lines.append(
-            (BR_TUN, f"table=4,priority=1,tun_id={vni},"
-             f"actions=mod_vlan_vid:{net},output:{PATCH_INT}")
+            (
+                BR_TUN,
+                f"table=4,priority=1,tun_id={vni},actions=mod_vlan_vid:{net},output:{PATCH_INT}",
+            )
         )
         remote = [v for v in vms if v.network == net and v.host != host.name]
         ports = sorted({tunnel_port_name("vxlan", ip_of[v.host]) for v in remote})
         for vm in remote:
             port = tunnel_port_name("vxlan", ip_of[vm.host])
             lines.append(
-                (BR_INT, f"table=60,priority=10,dl_vlan={net},dl_dst={vm.mac},"
-                 f"actions=output:{PATCH_TUN}")
+                (
+                    BR_INT,
+                    f"table=60,priority=10,dl_vlan={net},dl_dst={vm.mac},"
+                    f"actions=output:{PATCH_TUN}",
+                )
             )
             lines.append(
-                (BR_TUN, f"table=20,priority=2,dl_vlan={net},dl_dst={vm.mac},"
-                 f"actions=strip_vlan,set_field:{vni}->tun_id,output:{port}")
+                (
+                    BR_TUN,
+                    f"table=20,priority=2,dl_vlan={net},dl_dst={vm.mac},"
+                    f"actions=strip_vlan,set_field:{vni}->tun_id,output:{port}",
+                )
             )
         if ports:
             outs = ",".join(f"output:{p}" for p in ports)
             lines.append(
-                (BR_TUN, f"table=20,priority=1,dl_vlan={net},"
-                 f"actions=strip_vlan,set_field:{vni}->tun_id,{outs}")
+                (
+                    BR_TUN,
+                    f"table=20,priority=1,dl_vlan={net},"
+                    f"actions=strip_vlan,set_field:{vni}->tun_id,{outs}",
+                )
             )
     return [parse_flow(text, bridge) for bridge, text in lines]
 
