@@ -10,7 +10,7 @@ from flowkeeper.flows.flowset import FlowSet, diff
 from flowkeeper.flows.record import parse_flow
 from flowkeeper.lab.staticflows import static_flows, tunnel_peers
 from flowkeeper.naming import BR_INT, BR_TUN, tunnel_port_name
-from flowkeeper.ovs.ofctl import OpenFlowError
+from flowkeeper.ovs.errors import OpenFlowError
 from flowkeeper.ovs.ovsdb import InterfaceInfo, Ovsdb
 from tests.conftest import LabFactory
 

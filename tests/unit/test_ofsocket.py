@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from flowkeeper.ovs.errors import OpenFlowError
 from flowkeeper.ovs.ofsocket import (
     OFPBF_ATOMIC,
     OFPBF_ORDERED,
-    OpenFlowError,
     encode_bundle_add,
     encode_bundle_control,
     encode_flow_mod_table20,
@@ -109,11 +109,25 @@ def test_flow_mod_roundtrip_and_alignment(
         (1, "aa:bb:cc:dd:ee:ff", 2**64, 2),
         (1, "aa:bb:cc:dd:ee:ff", 1, 0),
         (1, "aa:bb:cc:dd:ee:ff", 1, 0xFFFFFFFF),
+        (1, "aa:bb:cc:dd:ee: f", 1, 2),
+        (1, "aa:bb:cc:dd:ee:+f", 1, 2),
     ],
 )
 def test_flow_mod_rejects_bad_arguments(vlan: int, mac: str, tun_id: int, out_port: int) -> None:
     with pytest.raises(ValueError, match=r"out of range|invalid MAC|port number"):
         encode_flow_mod_table20(vlan, mac, tun_id, out_port)
+
+
+def test_flow_mod_rejects_bad_priority_and_cookie() -> None:
+    with pytest.raises(ValueError, match="priority=65536"):
+        encode_flow_mod_table20(1, "aa:bb:cc:dd:ee:ff", 1, 2, priority=65536)
+    with pytest.raises(ValueError, match="cookie=-1"):
+        encode_flow_mod_table20(1, "aa:bb:cc:dd:ee:ff", 1, 2, cookie=-1)
+
+
+def test_short_mac_bytes_are_accepted() -> None:
+    msg = encode_flow_mod_table20(1, "a:0:c:dd:E:f", 1, 2)
+    assert msg[62:68] == bytes.fromhex("0a000cdd0e0f")
 
 
 def test_bundle_add_wraps_and_rewrites_xid() -> None:

@@ -5,16 +5,12 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterable, Sequence
 
-from flowkeeper.errors import FlowkeeperError
 from flowkeeper.flows.flowset import FlowDelta
 from flowkeeper.flows.record import Flow, parse_dump
+from flowkeeper.ovs.errors import OpenFlowError
 
 OFCTL = "ovs-ofctl"
 PROTOCOL = "OpenFlow15"
-
-
-class OpenFlowError(FlowkeeperError):
-    """ovs-ofctl or the switch refused a request."""
 
 
 class OfctlBridge:
@@ -49,6 +45,13 @@ class OfctlBridge:
         """Every flow on the bridge, in canonical form (ports by name)."""
         out = self._run(["--no-stats", "--names", "dump-flows", self.target])
         return parse_dump(out, self.name)
+
+    def flow_count(self) -> int:
+        out = self._run(["dump-aggregate", self.target])
+        for token in out.split():
+            if token.startswith("flow_count="):
+                return int(token.split("=", 1)[1])
+        raise OpenFlowError(f"{self.name}: no flow_count in dump-aggregate reply")
 
     def add_flows(self, flows: Iterable[Flow]) -> None:
         """Add flows in one atomic bundle (restore path: no dump, no diff)."""

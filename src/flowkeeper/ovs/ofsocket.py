@@ -7,7 +7,7 @@ import socket
 import struct
 from collections.abc import Callable, Sequence
 
-from flowkeeper.errors import FlowkeeperError
+from flowkeeper.ovs.errors import OpenFlowError
 
 OFP_VERSION = 0x06
 OFPT_HELLO, OFPT_ERROR, OFPT_ECHO_REQUEST, OFPT_ECHO_REPLY = 0, 1, 2, 3
@@ -32,7 +32,6 @@ FLOW_MOD_TABLE20 = struct.Struct(
     "HHIH6x"  # OFPAT_OUTPUT: port, max_len (16 bytes)
 )
 _BATCH_BYTES = 4 << 20
-_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 # OF1.5 error type names (indexed by type) and code names, space-separated.
 _ERROR_TYPES = (
@@ -58,15 +57,6 @@ _ERROR_CODES = {
     "MSG_BAD_LEN MSG_BAD_XID MSG_UNSUP MSG_CONFLICT MSG_TOO_MANY MSG_FAILED TIMEOUT "
     "BUNDLE_IN_PROGRESS",
 }
-
-
-class OpenFlowError(FlowkeeperError):
-    """The switch refused the bundle, or could not be reached; the message is one line."""
-
-    def __init__(self, message: str, err_type: int | None = None, code: int | None = None) -> None:
-        super().__init__(message)
-        self.err_type = err_type
-        self.code = code
 
 
 def error_name(err_type: int, code: int) -> str:
@@ -107,11 +97,15 @@ def encode_bundle_add(inner: bytes, xid: int, bundle_id: int, flags: int) -> byt
 
 
 def parse_mac(mac: str) -> bytes:
-    """Parse 'aa:bb:cc:dd:ee:ff' into 6 bytes."""
+    """Parse 'aa:bb:cc:dd:ee:ff' (one or two hex digits per byte) into 6 bytes."""
     parts = mac.split(":")
-    if len(parts) != 6 or not all(0 < len(p) <= 2 and set(p) <= _HEX_DIGITS for p in parts):
+    try:
+        raw = bytes.fromhex("".join(p.rjust(2, "0") for p in parts))
+    except ValueError:
+        raw = b""
+    if len(parts) != 6 or len(raw) != 6 or not all(0 < len(p) <= 2 for p in parts):
         raise ValueError(f"invalid MAC address {mac!r}")
-    return bytes(int(p, 16) for p in parts)
+    return raw
 
 
 def encode_flow_mod_table20(
@@ -119,10 +113,9 @@ def encode_flow_mod_table20(
 ) -> bytes:
     """OF1.5 FLOW_MOD ADD for `table=20,priority=P,dl_vlan=V,dl_dst=MAC,actions=pop_vlan,
     set_field:T->tun_id,output:PORT` (xid 0: send_bundle assigns xids)."""
-    limits = {"vlan": (vlan, 0xFFF), "tun_id": (tun_id, 2**64 - 1), "cookie": (cookie, 2**64 - 1)}
-    for name, (value, top) in (limits | {"priority": (priority, 0xFFFF)}).items():
-        if not 0 <= value <= top:
-            raise ValueError(f"{name} {value} out of range 0..{top}")
+    small_ok = 0 <= vlan <= 0xFFF and 0 <= priority <= 0xFFFF
+    if not (small_ok and 0 <= tun_id < 2**64 and 0 <= cookie < 2**64):
+        raise ValueError(f"out of range: {vlan=} {priority=} {tun_id=} {cookie=}")
     if not 0 < out_port <= OFPP_MAX:
         raise ValueError(f"out_port {out_port} is not a switch port number")
     size = FLOW_MOD_TABLE20.size

@@ -12,16 +12,12 @@ from typing import Any
 from ovsdbapp.backend.ovs_idl import connection
 from ovsdbapp.schema.open_vswitch import impl_idl
 
-from flowkeeper.errors import FlowkeeperError
+from flowkeeper.ovs.errors import OvsdbError
 
 log = logging.getLogger(__name__)
 
 TUNNEL_TYPES = frozenset({"vxlan", "gre"})
 _TABLES = ("Open_vSwitch", "Bridge", "Port", "Interface")
-
-
-class OvsdbError(FlowkeeperError):
-    """ovsdb-server is unreachable or refused a transaction."""
 
 
 @dataclass(frozen=True)
