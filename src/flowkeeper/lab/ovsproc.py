@@ -37,12 +37,12 @@ def start_ovsdb(host: HostState) -> int:
     fresh = not db.exists()
     if fresh:
         run(["ovsdb-tool", "create", str(db), str(SCHEMA)])
-    (d / "db.sock").unlink(missing_ok=True)
+    (d / "run" / "db.sock").unlink(missing_ok=True)
     run(
         [
             "ovsdb-server",
             str(db),
-            f"--remote=punix:{d}/db.sock",
+            f"--remote=punix:{d}/run/db.sock",
             f"--pidfile={d}/ovsdb-server.pid",
             f"--unixctl={d}/ovsdb-server.ctl",
             f"--log-file={d}/ovsdb-server.log",
@@ -75,7 +75,7 @@ def start_vswitchd(host: HostState) -> int:
     run(
         [
             "ovs-vswitchd",
-            f"unix:{d}/db.sock",
+            f"unix:{d}/run/db.sock",
             f"--pidfile={d}/ovs-vswitchd.pid",
             f"--unixctl={d}/ovs-vswitchd.ctl",
             f"--log-file={d}/ovs-vswitchd.log",

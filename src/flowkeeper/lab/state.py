@@ -27,7 +27,7 @@ class HostState:
 
     @property
     def db_sock(self) -> str:
-        return self.path("db.sock")
+        return self.path("run/db.sock")
 
     def mgmt(self, bridge: str) -> str:
         return self.path(f"run/{bridge}.mgmt")

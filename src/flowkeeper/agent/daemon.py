@@ -1,0 +1,221 @@
+"""The agent daemon: follow the server (list+watch) and OVSDB, keep OVS's flows as desired.
+
+Every path is the same three steps: take the installed flows, compute the desired ones
+from a HostView, apply the diff in one atomic bundle per bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flowkeeper.agent.mirror import LocalVif, Mirror, assemble, bound_ports
+from flowkeeper.agent.ovsside import HostOvs
+from flowkeeper.client import AsyncClient, Compacted, ServerUnavailable
+from flowkeeper.errors import FlowkeeperError
+from flowkeeper.flows.flowset import FlowSet, diff
+from flowkeeper.ovs.ovsdb import InterfaceInfo
+from flowkeeper.pipeline.build import build_flows
+from flowkeeper.pipeline.tables import cookie_for
+from flowkeeper.pipeline.view import tunnel_peers
+from flowkeeper.pipeline.vlans import allocate
+
+log = logging.getLogger("flowkeeper.agent")
+
+DEBOUNCE_S = 0.005
+HEARTBEAT_S = 5.0
+BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
+
+
+@dataclass
+class AgentConfig:
+    host: str
+    tunnel_ip: str
+    server: str
+    ovsdb: str
+    rundir: Path
+    state_dir: Path
+    token: str | None = None
+    l2pop: bool = True
+    arp_responder: bool = True
+
+
+@dataclass
+class AgentStatus:
+    state: str = "starting"  # starting -> syncing -> in-sync (-> disconnected)
+    applied_revision: int = 0
+    reported: dict[str, str] = field(default_factory=dict)  # port id -> status told
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig) -> None:
+        self.cfg = cfg
+        self.mirror = Mirror()
+        self.status = AgentStatus()
+        self.wake = asyncio.Event()
+        self.stop = asyncio.Event()
+        self.in_sync = False
+        self.installed = FlowSet()
+        self.vlans: dict[str, int] = {}
+        self.cookie = 0
+        self.ovs: HostOvs | None = None
+        self.client = AsyncClient(cfg.server, cfg.token)
+
+    # --- start-up -----------------------------------------------------------
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop.set)
+        self.ovs = await asyncio.to_thread(HostOvs, self.cfg.ovsdb, self.cfg.rundir)
+        ovs = self.ovs
+        await asyncio.to_thread(ovs.ensure_bridges)
+        generation = await asyncio.to_thread(ovs.next_generation)
+        self.cookie = cookie_for(generation)
+        self.installed = await asyncio.to_thread(ovs.installed_flows)
+        self.vlans = await asyncio.to_thread(ovs.local_vlans)
+        log.info("generation %d; %d flows installed; local VLANs %s", generation,
+                 len(self.installed), self.vlans)
+
+        def on_iface(_event: str, info: InterfaceInfo) -> None:
+            if info.iface_id or info.name.startswith(("vxlan-", "gre-")):
+                loop.call_soon_threadsafe(self.wake.set)
+
+        ovs.watch(on_iface)
+        tasks = [
+            asyncio.create_task(self._control_plane(), name="control-plane"),
+            asyncio.create_task(self._reconciler(), name="reconciler"),
+            asyncio.create_task(self._heartbeat(), name="heartbeat"),
+        ]
+        await self.stop.wait()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.client.close()
+        await asyncio.to_thread(ovs.close)
+        log.info("agent stopped; flows left in place")
+
+    # --- control plane: list, then watch from the revision -------------------
+    async def _control_plane(self) -> None:
+        backoff = BACKOFF_MIN_S
+        need_list = True
+        while not self.stop.is_set():
+            try:
+                if need_list:
+                    await self._register("syncing")
+                    view = await self.client.view(self.cfg.host)
+                    self.mirror.load(view.revision, view.networks, view.ports)
+                    log.info("listed revision %d: %d networks, %d ports", view.revision,
+                             len(view.networks), len(view.ports))
+                    self.in_sync = True
+                    need_list = False
+                    self.wake.set()
+                async for event in self.client.watch(self.cfg.host, self.mirror.revision):
+                    backoff = BACKOFF_MIN_S
+                    if event.kind == "heartbeat":
+                        self.mirror.revision = max(self.mirror.revision, event.revision)
+                        continue
+                    self.mirror.apply(event.revision, event.kind, event.op, event.object)
+                    self.wake.set()
+            except Compacted:
+                log.warning("revision %d was compacted away: listing again", self.mirror.revision)
+                need_list = True
+            except ServerUnavailable as exc:
+                self.status.state = "disconnected"
+                log.warning("server unavailable (%s); dataplane kept; retry in %.1fs",
+                            exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _register(self, state: str) -> None:
+        self.status.state = state
+        await self.client.register_host(
+            self.cfg.host, self.cfg.tunnel_ip, l2pop=self.cfg.l2pop, state=state,
+            revision=self.status.applied_revision,
+        )
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            with contextlib.suppress(FlowkeeperError):
+                await self._register(self.status.state)
+
+    # --- reconcile: desired vs installed, one bundle per bridge --------------
+    async def _reconciler(self) -> None:
+        while True:
+            await self.wake.wait()
+            await asyncio.sleep(DEBOUNCE_S)
+            self.wake.clear()
+            try:
+                await self._reconcile()
+            except FlowkeeperError as exc:
+                log.error("reconcile failed: %s; re-reading installed flows", exc)
+                assert self.ovs is not None
+                self.installed = await asyncio.to_thread(self.ovs.installed_flows)
+                await asyncio.sleep(0.5)
+                self.wake.set()
+
+    async def _reconcile(self) -> None:
+        ovs = self.ovs
+        assert ovs is not None
+        started = time.monotonic()
+        revision = self.mirror.revision
+        vifs = await asyncio.to_thread(ovs.vifs)
+        bound = bound_ports(self.mirror, self.cfg.host,
+                            [LocalVif(v.device, v.iface_id) for v in vifs])
+        needed = {self.mirror.ports[p].network_id for p in bound}
+        # Before the first list, keep every VLAN we already had: never renumber blindly.
+        vlans = allocate(self.vlans, needed | (set() if self.in_sync else set(self.vlans)))
+        view = assemble(self.mirror, host=self.cfg.host, tunnel_ip=self.cfg.tunnel_ip,
+                        l2pop=self.cfg.l2pop, arp_responder=self.cfg.arp_responder,
+                        cookie=self.cookie, bound=bound, vlans=vlans)
+        for net in view.networks:
+            for port_id, device in bound.items():
+                if self.mirror.ports[port_id].network_id == net.id:
+                    await asyncio.to_thread(ovs.record_vlan, device, net.id, net.type,
+                                            net.segmentation_id, net.vlan)
+        self.vlans = vlans
+        peers = tunnel_peers(view)
+        await asyncio.to_thread(ovs.ensure_tunnels, peers, self.cfg.tunnel_ip)
+        desired = build_flows(view)
+        delta = diff(desired, self.installed)
+        if not self.in_sync:
+            delta.delete = []  # stale flows go only once we are in sync
+        if delta:
+            await asyncio.to_thread(ovs.apply, delta)
+            for flow in delta.delete:
+                self.installed.discard(flow.key)
+            for flow in [*delta.add, *delta.modify]:
+                self.installed.add(flow)
+            log.info("applied +%d ~%d -%d flows in %.0f ms (revision %d)", len(delta.add),
+                     len(delta.modify), len(delta.delete),
+                     (time.monotonic() - started) * 1000, revision)
+        if self.in_sync:
+            gone = await asyncio.to_thread(ovs.remove_unused_tunnels, peers)
+            if gone:
+                log.info("removed unused tunnels %s", ", ".join(gone))
+            await self._report_ports(bound)
+            self.status.applied_revision = revision
+            if self.status.state != "in-sync":
+                with contextlib.suppress(FlowkeeperError):
+                    await self._register("in-sync")
+
+    async def _report_ports(self, bound: dict[str, str]) -> None:
+        want = {p: "ACTIVE" for p in bound}
+        for port_id, port in self.mirror.ports.items():
+            if port.host == self.cfg.host and port_id not in bound:
+                want[port_id] = "DOWN"
+        for port_id, status in want.items():
+            port = self.mirror.ports.get(port_id)
+            if port is None or self.status.reported.get(port_id) == status:
+                continue
+            if port.status == status:
+                self.status.reported[port_id] = status
+                continue
+            with contextlib.suppress(FlowkeeperError):
+                await self.client.set_port_status(port_id, status)
+                self.status.reported[port_id] = status

@@ -1,0 +1,84 @@
+"""The agent's copy of the control-plane state it was sent, and how it becomes a HostView."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from flowkeeper.model import Network, Port
+from flowkeeper.pipeline.view import HostView, LocalPort, NetworkView, RemotePort
+
+
+@dataclass
+class Mirror:
+    """Networks and ports from the server's view and watch stream, at `revision`."""
+
+    revision: int = 0
+    networks: dict[str, Network] = field(default_factory=dict)
+    ports: dict[str, Port] = field(default_factory=dict)
+
+    def load(self, revision: int, networks: Iterable[Network], ports: Iterable[Port]) -> None:
+        self.revision = revision
+        self.networks = {n.id: n for n in networks}
+        self.ports = {p.id: p for p in ports}
+
+    def apply(self, revision: int, kind: str, op: str, obj: Network | Port | None) -> None:
+        """Apply one watch event (idempotent: replaying an event changes nothing)."""
+        if obj is not None:
+            table: dict[str, object] = self.networks if kind == "network" else self.ports
+            if op == "delete":
+                table.pop(obj.id, None)
+                if kind == "network":
+                    self.ports = {k: p for k, p in self.ports.items()
+                                  if p.network_id != obj.id}
+            elif op == "put":
+                table[obj.id] = obj
+        self.revision = max(self.revision, revision)
+
+
+@dataclass(frozen=True)
+class LocalVif:
+    device: str
+    iface_id: str
+
+
+def bound_ports(mirror: Mirror, host: str, vifs: Iterable[LocalVif]) -> dict[str, str]:
+    """port id -> OVS device, for VIFs whose iface-id names a port bound to this host."""
+    out: dict[str, str] = {}
+    for vif in vifs:
+        port = mirror.ports.get(vif.iface_id)
+        if port is not None and port.host == host and port.network_id in mirror.networks:
+            out[port.id] = vif.device
+    return out
+
+
+def assemble(
+    mirror: Mirror,
+    *,
+    host: str,
+    tunnel_ip: str,
+    l2pop: bool,
+    arp_responder: bool,
+    cookie: int,
+    bound: Mapping[str, str],
+    vlans: Mapping[str, int],
+) -> HostView:
+    """Pure: the HostView for this host. Networks without a local VLAN are left out."""
+    nets = []
+    for net_id in sorted({mirror.ports[p].network_id for p in bound}):
+        net = mirror.networks[net_id]
+        if net_id in vlans:
+            nets.append(NetworkView(net.id, net.type, net.segmentation_id, vlans[net_id]))
+    present = {n.id for n in nets}
+    local = tuple(
+        LocalPort(p.id, p.network_id, bound[p.id], p.mac, tuple(p.fixed_ips))
+        for p in (mirror.ports[pid] for pid in sorted(bound))
+        if p.network_id in present
+    )
+    remote = tuple(
+        RemotePort(p.id, p.network_id, p.mac, p.tunnel_ip, tuple(p.fixed_ips))
+        for p in sorted(mirror.ports.values(), key=lambda p: p.id)
+        if p.network_id in present and p.host != host and p.status == "ACTIVE"
+        and p.tunnel_ip and p.tunnel_ip != tunnel_ip
+    )
+    return HostView(tunnel_ip, l2pop, arp_responder, cookie, tuple(nets), local, remote)

@@ -1,0 +1,133 @@
+"""The agent's view of its own host's OVS: bridges, VIFs, local VLANs, tunnels, generation."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from flowkeeper.flows.flowset import FlowDelta, FlowSet
+from flowkeeper.naming import BR_INT, BR_TUN, PATCH_INT, PATCH_TUN, tunnel_port_name
+from flowkeeper.ovs.ofctl import OfctlBridge
+from flowkeeper.ovs.ovsdb import InterfaceInfo, Ovsdb
+from flowkeeper.pipeline.tables import COOKIE_TAG, LEARNED_COOKIE
+
+log = logging.getLogger(__name__)
+
+GENERATION_KEY = "flowkeeper-generation"
+BRIDGES = (BR_INT, BR_TUN)
+TUNNEL_PREFIXES = ("vxlan-", "gre-")
+
+
+@dataclass(frozen=True)
+class Vif:
+    """A VM interface plugged into br-int (Nova's iface-id and attached-mac)."""
+
+    device: str
+    iface_id: str
+    mac: str
+    ofport: int | None
+
+
+class HostOvs:
+    """Everything the agent does to its host's OVS goes through here."""
+
+    def __init__(self, ovsdb_remote: str, rundir: Path) -> None:
+        self.db = Ovsdb(ovsdb_remote)
+        self.rundir = rundir
+        self.bridges = {b: OfctlBridge(b, str(rundir / f"{b}.mgmt")) for b in BRIDGES}
+
+    def close(self) -> None:
+        self.db.close()
+
+    def ensure_bridges(self) -> None:
+        """br-int and br-tun with their patch ports. Never touches existing flows."""
+        for bridge in BRIDGES:
+            self.db.ensure_bridge(bridge)
+        self.db.ensure_patch_port(BR_INT, PATCH_TUN, PATCH_INT)
+        self.db.ensure_patch_port(BR_TUN, PATCH_INT, PATCH_TUN)
+        self.db.wait_ofports([PATCH_TUN, PATCH_INT])
+
+    def next_generation(self) -> int:
+        """Read the generation persisted in br-int's external_ids, store and return +1."""
+        current = self.db.api.db_get("Bridge", BR_INT, "external_ids").execute(check_error=True)
+        try:
+            gen = int(dict(current).get(GENERATION_KEY, "0")) + 1
+        except ValueError:
+            gen = 1
+        gen %= 1 << 32
+        self.db.api.db_set(
+            "Bridge", BR_INT, ("external_ids", {GENERATION_KEY: str(gen)})
+        ).execute(check_error=True)
+        return gen
+
+    def vifs(self) -> list[Vif]:
+        """VM interfaces on br-int: those with an iface-id."""
+        on_int = set(self.db.bridge_ports(BR_INT))
+        out = []
+        for info in self.db.interfaces():
+            if info.name in on_int and info.iface_id:
+                mac = info.external_ids.get("attached-mac", "").lower()
+                out.append(Vif(info.name, info.iface_id, mac, info.ofport))
+        return out
+
+    def local_vlans(self) -> dict[str, int]:
+        """network id -> local VLAN, as recorded in VIF ports' other_config (Neutron's keys)."""
+        result: dict[str, int] = {}
+        for vif in self.vifs():
+            cfg = self.db.port_other_config(vif.device)
+            net, tag = cfg.get("net_uuid"), cfg.get("tag")
+            if net and tag and tag.isdigit():
+                result.setdefault(net, int(tag))
+        return result
+
+    def record_vlan(self, device: str, network_id: str, net_type: str, seg: int, vlan: int) -> None:
+        want = {"net_uuid": network_id, "network_type": net_type,
+                "segmentation_id": str(seg), "tag": str(vlan)}
+        cfg = self.db.port_other_config(device)
+        if any(cfg.get(key) != value for key, value in want.items()):
+            self.db.set_port_other_config(device, want)
+
+    def tunnel_ports(self) -> set[str]:
+        return {p for p in self.db.bridge_ports(BR_TUN) if p.startswith(TUNNEL_PREFIXES)}
+
+    def ensure_tunnels(self, peers: set[tuple[str, str]], local_ip: str) -> None:
+        """Create the tunnel ports this host needs (one per type and remote IP)."""
+        have = self.tunnel_ports()
+        new = [(k, ip) for k, ip in sorted(peers) if tunnel_port_name(k, ip) not in have]
+        for kind, ip in new:
+            self.db.ensure_tunnel_port(BR_TUN, tunnel_port_name(kind, ip), kind, ip, local_ip)
+        if new:
+            self.db.wait_ofports([tunnel_port_name(k, ip) for k, ip in new])
+
+    def remove_unused_tunnels(self, peers: set[tuple[str, str]]) -> list[str]:
+        wanted = {tunnel_port_name(k, ip) for k, ip in peers}
+        gone = sorted(self.tunnel_ports() - wanted)
+        for name in gone:
+            self.db.delete_port(BR_TUN, name)
+        return gone
+
+    def installed_flows(self) -> FlowSet:
+        """The flows OVS holds now, minus what OVS learned by itself (MAC learning)."""
+        flows = FlowSet()
+        for bridge in self.bridges.values():
+            for flow in bridge.dump_flows():
+                if flow.cookie != LEARNED_COOKIE:
+                    flows.add(flow)
+        return flows
+
+    def apply(self, delta: FlowDelta) -> None:
+        """One atomic bundle per bridge."""
+        for bridge in delta.bridges():
+            self.bridges[bridge].apply(delta.for_bridge(bridge))
+
+    def watch(self, callback: object) -> None:
+        self.db.watch_interfaces(callback)  # type: ignore[arg-type]
+
+
+def is_ours(cookie: int) -> bool:
+    return cookie >> 48 == COOKIE_TAG >> 48
+
+
+def interface_is_vif(info: InterfaceInfo) -> bool:
+    return bool(info.iface_id)

@@ -1,0 +1,57 @@
+"""`flowkeeper agent`: run the host agent for this hypervisor's OVS."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from flowkeeper.errors import UsageError
+
+DEFAULT_OVSDB = "unix:/var/run/openvswitch/db.sock"
+
+
+def register(sub: Any) -> None:
+    agent = sub.add_parser("agent", help="run the host agent (follows the server, programs OVS)")
+    agent.add_argument("--host", required=True, help="this host's name in the control plane")
+    agent.add_argument("--tunnel-ip", required=True, help="this host's VXLAN/GRE endpoint")
+    agent.add_argument("--server", default=os.environ.get("FLOWKEEPER_SERVER"),
+                       help="server URL (env FLOWKEEPER_SERVER)")
+    agent.add_argument("--ovsdb", default=DEFAULT_OVSDB, help="local ovsdb-server, unix:PATH")
+    agent.add_argument("--state-dir", type=Path, default=Path("/var/lib/flowkeeper"))
+    agent.add_argument("--token-file", type=Path, help="API token file (env FLOWKEEPER_TOKEN)")
+    agent.add_argument("--no-l2pop", action="store_true", help="flood and learn instead")
+    agent.add_argument("--no-arp-responder", action="store_true")
+    agent.set_defaults(func=_agent)
+
+
+def _agent(args: argparse.Namespace) -> int:
+    from flowkeeper.agent.daemon import Agent, AgentConfig
+
+    if not args.server:
+        raise UsageError("agent needs --server URL or FLOWKEEPER_SERVER")
+    try:
+        ipaddress.IPv4Address(args.tunnel_ip)
+    except ValueError:
+        raise UsageError(f"--tunnel-ip: not an IPv4 address: {args.tunnel_ip!r}") from None
+    if not args.ovsdb.startswith("unix:"):
+        raise UsageError("--ovsdb must be unix:PATH: the agent touches only its own host's OVS")
+    sock = Path(args.ovsdb.removeprefix("unix:"))
+    token = os.environ.get("FLOWKEEPER_TOKEN")
+    if args.token_file:
+        try:
+            token = args.token_file.read_text().strip()
+        except OSError as exc:
+            raise UsageError(f"cannot read token file {args.token_file}: {exc.strerror}") from None
+    args.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    logging.getLogger().setLevel(logging.DEBUG if args.debug else logging.INFO)
+    cfg = AgentConfig(host=args.host, tunnel_ip=args.tunnel_ip, server=args.server,
+                      ovsdb=args.ovsdb, rundir=sock.parent, state_dir=args.state_dir,
+                      token=token, l2pop=not args.no_l2pop,
+                      arp_responder=not args.no_arp_responder)
+    asyncio.run(Agent(cfg).run())
+    return 0

@@ -1,0 +1,152 @@
+"""The pipeline: a pure function HostView -> FlowSet (Neutron's br-int/br-tun layout).
+
+No I/O, no clock, no randomness. Ports are named, never numbered: OVS resolves names
+to the current ofports when flows are installed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from collections.abc import Iterable
+
+from flowkeeper.flows.actions import canonical_actions
+from flowkeeper.flows.fields import FIELD_ALIASES, PROTOCOL_SHORTHANDS, canonical_value
+from flowkeeper.flows.flowset import FlowSet
+from flowkeeper.flows.record import Flow
+from flowkeeper.naming import BR_INT, BR_TUN, PATCH_INT, PATCH_TUN, tunnel_port_name
+from flowkeeper.pipeline import tables as t
+from flowkeeper.pipeline.view import HostView, NetworkView, RemotePort, tunnel_peers
+
+UNICAST = "00:00:00:00:00:00/01:00:00:00:00:00"
+MULTICAST = "01:00:00:00:00:00/01:00:00:00:00:00"
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+
+
+class _Flows:
+    """Collects canonical flows with one cookie."""
+
+    def __init__(self, cookie: int) -> None:
+        self.cookie = cookie
+        self.flows: list[Flow] = []
+
+    def add(self, bridge: str, table: int, priority: int, match: str, actions: str) -> None:
+        fields: dict[str, str] = {}
+        for token in match.split(",") if match else ():
+            name, eq, value = token.partition("=")
+            if not eq:
+                fields.update(PROTOCOL_SHORTHANDS[name])
+                continue
+            name = FIELD_ALIASES.get(name, name)
+            fields[name] = canonical_value(name, value)
+        self.flows.append(
+            Flow(bridge, table, priority, tuple(sorted(fields.items())),
+                 canonical_actions(actions), self.cookie)
+        )
+
+
+def build_flows(view: HostView) -> FlowSet:
+    """Every flow of br-int and br-tun for this host."""
+    out = _Flows(view.cookie)
+    nets = {n.id: n for n in view.networks}
+    _br_int(out, view, nets)
+    _br_tun(out, view, nets)
+    return FlowSet(out.flows)
+
+
+def _br_int(out: _Flows, view: HostView, nets: dict[str, NetworkView]) -> None:
+    out.add(BR_INT, t.INT_DISPATCH, 0, "", "drop")
+    out.add(BR_INT, t.INT_DISPATCH, 10, f"in_port={PATCH_TUN}", f"resubmit(,{t.INT_SWITCH})")
+    out.add(BR_INT, t.INT_SWITCH, 0, "", "drop")
+    taps: dict[str, list[str]] = defaultdict(list)
+    for port in sorted(view.local_ports):
+        net = nets.get(port.network_id)
+        if net is None:
+            continue
+        taps[net.id].append(port.device)
+        out.add(BR_INT, t.INT_DISPATCH, 10, f"in_port={port.device}",
+                f"mod_vlan_vid:{net.vlan},resubmit(,{t.INT_SWITCH})")
+        out.add(BR_INT, t.INT_SWITCH, 20, f"dl_vlan={net.vlan},dl_dst={port.mac}",
+                f"strip_vlan,output:{port.device}")
+    for net in view.networks:
+        local = ",".join(f"output:{dev}" for dev in taps.get(net.id, []))
+        flood = f"output:{PATCH_TUN}" + (f",strip_vlan,{local}" if local else "")
+        out.add(BR_INT, t.INT_SWITCH, 5, f"dl_vlan={net.vlan}", flood)
+    if view.l2pop:
+        for rport in _remote(view, nets):
+            net = nets[rport.network_id]
+            out.add(BR_INT, t.INT_SWITCH, 10, f"dl_vlan={net.vlan},dl_dst={rport.mac}",
+                    f"output:{PATCH_TUN}")
+
+
+def _remote(view: HostView, nets: dict[str, NetworkView]) -> Iterable[RemotePort]:
+    for rport in sorted(view.remote_ports):
+        if rport.network_id in nets and rport.tunnel_ip != view.tunnel_ip:
+            yield rport
+
+
+def _br_tun(out: _Flows, view: HostView, nets: dict[str, NetworkView]) -> None:
+    add = out.add
+    add(BR_TUN, t.TUN_DISPATCH, 0, "", "drop")
+    add(BR_TUN, t.TUN_DISPATCH, 1, f"in_port={PATCH_INT}", f"resubmit(,{t.FROM_INT})")
+    peers = sorted(tunnel_peers(view))
+    for kind, ip in peers:
+        add(BR_TUN, t.TUN_DISPATCH, 1, f"in_port={tunnel_port_name(kind, ip)}",
+            f"resubmit(,{t.FROM_TUNNEL[kind]})")
+    add(BR_TUN, t.FROM_INT, 0, f"dl_dst={UNICAST}", f"resubmit(,{t.UCAST_TO_TUN})")
+    add(BR_TUN, t.FROM_INT, 0, f"dl_dst={MULTICAST}", f"resubmit(,{t.FLOOD_TO_TUN})")
+    arp_responder = view.arp_responder and view.l2pop
+    if arp_responder:
+        add(BR_TUN, t.FROM_INT, 1, f"arp,dl_dst={BROADCAST}", f"resubmit(,{t.ARP_RESPONDER})")
+        add(BR_TUN, t.ARP_RESPONDER, 0, "", f"resubmit(,{t.FLOOD_TO_TUN})")
+    add(BR_TUN, t.FROM_GRE, 0, "", "drop")
+    add(BR_TUN, t.FROM_VXLAN, 0, "", "drop")
+    add(BR_TUN, t.LEARN, 1, "", f"{_learn()},output:{PATCH_INT}")
+    add(BR_TUN, t.UCAST_TO_TUN, 0, "", f"resubmit(,{t.FLOOD_TO_TUN})")
+    add(BR_TUN, t.FLOOD_TO_TUN, 0, "", "drop")
+    flood_ports: dict[str, set[str]] = defaultdict(set)
+    for rport in _remote(view, nets):
+        net = nets[rport.network_id]
+        port = tunnel_port_name(net.type, rport.tunnel_ip)
+        flood_ports[net.id].add(port)
+        if view.l2pop:
+            add(BR_TUN, t.UCAST_TO_TUN, 2, f"dl_vlan={net.vlan},dl_dst={rport.mac}",
+                f"strip_vlan,set_field:{net.segmentation_id}->tun_id,output:{port}")
+        if arp_responder:
+            for ip in rport.ips:
+                add(BR_TUN, t.ARP_RESPONDER, 1, f"arp,dl_vlan={net.vlan},arp_tpa={ip}",
+                    _arp_reply(rport.mac, ip))
+    for net in view.networks:
+        add(BR_TUN, t.FROM_TUNNEL[net.type], 1, f"tun_id={net.segmentation_id}",
+            f"mod_vlan_vid:{net.vlan},resubmit(,{t.LEARN})")
+        ports = sorted(flood_ports.get(net.id, ()))
+        if ports:
+            outs = ",".join(f"output:{p}" for p in ports)
+            add(BR_TUN, t.FLOOD_TO_TUN, 1, f"dl_vlan={net.vlan}",
+                f"strip_vlan,set_field:{net.segmentation_id}->tun_id,{outs}")
+
+
+def _learn() -> str:
+    """Neutron's table-10 learn action: remember which tunnel a source MAC came from."""
+    return (
+        f"learn(table={t.UCAST_TO_TUN},hard_timeout={t.LEARN_HARD_TIMEOUT},priority=1,"
+        f"cookie={t.LEARNED_COOKIE:#x},NXM_OF_VLAN_TCI[0..11],"
+        "NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:0->NXM_OF_VLAN_TCI[],"
+        "load:NXM_NX_TUN_ID[]->NXM_NX_TUN_ID[],output:OXM_OF_IN_PORT[])"
+    )
+
+
+def _arp_reply(mac: str, ip: str) -> str:
+    """Neutron's ARP responder: turn the request into the reply in place, send it back."""
+    mac_hex = "0x" + mac.replace(":", "")
+    ip_hex = f"{int(ipaddress.IPv4Address(ip)):#x}"
+    return (
+        "move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],"
+        f"mod_dl_src:{mac},"
+        "load:0x2->NXM_OF_ARP_OP[],"
+        "move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],"
+        "move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],"
+        f"load:{mac_hex}->NXM_NX_ARP_SHA[],"
+        f"load:{ip_hex}->NXM_OF_ARP_SPA[],"
+        "in_port"
+    )
