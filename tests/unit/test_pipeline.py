@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowkeeper.flows.flowset import diff
+from flowkeeper.flows.record import parse_flow
 from flowkeeper.pipeline.build import build_flows
 from flowkeeper.pipeline.tables import ARP_RESPONDER, FLOOD_TO_TUN, UCAST_TO_TUN, cookie_for
 from flowkeeper.pipeline.view import HostView, LocalPort, NetworkView, RemotePort
@@ -102,3 +103,10 @@ def test_vlan_allocation_is_stable_and_reuses_free_ids() -> None:
     second = allocate(first, ["n1", "n3", "n4"])
     assert second == {"n1": 1, "n3": 3, "n4": 2}
     assert allocate({"a": 5, "b": 5}, ["a", "b"]) == {"a": 5, "b": 1}
+
+
+@given(views)
+def test_every_flow_is_already_canonical(view: HostView) -> None:
+    """The pipeline's fast path writes flows exactly as the canonical parser would."""
+    for f in build_flows(view):
+        assert parse_flow(f.render(), f.bridge) == f

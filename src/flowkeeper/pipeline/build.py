@@ -6,7 +6,6 @@ to the current ofports when flows are installed.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -45,6 +44,19 @@ class _Flows:
         )
 
 
+def _vlan_set(vlan: int) -> str:
+    """Canonical spelling of mod_vlan_vid:VLAN (OpenFlow 1.5: push, then set the VID)."""
+    return f"push_vlan:0x8100,set_field:{0x1000 | vlan:#x}->vlan_vid"
+
+
+def _fast(
+    out: _Flows, bridge: str, table: int, priority: int, match: tuple[tuple[str, str], ...],
+    actions: str,
+) -> None:
+    """Append a flow whose match and actions are already canonical (hot path)."""
+    out.flows.append(Flow(bridge, table, priority, match, actions, out.cookie))
+
+
 def build_flows(view: HostView) -> FlowSet:
     """Every flow of br-int and br-tun for this host."""
     out = _Flows(view.cookie)
@@ -73,10 +85,11 @@ def _br_int(out: _Flows, view: HostView, nets: dict[str, NetworkView]) -> None:
         flood = f"output:{PATCH_TUN}" + (f",strip_vlan,{local}" if local else "")
         out.add(BR_INT, t.INT_SWITCH, 5, f"dl_vlan={net.vlan}", flood)
     if view.l2pop:
+        to_tun = f"output:{PATCH_TUN}"
         for rport in _remote(view, nets):
-            net = nets[rport.network_id]
-            out.add(BR_INT, t.INT_SWITCH, 10, f"dl_vlan={net.vlan},dl_dst={rport.mac}",
-                    f"output:{PATCH_TUN}")
+            vlan = str(nets[rport.network_id].vlan)
+            _fast(out, BR_INT, t.INT_SWITCH, 10, (("dl_dst", rport.mac), ("dl_vlan", vlan)),
+                  to_tun)
 
 
 def _remote(view: HostView, nets: dict[str, NetworkView]) -> Iterable[RemotePort]:
@@ -109,13 +122,14 @@ def _br_tun(out: _Flows, view: HostView, nets: dict[str, NetworkView]) -> None:
         net = nets[rport.network_id]
         port = tunnel_port_name(net.type, rport.tunnel_ip)
         flood_ports[net.id].add(port)
+        vlan = str(net.vlan)
         if view.l2pop:
-            add(BR_TUN, t.UCAST_TO_TUN, 2, f"dl_vlan={net.vlan},dl_dst={rport.mac}",
-                f"strip_vlan,set_field:{net.segmentation_id}->tun_id,output:{port}")
+            _fast(out, BR_TUN, t.UCAST_TO_TUN, 2, (("dl_dst", rport.mac), ("dl_vlan", vlan)),
+                  f"pop_vlan,set_field:{net.segmentation_id:#x}->tun_id,output:{port}")
         if arp_responder:
             for ip in rport.ips:
-                add(BR_TUN, t.ARP_RESPONDER, 1, f"arp,dl_vlan={net.vlan},arp_tpa={ip}",
-                    _arp_reply(rport.mac, ip))
+                match = (("arp_tpa", ip), ("dl_type", "0x806"), ("dl_vlan", vlan))
+                _fast(out, BR_TUN, t.ARP_RESPONDER, 1, match, _arp_reply(rport.mac, ip))
     for net in view.networks:
         add(BR_TUN, t.FROM_TUNNEL[net.type], 1, f"tun_id={net.segmentation_id}",
             f"mod_vlan_vid:{net.vlan},resubmit(,{t.LEARN})")
@@ -137,16 +151,17 @@ def _learn() -> str:
 
 
 def _arp_reply(mac: str, ip: str) -> str:
-    """Neutron's ARP responder: turn the request into the reply in place, send it back."""
-    mac_hex = "0x" + mac.replace(":", "")
-    ip_hex = f"{int(ipaddress.IPv4Address(ip)):#x}"
+    """Neutron's ARP responder: turn the request into the reply in place, send it back.
+
+    Written as OVS prints it back (Neutron writes mod_dl_src and load:, same actions).
+    """
     return (
         "move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],"
-        f"mod_dl_src:{mac},"
-        "load:0x2->NXM_OF_ARP_OP[],"
+        f"set_field:{mac}->dl_src,"
+        "set_field:2->arp_op,"
         "move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],"
         "move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],"
-        f"load:{mac_hex}->NXM_NX_ARP_SHA[],"
-        f"load:{ip_hex}->NXM_OF_ARP_SPA[],"
-        "in_port"
+        f"set_field:{mac}->arp_sha,"
+        f"set_field:{ip}->arp_spa,"
+        "IN_PORT"
     )
