@@ -1,0 +1,135 @@
+"""What a snapshot holds, and how journal deltas and partitions encode it; pure."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowkeeper.flows.record import Flow
+
+# Flows are kept as the exact text `ovs-ofctl add-flows` takes (canonical, ports by name),
+# keyed by the flow's identity text: restore sends the bytes as they are.
+FlowLines = dict[str, dict[str, str]]  # bridge -> {key text: flow line}
+
+
+def flow_line(flow: Flow) -> tuple[str, str]:
+    """(key text, full line) of a flow, both in canonical form."""
+    return flow.render_key(), flow.render()
+
+
+@dataclass
+class SnapshotData:
+    """The last installed flows plus the HostView inputs and the revision they reflect."""
+
+    revision: int = 0
+    generation: int = 0
+    networks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    vlans: dict[str, int] = field(default_factory=dict)
+    tunnels: list[tuple[str, str]] = field(default_factory=list)
+    flows: FlowLines = field(default_factory=dict)
+
+    def flow_count(self) -> int:
+        return sum(len(lines) for lines in self.flows.values())
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "revision": self.revision,
+            "generation": self.generation,
+            "networks": self.networks,
+            "ports": self.ports,
+            "vlans": self.vlans,
+            "tunnels": [list(t) for t in self.tunnels],
+        }
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> SnapshotData:
+        return cls(
+            revision=int(meta["revision"]),
+            generation=int(meta["generation"]),
+            networks=dict(meta["networks"]),
+            ports=dict(meta["ports"]),
+            vlans={k: int(v) for k, v in meta["vlans"].items()},
+            tunnels=[(str(k), str(ip)) for k, ip in meta["tunnels"]],
+        )
+
+
+@dataclass
+class JournalDelta:
+    """One applied change: flows added/replaced and deleted, and the inputs that led there."""
+
+    revision: int
+    generation: int
+    add: dict[str, list[str]] = field(default_factory=dict)  # bridge -> flow lines
+    delete: dict[str, list[str]] = field(default_factory=dict)  # bridge -> key texts
+    events: list[dict[str, Any]] = field(default_factory=list)  # watch events applied
+    vlans: dict[str, int] | None = None
+    tunnels: list[tuple[str, str]] | None = None
+
+    def encode(self) -> bytes:
+        body = {
+            "revision": self.revision,
+            "generation": self.generation,
+            "add": self.add,
+            "delete": self.delete,
+            "events": self.events,
+            "vlans": self.vlans,
+            "tunnels": None if self.tunnels is None else [list(t) for t in self.tunnels],
+        }
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> JournalDelta:
+        body = json.loads(payload)
+        tunnels = body.get("tunnels")
+        return cls(
+            revision=int(body["revision"]),
+            generation=int(body["generation"]),
+            add={b: list(v) for b, v in body["add"].items()},
+            delete={b: list(v) for b, v in body["delete"].items()},
+            events=list(body["events"]),
+            vlans=None if body.get("vlans") is None else dict(body["vlans"]),
+            tunnels=None if tunnels is None else [(k, ip) for k, ip in tunnels],
+        )
+
+
+def key_of_line(line: str) -> str:
+    """The key text of a canonical flow line (cookie=..,KEY,actions=...)."""
+    start = line.index(",") + 1
+    end = line.index(",actions=")
+    head = line[start:end]
+    # Timeouts are part of the line but not of the key.
+    return ",".join(p for p in head.split(",") if not p.startswith(("idle_timeout=",
+                                                                     "hard_timeout=")))
+
+
+def apply_delta(data: SnapshotData, delta: JournalDelta) -> None:
+    """Replay one journal record onto snapshot data (idempotent)."""
+    for bridge, keys in delta.delete.items():
+        lines = data.flows.get(bridge, {})
+        for key in keys:
+            lines.pop(key, None)
+    for bridge, added in delta.add.items():
+        lines = data.flows.setdefault(bridge, {})
+        for line in added:
+            lines[key_of_line(line)] = line
+    for event in delta.events:
+        apply_event(data, event)
+    if delta.vlans is not None:
+        data.vlans = dict(delta.vlans)
+    if delta.tunnels is not None:
+        data.tunnels = list(delta.tunnels)
+    data.revision = max(data.revision, delta.revision)
+    data.generation = delta.generation
+
+
+def apply_event(data: SnapshotData, event: dict[str, Any]) -> None:
+    kind, op, obj = event["kind"], event["op"], event["object"]
+    table = data.networks if kind == "network" else data.ports
+    if op == "delete":
+        table.pop(obj["id"], None)
+        if kind == "network":
+            data.ports = {k: p for k, p in data.ports.items() if p["network_id"] != obj["id"]}
+    else:
+        table[obj["id"]] = obj
