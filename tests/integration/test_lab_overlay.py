@@ -20,7 +20,7 @@ pytestmark = pytest.mark.lab
 def test_vxlan_flows_in_bundles_carry_pings_and_deleting_them_cuts_traffic(
     lab_factory: LabFactory,
 ) -> None:
-    lab, state = lab_factory(hosts=2, vms_per_host=1, static_flows=False)
+    lab, state = lab_factory(hosts=2, vms_per_host=1, static_flows=False, agents=False)
     a, b = state.vms
     # Empty tables (fail_mode=secure, no NORMAL): nothing crosses.
     assert lab.ping(a.name, b.name, count=3, interval=0.05).received == 0
@@ -61,7 +61,7 @@ def test_vxlan_flows_in_bundles_carry_pings_and_deleting_them_cuts_traffic(
 
 
 def test_a_bundle_with_one_bad_flow_changes_nothing(lab_factory: LabFactory) -> None:
-    lab, state = lab_factory(hosts=1, vms_per_host=0, static_flows=False)
+    lab, state = lab_factory(hosts=1, vms_per_host=0, static_flows=False, agents=False)
     int_br = lab.bridge(state.hosts[0], BR_INT)
     good = parse_flow("table=0,priority=1,dl_vlan=7,actions=drop", BR_INT)
     int_br.apply(diff(FlowSet([good]), FlowSet()))
@@ -73,7 +73,7 @@ def test_a_bundle_with_one_bad_flow_changes_nothing(lab_factory: LabFactory) -> 
 
 
 def test_ovsdb_interfaces_other_config_and_watch(lab_factory: LabFactory) -> None:
-    _lab, state = lab_factory(hosts=1, vms_per_host=1, static_flows=False)
+    _lab, state = lab_factory(hosts=1, vms_per_host=1, static_flows=False, agents=False)
     host, vm = state.hosts[0], state.vms[0]
     with Ovsdb(f"unix:{host.db_sock}") as db:
         ifaces = {i.name: i for i in db.interfaces()}

@@ -19,6 +19,7 @@ from flowkeeper.agent.ovsside import HostOvs
 from flowkeeper.client import AsyncClient, Compacted, ServerUnavailable
 from flowkeeper.errors import FlowkeeperError
 from flowkeeper.flows.flowset import FlowSet, diff
+from flowkeeper.model import PortStatus
 from flowkeeper.ovs.ovsdb import InterfaceInfo
 from flowkeeper.pipeline.build import build_flows
 from flowkeeper.pipeline.tables import cookie_for
@@ -205,15 +206,15 @@ class Agent:
                     await self._register("in-sync")
 
     async def _report_ports(self, bound: dict[str, str]) -> None:
-        want = {p: "ACTIVE" for p in bound}
+        want: dict[str, PortStatus] = {p: "ACTIVE" for p in bound}
         for port_id, port in self.mirror.ports.items():
             if port.host == self.cfg.host and port_id not in bound:
                 want[port_id] = "DOWN"
         for port_id, status in want.items():
-            port = self.mirror.ports.get(port_id)
-            if port is None or self.status.reported.get(port_id) == status:
+            current = self.mirror.ports.get(port_id)
+            if current is None or self.status.reported.get(port_id) == status:
                 continue
-            if port.status == status:
+            if current.status == status:
                 self.status.reported[port_id] = status
                 continue
             with contextlib.suppress(FlowkeeperError):

@@ -24,15 +24,17 @@ class Mirror:
 
     def apply(self, revision: int, kind: str, op: str, obj: Network | Port | None) -> None:
         """Apply one watch event (idempotent: replaying an event changes nothing)."""
-        if obj is not None:
-            table: dict[str, object] = self.networks if kind == "network" else self.ports
+        if isinstance(obj, Network):
             if op == "delete":
-                table.pop(obj.id, None)
-                if kind == "network":
-                    self.ports = {k: p for k, p in self.ports.items()
-                                  if p.network_id != obj.id}
+                self.networks.pop(obj.id, None)
+                self.ports = {k: p for k, p in self.ports.items() if p.network_id != obj.id}
             elif op == "put":
-                table[obj.id] = obj
+                self.networks[obj.id] = obj
+        elif isinstance(obj, Port):
+            if op == "delete":
+                self.ports.pop(obj.id, None)
+            elif op == "put":
+                self.ports[obj.id] = obj
         self.revision = max(self.revision, revision)
 
 

@@ -23,7 +23,15 @@ def register(sub: Any) -> None:
     up.add_argument("--vms-per-host", type=int, default=1)
     up.add_argument("--networks", type=int, default=1)
     up.add_argument("--name", default="fk", help="prefix of the lab's namespaces")
-    up.add_argument("--no-flows", action="store_true", help="leave the flow tables empty")
+    up.add_argument(
+        "--flows",
+        choices=["agents", "static", "none"],
+        default="agents",
+        help="agents: server + one agent per host (default); static: fixed VXLAN flows, "
+        "no control plane; none: empty tables",
+    )
+    up.add_argument("--network-type", choices=["vxlan", "gre", "mixed"], default="vxlan")
+    up.add_argument("--no-l2pop", action="store_true", help="agents flood and learn")
     up.add_argument("--json", action="store_true")
     up.set_defaults(func=_up)
 
@@ -59,7 +67,10 @@ def _up(args: argparse.Namespace) -> int:
         vms_per_host=args.vms_per_host,
         networks=args.networks,
         name=args.name,
-        static_flows=not args.no_flows,
+        static_flows=args.flows == "static",
+        agents=args.flows == "agents",
+        l2pop=not args.no_l2pop,
+        network_type=args.network_type,
     )
     state = _lab(args).up(opts)
     vms = ", ".join(f"{v.name}={v.ip}" for v in state.vms)

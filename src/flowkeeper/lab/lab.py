@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from flowkeeper.client import Client
 from flowkeeper.flows.flowset import FlowSet
-from flowkeeper.lab import ovsproc, procs
+from flowkeeper.lab import ovsproc, procs, services
 from flowkeeper.lab.plan import VM_MTU, plan_hosts, plan_vms
 from flowkeeper.lab.probe import ProbeResult
 from flowkeeper.lab.run import LabError, add_netns, del_netns, list_netns, run
@@ -43,7 +46,10 @@ class UpOptions:
     vms_per_host: int = 1
     networks: int = 1
     name: str = "fk"
-    static_flows: bool = True
+    static_flows: bool = False  # True: fixed flows, no server and no agents
+    agents: bool = True
+    l2pop: bool = True
+    network_type: str = "vxlan"  # vxlan, gre, or mixed (odd networks vxlan, even gre)
 
 
 def validate(opts: UpOptions) -> None:
@@ -51,6 +57,8 @@ def validate(opts: UpOptions) -> None:
         raise LabError(f"--hosts must be 1..{MAX_HOSTS}, got {opts.hosts}")
     if not 0 <= opts.vms_per_host <= MAX_VMS_PER_HOST:
         raise LabError(f"--vms-per-host must be 0..{MAX_VMS_PER_HOST}, got {opts.vms_per_host}")
+    if opts.network_type not in ("vxlan", "gre", "mixed"):
+        raise LabError(f"--network-type must be vxlan, gre or mixed, got {opts.network_type!r}")
     if not 1 <= opts.networks <= 200:
         raise LabError(f"--networks must be 1..200, got {opts.networks}")
     if not opts.name.isalnum() or len(opts.name) > 8:
@@ -77,16 +85,32 @@ class Lab:
             raise LabError(f"a lab is already up in {self.dir}; run 'flowkeeper lab down' first")
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
-        state = LabState(name=opts.name, dir=str(self.dir), underlay_ns=f"{opts.name}-ul")
+        state = LabState(
+            name=opts.name, dir=str(self.dir), underlay_ns=f"{opts.name}-ul", l2pop=opts.l2pop
+        )
         state.save()
+        control = opts.agents and not opts.static_flows
         try:
             self._make_underlay(state)
             for plan in plan_hosts(opts.hosts):
                 self._make_host(state, plan.name, plan.index, plan.tunnel_ip)
-            for vm in plan_vms(opts.name, plan_hosts(opts.hosts), opts.vms_per_host, opts.networks):
-                self._make_vm(state, VmState.from_plan(vm, f"{opts.name}-{vm.name}"))
+            if control:
+                self.progress("server: starting on 127.0.0.1")
+                services.start_server(state)
+                self._make_networks(state, opts)
+                for host in state.hosts:
+                    services.start_agent(state, host)
+                self.progress(f"agents: started on {len(state.hosts)} hosts")
+            vms = plan_vms(opts.name, plan_hosts(opts.hosts), opts.vms_per_host, opts.networks)
+            for vm in vms:
+                vmstate = VmState.from_plan(vm, f"{opts.name}-{vm.name}")
+                if control:
+                    vmstate = self._create_port(state, vmstate)
+                self._make_vm(state, vmstate)
             if opts.static_flows:
                 self.install_static_flows(state)
+            if control:
+                self.wait_ports_active(state)
         except BaseException:
             self.progress("lab up failed; cleaning up")
             self.down()
@@ -154,6 +178,76 @@ class Lab:
         )
         self.configure_vm_nic(vm)
         self.plug_vif(host, vm)
+
+    def client(self, state: LabState) -> Client:
+        token = (Path(state.dir) / "token").read_text().strip()
+        return Client(state.server_url, token)
+
+    def _make_networks(self, state: LabState, opts: UpOptions) -> None:
+        client = self.client(state)
+        for n in range(1, opts.networks + 1):
+            kind = opts.network_type
+            if kind == "mixed":
+                kind = "vxlan" if n % 2 else "gre"
+            net = client.create_network(
+                f"net{n}", kind, segmentation_id=1000 + n, cidr=f"198.19.{n}.0/24"
+            )
+            state.networks[str(n)] = net.id
+        state.save()
+        self.progress(f"server: {opts.networks} {opts.network_type} networks")
+
+    def _create_port(self, state: LabState, vm: VmState) -> VmState:
+        port = self.client(state).create_port(
+            state.networks[str(vm.network)], vm.host, vm.mac, [vm.ip], name=vm.name
+        )
+        vm.iface_id = port.id
+        vm.tap = f"tap{port.id[:11]}"
+        return vm
+
+    def add_vm(
+        self, name: str, host: str, network_id: str, ip: str, mac: str, *, wait: bool = True
+    ) -> VmState:
+        """A new VM on a running lab: port through the API, then plugged into br-int."""
+        state = self.state()
+        if any(v.name == name for v in state.vms):
+            raise LabError(f"a VM named {name!r} exists already")
+        port = self.client(state).create_port(network_id, host, mac, [ip], name=name)
+        vm = VmState(name=name, host=host, ns=f"{state.name}-{name}", network=0, mac=mac,
+                     ip=ip, iface_id=port.id, tap=f"tap{port.id[:11]}")
+        self._make_vm(state, vm)
+        state.save()
+        if wait:
+            self.wait_ports_active(state)
+        return vm
+
+    def delete_vm(self, name: str) -> None:
+        """Unplug the VM, delete its namespace and its port in the control plane."""
+        state = self.state()
+        vm = state.vm(name)
+        host = state.host(vm.host)
+        with Ovsdb(f"unix:{host.db_sock}") as db:
+            db.delete_port(BR_INT, vm.tap)
+        del_netns(vm.ns)
+        if state.server_url:
+            self.client(state).delete_port(vm.iface_id)
+        state.vms = [v for v in state.vms if v.name != name]
+        state.namespaces = [n for n in state.namespaces if n != vm.ns]
+        state.save()
+
+    def wait_ports_active(self, state: LabState, timeout: float = 60.0) -> None:
+        """Wait until every VM's port is ACTIVE: its host's agent has bound it."""
+        client = self.client(state)
+        deadline = time.monotonic() + timeout
+        want = {vm.iface_id for vm in state.vms}
+        while True:
+            active = {p.id for p in client.list_ports() if p.status == "ACTIVE"}
+            if want <= active:
+                self.progress(f"agents: all {len(want)} VM ports ACTIVE")
+                return
+            if time.monotonic() > deadline:
+                missing = sorted(vm.name for vm in state.vms if vm.iface_id not in active)
+                raise LabError(f"ports not ACTIVE after {timeout:.0f}s: {', '.join(missing)}")
+            time.sleep(0.1)
 
     @staticmethod
     def configure_vm_nic(vm: VmState) -> None:
@@ -236,7 +330,7 @@ class Lab:
         state = self.state()
         a, b = state.vm(src), state.vm(dst)
         proc = run(
-            self.probe_argv(a, b.ip, count, interval, timeline=False),
+            self.probe_argv(a, b.ip, count, interval, timeline=count <= 10_000),
             ns=a.ns,
             timeout=count * interval + 15,
         )
@@ -260,6 +354,17 @@ class Lab:
             str(interval),
         ]
         return argv if timeline else [*argv, "--no-timeline"]
+
+    def run_in(
+        self, target: str, argv: list[str], *, check: bool = True, timeout: float = 30.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command inside a VM's or host's namespace."""
+        return run(argv, ns=self.namespace_of(target), check=check, timeout=timeout)
+
+    @staticmethod
+    def bridge_ports(host: HostState, bridge: str) -> list[str]:
+        with Ovsdb(f"unix:{host.db_sock}") as db:
+            return db.bridge_ports(bridge)
 
     def namespace_of(self, target: str) -> str:
         state = self.state()

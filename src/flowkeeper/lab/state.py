@@ -41,7 +41,7 @@ class VmState:
     network: int
     mac: str
     ip: str
-    iface_id: str
+    iface_id: str  # the control-plane port id when the lab runs agents
     tap: str
 
     @classmethod
@@ -66,7 +66,10 @@ class LabState:
     hosts: list[HostState] = field(default_factory=list)
     vms: list[VmState] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
-    pids: dict[str, int] = field(default_factory=dict)  # extra processes: server, agents
+    pids: dict[str, int] = field(default_factory=dict)  # extra processes: the server
+    server_url: str = ""
+    l2pop: bool = True
+    networks: dict[str, str] = field(default_factory=dict)  # lab network number -> id
 
     def host(self, name: str) -> HostState:
         for host in self.hosts:
