@@ -1,0 +1,116 @@
+"""Virtual hosts: light simulated agents that exist only in the control plane.
+
+Each one registers a host with a tunnel IP, lists its view, follows its watch stream and
+binds its own ports (reports them ACTIVE), as a real agent would, but programs no OVS.
+They give the real lab hosts the remote ports, tunnels and flows of a large cloud. Every
+message a virtual host receives is recorded with its arrival time (for benchmarks).
+
+Run: python -m flowkeeper.lab.simhosts --server URL --token-file F --hosts N --out FILE
+It stops by itself after --max-seconds, or on SIGTERM, and then writes FILE (JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from flowkeeper.client import AsyncClient, Compacted, ServerUnavailable
+from flowkeeper.model import Port
+
+MAX_HOSTS = 2000
+
+
+def virtual_host_name(i: int) -> str:
+    return f"v{i:04d}"
+
+
+def virtual_tunnel_ip(i: int) -> str:
+    """198.18.100.0 upwards: inside the lab's underlay range, never bound by a real host."""
+    if not 0 <= i < 100 * 250:
+        raise ValueError(f"virtual host index {i} out of range")
+    return f"198.18.{100 + i // 250}.{i % 250 + 1}"
+
+
+class SimHost:
+    def __init__(self, name: str, tunnel_ip: str, server: str, token: str | None) -> None:
+        self.name = name
+        self.tunnel_ip = tunnel_ip
+        self.client = AsyncClient(server, token)
+        self.revision = 0
+        self.received: list[tuple[float, int, str, str, str]] = []  # t, rev, kind, op, id
+        self.bound: set[str] = set()
+
+    async def run(self) -> None:
+        await self.client.register_host(self.name, self.tunnel_ip, virtual=True,
+                                        state="syncing")
+        while True:
+            try:
+                view = await self.client.view(self.name)
+                self.revision = view.revision
+                for port in view.ports:
+                    await self._bind(port)
+                await self.client.register_host(self.name, self.tunnel_ip, virtual=True,
+                                                state="in-sync", revision=view.revision)
+                async for event in self.client.watch(self.name, self.revision):
+                    self.revision = max(self.revision, event.revision)
+                    if event.kind == "heartbeat" or event.object is None:
+                        continue
+                    self.received.append((time.time(), event.revision, event.kind, event.op,
+                                          event.object.id))
+                    if isinstance(event.object, Port) and event.op == "put":
+                        await self._bind(event.object)
+            except (Compacted, ServerUnavailable):
+                await asyncio.sleep(0.5)
+
+    async def _bind(self, port: Port) -> None:
+        if port.host == self.name and port.status != "ACTIVE" and port.id not in self.bound:
+            self.bound.add(port.id)
+            await self.client.set_port_status(port.id, "ACTIVE")
+
+
+async def _main(args: argparse.Namespace) -> dict[str, Any]:
+    token = args.token_file.read_text().strip() if args.token_file else None
+    sims = [SimHost(virtual_host_name(i), virtual_tunnel_ip(i), args.server, token)
+            for i in range(args.first, args.first + args.hosts)]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(s.run()) for s in sims]
+    ready = Path(args.out).with_suffix(".ready")
+    ready.write_text(str(len(sims)))
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=args.max_seconds)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for sim in sims:
+        await sim.client.close()
+    return {s.name: {"tunnel_ip": s.tunnel_ip, "revision": s.revision,
+                     "received": s.received} for s in sims}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="flowkeeper-simhosts", description=__doc__)
+    parser.add_argument("--server", required=True)
+    parser.add_argument("--token-file", type=Path)
+    parser.add_argument("--hosts", type=int, required=True)
+    parser.add_argument("--first", type=int, default=0)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--max-seconds", type=float, default=600.0)
+    args = parser.parse_args(argv)
+    if not 1 <= args.hosts <= MAX_HOSTS or not 1 <= args.max_seconds <= 3600:
+        parser.error(f"--hosts must be 1..{MAX_HOSTS}, --max-seconds 1..3600")
+    result = asyncio.run(_main(args))
+    Path(args.out).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
