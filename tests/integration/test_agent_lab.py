@@ -71,8 +71,20 @@ def test_vms_talk_within_a_network_and_networks_are_isolated(lab_factory: LabFac
 
 def _capture_tunnelled_arps(lab: Lab, state: LabState, action: Callable[[], None]) -> int:
     """Count ARP frames inside VXLAN on the underlay while `action` runs."""
-    argv = ["ip", "netns", "exec", state.underlay_ns, "timeout", "8", "tcpdump", "-i", "ul",
-            "-nn", "-l", "udp port 4789 and udp[28:2] = 0x0806"]
+    argv = [
+        "ip",
+        "netns",
+        "exec",
+        state.underlay_ns,
+        "timeout",
+        "8",
+        "tcpdump",
+        "-i",
+        "ul",
+        "-nn",
+        "-l",
+        "udp port 4789 and udp[28:2] = 0x0806",
+    ]
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as cap:
         assert cap.stderr is not None and cap.stdout is not None
         cap.stderr.readline()  # "listening on ul ..."
@@ -111,12 +123,18 @@ def test_without_l2pop_flooding_reaches_every_host_and_macs_are_learned(
     assert _capture_tunnelled_arps(lab, state, arp_then_ping) >= 2
     assert pings(lab, a.name, c.name)
     h1 = state.host("h1")
-    learned = [f for f in lab.bridge(h1, BR_TUN).dump_flows()
-               if f.cookie == LEARNED_COOKIE and f.table == UCAST_TO_TUN]
+    learned = [
+        f
+        for f in lab.bridge(h1, BR_TUN).dump_flows()
+        if f.cookie == LEARNED_COOKIE and f.table == UCAST_TO_TUN
+    ]
     assert {dict(f.match).get("dl_dst") for f in learned} >= {b.mac, c.mac}
     # No l2pop unicast flows: only learned ones.
-    static_ucast = [f for f in lab.bridge(h1, BR_TUN).dump_flows()
-                    if f.table == UCAST_TO_TUN and f.priority == 2]
+    static_ucast = [
+        f
+        for f in lab.bridge(h1, BR_TUN).dump_flows()
+        if f.table == UCAST_TO_TUN and f.priority == 2
+    ]
     assert static_ucast == []
 
 
@@ -131,8 +149,10 @@ def test_deleting_a_port_removes_its_flows_everywhere_and_unused_tunnels(
     assert tun_to_h2 in lab.bridge_ports(h1, BR_TUN)
     lab.delete_vm(b.name)
     for host in ("h1", "h3"):
-        wait_for(lambda host=host: not flows_mentioning(lab, state, host, b.mac),  # type: ignore[misc]
-                 what=f"{b.mac} gone from {host}")
+        wait_for(
+            lambda host=host: not flows_mentioning(lab, state, host, b.mac),  # type: ignore[misc]
+            what=f"{b.mac} gone from {host}",
+        )
     # h1 and h2 share no network any more: the tunnel port goes, with every flow naming it.
     wait_for(lambda: tun_to_h2 not in lab.bridge_ports(h1, BR_TUN), what="tunnel removal")
     assert not flows_mentioning(lab, state, "h1", tun_to_h2)

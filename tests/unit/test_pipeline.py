@@ -25,28 +25,40 @@ def local(i: int, net: str) -> LocalPort:
 
 
 def remote(i: int, net: str, host: int) -> RemotePort:
-    return RemotePort(f"rp{i}", net, f"fa:16:3e:01:00:{i:02x}", f"198.18.0.{host}",
-                      (f"198.19.2.{i}",))
+    return RemotePort(
+        f"rp{i}", net, f"fa:16:3e:01:00:{i:02x}", f"198.18.0.{host}", (f"198.19.2.{i}",)
+    )
 
 
 locals_st = st.lists(
     st.builds(local, st.integers(1, 60), st.sampled_from(["net-a", "net-b"])),
-    unique_by=lambda p: p.id, max_size=8)
+    unique_by=lambda p: p.id,
+    max_size=8,
+)
 remotes_st = st.lists(
-    st.builds(remote, st.integers(1, 60), st.sampled_from(["net-a", "net-b"]),
-              st.integers(3, 9)),
-    unique_by=lambda p: p.id, max_size=12)
+    st.builds(remote, st.integers(1, 60), st.sampled_from(["net-a", "net-b"]), st.integers(3, 9)),
+    unique_by=lambda p: p.id,
+    max_size=12,
+)
 views = st.builds(
-    lambda lp, rp, l2pop, arp: HostView("198.18.0.2", l2pop, arp, cookie_for(7), NETS,
-                                        tuple(lp), tuple(rp)),
-    locals_st, remotes_st, st.booleans(), st.booleans())
+    lambda lp, rp, l2pop, arp: HostView(
+        "198.18.0.2", l2pop, arp, cookie_for(7), NETS, tuple(lp), tuple(rp)
+    ),
+    locals_st,
+    remotes_st,
+    st.booleans(),
+    st.booleans(),
+)
 
 
 @given(views)
 def test_same_input_same_flowset(view: HostView) -> None:
     assert build_flows(view) == build_flows(replace(view))
-    shuffled = replace(view, local_ports=tuple(reversed(view.local_ports)),
-                       remote_ports=tuple(reversed(view.remote_ports)))
+    shuffled = replace(
+        view,
+        local_ports=tuple(reversed(view.local_ports)),
+        remote_ports=tuple(reversed(view.remote_ports)),
+    )
     assert build_flows(shuffled) == build_flows(view)
 
 
@@ -72,8 +84,15 @@ def test_add_then_remove_port_gives_identical_flowset(
 
 
 def test_l2pop_flows_and_arp_responder() -> None:
-    view = HostView("198.18.0.2", True, True, cookie_for(1), NETS,
-                    (local(1, "net-a"),), (remote(2, "net-a", 3), remote(3, "net-b", 4)))
+    view = HostView(
+        "198.18.0.2",
+        True,
+        True,
+        cookie_for(1),
+        NETS,
+        (local(1, "net-a"),),
+        (remote(2, "net-a", 3), remote(3, "net-b", 4)),
+    )
     flows = list(build_flows(view))
     ucast = [f for f in flows if f.table == UCAST_TO_TUN and f.priority == 2]
     assert {dict(f.match)["dl_dst"] for f in ucast} == {"fa:16:3e:01:00:02", "fa:16:3e:01:00:03"}
@@ -87,8 +106,9 @@ def test_l2pop_flows_and_arp_responder() -> None:
 
 
 def test_without_l2pop_no_unicast_or_arp_flows_but_flooding() -> None:
-    view = HostView("198.18.0.2", False, True, 0, NETS, (local(1, "net-a"),),
-                    (remote(2, "net-a", 3),))
+    view = HostView(
+        "198.18.0.2", False, True, 0, NETS, (local(1, "net-a"),), (remote(2, "net-a", 3),)
+    )
     flows = list(build_flows(view))
     assert not [f for f in flows if f.table == UCAST_TO_TUN and f.priority == 2]
     assert not [f for f in flows if f.table == ARP_RESPONDER]

@@ -22,13 +22,16 @@ def line(text: str, bridge: str = "br-tun") -> tuple[str, str]:
 
 
 def sample(n: int = 20) -> SnapshotData:
-    data = SnapshotData(revision=7, generation=3, vlans={"net-a": 1, "net-b": 2},
-                        tunnels=[("vxlan", "198.18.0.3")])
+    data = SnapshotData(
+        revision=7, generation=3, vlans={"net-a": 1, "net-b": 2}, tunnels=[("vxlan", "198.18.0.3")]
+    )
     data.networks["net-a"] = {"id": "net-a", "type": "vxlan", "segmentation_id": 1001}
     tun = data.flows.setdefault("br-tun", {})
     for i in range(n):
-        key, text = line(f"table=20,priority=2,dl_vlan={1 + i % 2},dl_dst=fa:16:3e:00:00:{i:02x},"
-                         "actions=pop_vlan,set_field:0x3e9->tun_id,output:vxlan-c6120003")
+        key, text = line(
+            f"table=20,priority=2,dl_vlan={1 + i % 2},dl_dst=fa:16:3e:00:00:{i:02x},"
+            "actions=pop_vlan,set_field:0x3e9->tun_id,output:vxlan-c6120003"
+        )
         tun[key] = text
     key, text = line("table=0,priority=0,actions=drop")
     tun[key] = text
@@ -62,10 +65,15 @@ def test_journal_replays_on_top(tmp_path: Path) -> None:
     store.write(data, INDEX)
     k_new, l_new = line("table=22,priority=1,dl_vlan=1,actions=pop_vlan,output:vxlan-c6120003")
     k_old = next(iter(data.flows["br-tun"]))
-    store.append(JournalDelta(revision=9, generation=3, add={"br-tun": [l_new]},
-                              delete={"br-tun": [k_old]},
-                              events=[{"kind": "port", "op": "put",
-                                       "object": {"id": "p1", "network_id": "net-a"}}]))
+    store.append(
+        JournalDelta(
+            revision=9,
+            generation=3,
+            add={"br-tun": [l_new]},
+            delete={"br-tun": [k_old]},
+            events=[{"kind": "port", "op": "put", "object": {"id": "p1", "network_id": "net-a"}}],
+        )
+    )
     report = SnapshotStore(tmp_path).load()
     assert report.data is not None and report.journal_records == 1
     assert k_new in report.data.flows["br-tun"] and k_old not in report.data.flows["br-tun"]
@@ -132,8 +140,9 @@ def test_any_damage_to_manifest_or_partitions_is_detected(data: st.DataObject) -
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         SnapshotStore(directory).write(sample(8), INDEX)
-        files = sorted(p for p in directory.iterdir()
-                       if p.name == "MANIFEST" or p.name.startswith("part-"))
+        files = sorted(
+            p for p in directory.iterdir() if p.name == "MANIFEST" or p.name.startswith("part-")
+        )
         victim = files[data.draw(st.integers(0, len(files) - 1), label="file")]
         raw = bytearray(victim.read_bytes())
         if data.draw(st.booleans(), label="truncate"):

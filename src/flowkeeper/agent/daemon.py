@@ -79,8 +79,12 @@ class Agent:
         self.cookie = cookie_for(generation)
         self.installed = await asyncio.to_thread(ovs.installed_flows)
         self.vlans = await asyncio.to_thread(ovs.local_vlans)
-        log.info("generation %d; %d flows installed; local VLANs %s", generation,
-                 len(self.installed), self.vlans)
+        log.info(
+            "generation %d; %d flows installed; local VLANs %s",
+            generation,
+            len(self.installed),
+            self.vlans,
+        )
 
         def on_iface(_event: str, info: InterfaceInfo) -> None:
             if info.iface_id or info.name.startswith(("vxlan-", "gre-")):
@@ -110,8 +114,12 @@ class Agent:
                     await self._register("syncing")
                     view = await self.client.view(self.cfg.host)
                     self.mirror.load(view.revision, view.networks, view.ports)
-                    log.info("listed revision %d: %d networks, %d ports", view.revision,
-                             len(view.networks), len(view.ports))
+                    log.info(
+                        "listed revision %d: %d networks, %d ports",
+                        view.revision,
+                        len(view.networks),
+                        len(view.ports),
+                    )
                     self.in_sync = True
                     need_list = False
                     self.wake.set()
@@ -127,15 +135,17 @@ class Agent:
                 need_list = True
             except ServerUnavailable as exc:
                 self.status.state = "disconnected"
-                log.warning("server unavailable (%s); dataplane kept; retry in %.1fs",
-                            exc, backoff)
+                log.warning("server unavailable (%s); dataplane kept; retry in %.1fs", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     async def _register(self, state: str) -> None:
         self.status.state = state
         await self.client.register_host(
-            self.cfg.host, self.cfg.tunnel_ip, l2pop=self.cfg.l2pop, state=state,
+            self.cfg.host,
+            self.cfg.tunnel_ip,
+            l2pop=self.cfg.l2pop,
+            state=state,
             revision=self.status.applied_revision,
         )
 
@@ -166,19 +176,28 @@ class Agent:
         started = time.monotonic()
         revision = self.mirror.revision
         vifs = await asyncio.to_thread(ovs.vifs)
-        bound = bound_ports(self.mirror, self.cfg.host,
-                            [LocalVif(v.device, v.iface_id) for v in vifs])
+        bound = bound_ports(
+            self.mirror, self.cfg.host, [LocalVif(v.device, v.iface_id) for v in vifs]
+        )
         needed = {self.mirror.ports[p].network_id for p in bound}
         # Before the first list, keep every VLAN we already had: never renumber blindly.
         vlans = allocate(self.vlans, needed | (set() if self.in_sync else set(self.vlans)))
-        view = assemble(self.mirror, host=self.cfg.host, tunnel_ip=self.cfg.tunnel_ip,
-                        l2pop=self.cfg.l2pop, arp_responder=self.cfg.arp_responder,
-                        cookie=self.cookie, bound=bound, vlans=vlans)
+        view = assemble(
+            self.mirror,
+            host=self.cfg.host,
+            tunnel_ip=self.cfg.tunnel_ip,
+            l2pop=self.cfg.l2pop,
+            arp_responder=self.cfg.arp_responder,
+            cookie=self.cookie,
+            bound=bound,
+            vlans=vlans,
+        )
         for net in view.networks:
             for port_id, device in bound.items():
                 if self.mirror.ports[port_id].network_id == net.id:
-                    await asyncio.to_thread(ovs.record_vlan, device, net.id, net.type,
-                                            net.segmentation_id, net.vlan)
+                    await asyncio.to_thread(
+                        ovs.record_vlan, device, net.id, net.type, net.segmentation_id, net.vlan
+                    )
         self.vlans = vlans
         peers = tunnel_peers(view)
         await asyncio.to_thread(ovs.ensure_tunnels, peers, self.cfg.tunnel_ip)
@@ -192,9 +211,14 @@ class Agent:
                 self.installed.discard(flow.key)
             for flow in [*delta.add, *delta.modify]:
                 self.installed.add(flow)
-            log.info("applied +%d ~%d -%d flows in %.0f ms (revision %d)", len(delta.add),
-                     len(delta.modify), len(delta.delete),
-                     (time.monotonic() - started) * 1000, revision)
+            log.info(
+                "applied +%d ~%d -%d flows in %.0f ms (revision %d)",
+                len(delta.add),
+                len(delta.modify),
+                len(delta.delete),
+                (time.monotonic() - started) * 1000,
+                revision,
+            )
         if self.in_sync:
             gone = await asyncio.to_thread(ovs.remove_unused_tunnels, peers)
             if gone:

@@ -80,7 +80,10 @@ def assemble(
     remote = tuple(
         RemotePort(p.id, p.network_id, p.mac, p.tunnel_ip, tuple(p.fixed_ips))
         for p in sorted(mirror.ports.values(), key=lambda p: p.id)
-        if p.network_id in present and p.host != host and p.status == "ACTIVE"
-        and p.tunnel_ip and p.tunnel_ip != tunnel_ip
+        if p.network_id in present
+        and p.host != host
+        and p.status == "ACTIVE"
+        and p.tunnel_ip
+        and p.tunnel_ip != tunnel_ip
     )
     return HostView(tunnel_ip, l2pop, arp_responder, cookie, tuple(nets), local, remote)

@@ -56,9 +56,9 @@ class HostOvs:
         except ValueError:
             gen = 1
         gen %= 1 << 32
-        self.db.api.db_set(
-            "Bridge", BR_INT, ("external_ids", {GENERATION_KEY: str(gen)})
-        ).execute(check_error=True)
+        self.db.api.db_set("Bridge", BR_INT, ("external_ids", {GENERATION_KEY: str(gen)})).execute(
+            check_error=True
+        )
         return gen
 
     def vifs(self) -> list[Vif]:
@@ -82,8 +82,12 @@ class HostOvs:
         return result
 
     def record_vlan(self, device: str, network_id: str, net_type: str, seg: int, vlan: int) -> None:
-        want = {"net_uuid": network_id, "network_type": net_type,
-                "segmentation_id": str(seg), "tag": str(vlan)}
+        want = {
+            "net_uuid": network_id,
+            "network_type": net_type,
+            "segmentation_id": str(seg),
+            "tag": str(vlan),
+        }
         cfg = self.db.port_other_config(device)
         if any(cfg.get(key) != value for key, value in want.items()):
             self.db.set_port_other_config(device, want)

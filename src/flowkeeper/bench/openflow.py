@@ -97,7 +97,9 @@ def run(
     """Bring up a one-host lab, time each method at each size, tear the lab down."""
     lab = Lab(lab_dir, progress=progress)
     lab.down()
-    state = lab.up(UpOptions(hosts=1, vms_per_host=0, name="fkbench", static_flows=False, agents=False))
+    state = lab.up(
+        UpOptions(hosts=1, vms_per_host=0, name="fkbench", static_flows=False, agents=False)
+    )
     results: list[dict[str, Any]] = []
     try:
         host = state.hosts[0]

@@ -19,8 +19,11 @@ def register(sub: Any) -> None:
     agent = sub.add_parser("agent", help="run the host agent (follows the server, programs OVS)")
     agent.add_argument("--host", required=True, help="this host's name in the control plane")
     agent.add_argument("--tunnel-ip", required=True, help="this host's VXLAN/GRE endpoint")
-    agent.add_argument("--server", default=os.environ.get("FLOWKEEPER_SERVER"),
-                       help="server URL (env FLOWKEEPER_SERVER)")
+    agent.add_argument(
+        "--server",
+        default=os.environ.get("FLOWKEEPER_SERVER"),
+        help="server URL (env FLOWKEEPER_SERVER)",
+    )
     agent.add_argument("--ovsdb", default=DEFAULT_OVSDB, help="local ovsdb-server, unix:PATH")
     agent.add_argument("--state-dir", type=Path, default=Path("/var/lib/flowkeeper"))
     agent.add_argument("--token-file", type=Path, help="API token file (env FLOWKEEPER_TOKEN)")
@@ -49,9 +52,16 @@ def _agent(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot read token file {args.token_file}: {exc.strerror}") from None
     args.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     logging.getLogger().setLevel(logging.DEBUG if args.debug else logging.INFO)
-    cfg = AgentConfig(host=args.host, tunnel_ip=args.tunnel_ip, server=args.server,
-                      ovsdb=args.ovsdb, rundir=sock.parent, state_dir=args.state_dir,
-                      token=token, l2pop=not args.no_l2pop,
-                      arp_responder=not args.no_arp_responder)
+    cfg = AgentConfig(
+        host=args.host,
+        tunnel_ip=args.tunnel_ip,
+        server=args.server,
+        ovsdb=args.ovsdb,
+        rundir=sock.parent,
+        state_dir=args.state_dir,
+        token=token,
+        l2pop=not args.no_l2pop,
+        arp_responder=not args.no_arp_responder,
+    )
     asyncio.run(Agent(cfg).run())
     return 0

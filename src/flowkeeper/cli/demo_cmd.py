@@ -24,10 +24,17 @@ def register(sub: Any) -> None:
 def _demo(args: argparse.Namespace) -> int:
     lab = Lab(args.lab_dir, progress=progress)
     lab.down()  # a previous demo that crashed leaves nothing behind
-    print(f"== lab up: {args.hosts} hosts x {args.vms_per_host} VMs on {args.networks} networks"
-          " (real OVS, userspace datapath), flowkeeper server + one agent per host")
-    opts = UpOptions(hosts=args.hosts, vms_per_host=args.vms_per_host, networks=args.networks,
-                     name="fkdemo", network_type="mixed")
+    print(
+        f"== lab up: {args.hosts} hosts x {args.vms_per_host} VMs on {args.networks} networks"
+        " (real OVS, userspace datapath), flowkeeper server + one agent per host"
+    )
+    opts = UpOptions(
+        hosts=args.hosts,
+        vms_per_host=args.vms_per_host,
+        networks=args.networks,
+        name="fkdemo",
+        network_type="mixed",
+    )
     state = lab.up(opts)
     try:
         failures = _pings(lab, state)
@@ -59,6 +66,8 @@ def _pings(lab: Lab, state: LabState) -> int:
             failures += not ok
             verdict = "ok" if ok else "FAILED"
             what = "same net " if same else "other net"
-            print(f"  {a.name:7} {a.ip:13} -> {b.name:7} {b.ip:13} {what} "
-                  f"{res.received}/{res.sent} replies  {verdict}")
+            print(
+                f"  {a.name:7} {a.ip:13} -> {b.name:7} {b.ip:13} {what} "
+                f"{res.received}/{res.sent} replies  {verdict}"
+            )
     return failures

@@ -9,7 +9,16 @@ import traceback
 from collections.abc import Sequence
 
 from flowkeeper import __version__
-from flowkeeper.cli import agent_cmd, bench_cmd, demo_cmd, lab_cmd
+from flowkeeper.cli import (
+    agent_cmd,
+    bench_cmd,
+    demo_cmd,
+    host_cmd,
+    lab_cmd,
+    network_cmd,
+    port_cmd,
+    server_cmd,
+)
 from flowkeeper.errors import FlowkeeperError, UsageError
 
 
@@ -23,7 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"flowkeeper {__version__}")
     parser.add_argument("--debug", action="store_true", help="show stack traces and debug logs")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    server_cmd.register(sub)
     agent_cmd.register(sub)
+    network_cmd.register(sub)
+    port_cmd.register(sub)
+    host_cmd.register(sub)
     lab_cmd.register(sub)
     bench_cmd.register(sub)
     demo_cmd.register(sub)

@@ -212,8 +212,16 @@ class Lab:
         if any(v.name == name for v in state.vms):
             raise LabError(f"a VM named {name!r} exists already")
         port = self.client(state).create_port(network_id, host, mac, [ip], name=name)
-        vm = VmState(name=name, host=host, ns=f"{state.name}-{name}", network=0, mac=mac,
-                     ip=ip, iface_id=port.id, tap=f"tap{port.id[:11]}")
+        vm = VmState(
+            name=name,
+            host=host,
+            ns=f"{state.name}-{name}",
+            network=0,
+            mac=mac,
+            ip=ip,
+            iface_id=port.id,
+            tap=f"tap{port.id[:11]}",
+        )
         self._make_vm(state, vm)
         state.save()
         if wait:

@@ -34,7 +34,10 @@ def _spawn(argv: list[str], log: Path) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     return proc.pid
@@ -46,8 +49,18 @@ def start_server(state: LabState) -> str:
     url = f"http://127.0.0.1:{port}"
     store = Path(state.dir) / "server" / "flowkeeper.db"
     store.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    argv = [sys.executable, "-m", "flowkeeper", "server", "--listen", f"127.0.0.1:{port}",
-            "--store", f"sqlite:{store}", "--token-file", str(ensure_token(state))]
+    argv = [
+        sys.executable,
+        "-m",
+        "flowkeeper",
+        "server",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--store",
+        f"sqlite:{store}",
+        "--token-file",
+        str(ensure_token(state)),
+    ]
     state.pids["server"] = _spawn(argv, Path(state.dir) / "server" / "server.log")
     state.server_url = url
     state.save()
@@ -69,10 +82,24 @@ def wait_http(url: str, pid: int, timeout: float) -> None:
 
 
 def agent_argv(state: LabState, host: HostState, l2pop: bool = True) -> list[str]:
-    argv = [sys.executable, "-m", "flowkeeper", "agent", "--host", host.name,
-            "--tunnel-ip", host.tunnel_ip, "--server", state.server_url,
-            "--ovsdb", f"unix:{host.db_sock}", "--state-dir", host.path("agent"),
-            "--token-file", str(ensure_token(state))]
+    argv = [
+        sys.executable,
+        "-m",
+        "flowkeeper",
+        "agent",
+        "--host",
+        host.name,
+        "--tunnel-ip",
+        host.tunnel_ip,
+        "--server",
+        state.server_url,
+        "--ovsdb",
+        f"unix:{host.db_sock}",
+        "--state-dir",
+        host.path("agent"),
+        "--token-file",
+        str(ensure_token(state)),
+    ]
     return argv if l2pop else [*argv, "--no-l2pop"]
 
 

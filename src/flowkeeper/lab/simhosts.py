@@ -47,22 +47,23 @@ class SimHost:
         self.bound: set[str] = set()
 
     async def run(self) -> None:
-        await self.client.register_host(self.name, self.tunnel_ip, virtual=True,
-                                        state="syncing")
+        await self.client.register_host(self.name, self.tunnel_ip, virtual=True, state="syncing")
         while True:
             try:
                 view = await self.client.view(self.name)
                 self.revision = view.revision
                 for port in view.ports:
                     await self._bind(port)
-                await self.client.register_host(self.name, self.tunnel_ip, virtual=True,
-                                                state="in-sync", revision=view.revision)
+                await self.client.register_host(
+                    self.name, self.tunnel_ip, virtual=True, state="in-sync", revision=view.revision
+                )
                 async for event in self.client.watch(self.name, self.revision):
                     self.revision = max(self.revision, event.revision)
                     if event.kind == "heartbeat" or event.object is None:
                         continue
-                    self.received.append((time.time(), event.revision, event.kind, event.op,
-                                          event.object.id))
+                    self.received.append(
+                        (time.time(), event.revision, event.kind, event.op, event.object.id)
+                    )
                     if isinstance(event.object, Port) and event.op == "put":
                         await self._bind(event.object)
             except (Compacted, ServerUnavailable):
@@ -76,8 +77,10 @@ class SimHost:
 
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
     token = args.token_file.read_text().strip() if args.token_file else None
-    sims = [SimHost(virtual_host_name(i), virtual_tunnel_ip(i), args.server, token)
-            for i in range(args.first, args.first + args.hosts)]
+    sims = [
+        SimHost(virtual_host_name(i), virtual_tunnel_ip(i), args.server, token)
+        for i in range(args.first, args.first + args.hosts)
+    ]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -92,8 +95,10 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     await asyncio.gather(*tasks, return_exceptions=True)
     for sim in sims:
         await sim.client.close()
-    return {s.name: {"tunnel_ip": s.tunnel_ip, "revision": s.revision,
-                     "received": s.received} for s in sims}
+    return {
+        s.name: {"tunnel_ip": s.tunnel_ip, "revision": s.revision, "received": s.received}
+        for s in sims
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,23 +38,20 @@ class _Flows:
                 continue
             name = FIELD_ALIASES.get(name, name)
             fields[name] = canonical_value(name, value)
-        self.flows.append(
-            Flow(bridge, table, priority, tuple(sorted(fields.items())),
-                 canonical_actions(actions), self.cookie)
+        self.fast(
+            bridge, table, priority, tuple(sorted(fields.items())), canonical_actions(actions)
         )
 
-
-def _vlan_set(vlan: int) -> str:
-    """Canonical spelling of mod_vlan_vid:VLAN (OpenFlow 1.5: push, then set the VID)."""
-    return f"push_vlan:0x8100,set_field:{0x1000 | vlan:#x}->vlan_vid"
-
-
-def _fast(
-    out: _Flows, bridge: str, table: int, priority: int, match: tuple[tuple[str, str], ...],
-    actions: str,
-) -> None:
-    """Append a flow whose match and actions are already canonical (hot path)."""
-    out.flows.append(Flow(bridge, table, priority, match, actions, out.cookie))
+    def fast(
+        self,
+        bridge: str,
+        table: int,
+        priority: int,
+        match: tuple[tuple[str, str], ...],
+        actions: str,
+    ) -> None:
+        """Append a flow whose match and actions are already canonical (hot path)."""
+        self.flows.append(Flow(bridge, table, priority, match, actions, self.cookie))
 
 
 def build_flows(view: HostView) -> FlowSet:
@@ -76,10 +73,20 @@ def _br_int(out: _Flows, view: HostView, nets: dict[str, NetworkView]) -> None:
         if net is None:
             continue
         taps[net.id].append(port.device)
-        out.add(BR_INT, t.INT_DISPATCH, 10, f"in_port={port.device}",
-                f"mod_vlan_vid:{net.vlan},resubmit(,{t.INT_SWITCH})")
-        out.add(BR_INT, t.INT_SWITCH, 20, f"dl_vlan={net.vlan},dl_dst={port.mac}",
-                f"strip_vlan,output:{port.device}")
+        out.add(
+            BR_INT,
+            t.INT_DISPATCH,
+            10,
+            f"in_port={port.device}",
+            f"mod_vlan_vid:{net.vlan},resubmit(,{t.INT_SWITCH})",
+        )
+        out.add(
+            BR_INT,
+            t.INT_SWITCH,
+            20,
+            f"dl_vlan={net.vlan},dl_dst={port.mac}",
+            f"strip_vlan,output:{port.device}",
+        )
     for net in view.networks:
         local = ",".join(f"output:{dev}" for dev in taps.get(net.id, []))
         flood = f"output:{PATCH_TUN}" + (f",strip_vlan,{local}" if local else "")
@@ -88,8 +95,7 @@ def _br_int(out: _Flows, view: HostView, nets: dict[str, NetworkView]) -> None:
         to_tun = f"output:{PATCH_TUN}"
         for rport in _remote(view, nets):
             vlan = str(nets[rport.network_id].vlan)
-            _fast(out, BR_INT, t.INT_SWITCH, 10, (("dl_dst", rport.mac), ("dl_vlan", vlan)),
-                  to_tun)
+            out.fast(BR_INT, t.INT_SWITCH, 10, (("dl_dst", rport.mac), ("dl_vlan", vlan)), to_tun)
 
 
 def _remote(view: HostView, nets: dict[str, NetworkView]) -> Iterable[RemotePort]:
@@ -104,8 +110,13 @@ def _br_tun(out: _Flows, view: HostView, nets: dict[str, NetworkView]) -> None:
     add(BR_TUN, t.TUN_DISPATCH, 1, f"in_port={PATCH_INT}", f"resubmit(,{t.FROM_INT})")
     peers = sorted(tunnel_peers(view))
     for kind, ip in peers:
-        add(BR_TUN, t.TUN_DISPATCH, 1, f"in_port={tunnel_port_name(kind, ip)}",
-            f"resubmit(,{t.FROM_TUNNEL[kind]})")
+        add(
+            BR_TUN,
+            t.TUN_DISPATCH,
+            1,
+            f"in_port={tunnel_port_name(kind, ip)}",
+            f"resubmit(,{t.FROM_TUNNEL[kind]})",
+        )
     add(BR_TUN, t.FROM_INT, 0, f"dl_dst={UNICAST}", f"resubmit(,{t.UCAST_TO_TUN})")
     add(BR_TUN, t.FROM_INT, 0, f"dl_dst={MULTICAST}", f"resubmit(,{t.FLOOD_TO_TUN})")
     arp_responder = view.arp_responder and view.l2pop
@@ -124,20 +135,35 @@ def _br_tun(out: _Flows, view: HostView, nets: dict[str, NetworkView]) -> None:
         flood_ports[net.id].add(port)
         vlan = str(net.vlan)
         if view.l2pop:
-            _fast(out, BR_TUN, t.UCAST_TO_TUN, 2, (("dl_dst", rport.mac), ("dl_vlan", vlan)),
-                  f"pop_vlan,set_field:{net.segmentation_id:#x}->tun_id,output:{port}")
+            out.fast(
+                BR_TUN,
+                t.UCAST_TO_TUN,
+                2,
+                (("dl_dst", rport.mac), ("dl_vlan", vlan)),
+                f"pop_vlan,set_field:{net.segmentation_id:#x}->tun_id,output:{port}",
+            )
         if arp_responder:
             for ip in rport.ips:
                 match = (("arp_tpa", ip), ("dl_type", "0x806"), ("dl_vlan", vlan))
-                _fast(out, BR_TUN, t.ARP_RESPONDER, 1, match, _arp_reply(rport.mac, ip))
+                out.fast(BR_TUN, t.ARP_RESPONDER, 1, match, _arp_reply(rport.mac, ip))
     for net in view.networks:
-        add(BR_TUN, t.FROM_TUNNEL[net.type], 1, f"tun_id={net.segmentation_id}",
-            f"mod_vlan_vid:{net.vlan},resubmit(,{t.LEARN})")
+        add(
+            BR_TUN,
+            t.FROM_TUNNEL[net.type],
+            1,
+            f"tun_id={net.segmentation_id}",
+            f"mod_vlan_vid:{net.vlan},resubmit(,{t.LEARN})",
+        )
         ports = sorted(flood_ports.get(net.id, ()))
         if ports:
             outs = ",".join(f"output:{p}" for p in ports)
-            add(BR_TUN, t.FLOOD_TO_TUN, 1, f"dl_vlan={net.vlan}",
-                f"strip_vlan,set_field:{net.segmentation_id}->tun_id,{outs}")
+            add(
+                BR_TUN,
+                t.FLOOD_TO_TUN,
+                1,
+                f"dl_vlan={net.vlan}",
+                f"strip_vlan,set_field:{net.segmentation_id}->tun_id,{outs}",
+            )
 
 
 def _learn() -> str:

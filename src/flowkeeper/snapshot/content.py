@@ -100,8 +100,9 @@ def key_of_line(line: str) -> str:
     end = line.index(",actions=")
     head = line[start:end]
     # Timeouts are part of the line but not of the key.
-    return ",".join(p for p in head.split(",") if not p.startswith(("idle_timeout=",
-                                                                     "hard_timeout=")))
+    return ",".join(
+        p for p in head.split(",") if not p.startswith(("idle_timeout=", "hard_timeout="))
+    )
 
 
 def apply_delta(data: SnapshotData, delta: JournalDelta) -> None:

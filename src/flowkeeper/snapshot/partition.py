@@ -47,6 +47,6 @@ def split(flows: FlowLines, index: PartitionIndex) -> dict[str, tuple[str, list[
         for key, line in lines.items():
             name = partition_name(bridge, index.network_of(key))
             parts.setdefault(name, (bridge, []))[1].append(line)
-    for _bridge, lines in parts.values():
-        lines.sort()
+    for _bridge, part_lines in parts.values():
+        part_lines.sort()
     return parts

@@ -83,8 +83,9 @@ class SnapshotStore:
                 break
             report.journal_records += 1
         if stop:
-            report.problems.append(f"journal {self._journal.name}: {stop}; kept the records "
-                                   f"before it")
+            report.problems.append(
+                f"journal {self._journal.name}: {stop}; kept the records before it"
+            )
         return report
 
     def _read_manifest(self) -> dict[str, Any]:
@@ -139,13 +140,13 @@ class SnapshotStore:
             crc = zlib.crc32(payload)
             fname = f"part-{name}-{crc:08x}.snap"
             if not (self.dir / fname).exists():
-                atomic_write(self.dir / fname, records.encode(records.PARTITION, payload),
-                             sync_dir=False)
+                atomic_write(
+                    self.dir / fname, records.encode(records.PARTITION, payload), sync_dir=False
+                )
             parts.append({"file": fname, "bridge": bridge, "crc": crc, "flows": len(lines)})
         atomic_write(self.dir / journal, b"", sync_dir=False)
         fsync_dir(self.dir)
-        manifest = {"format": FORMAT, "meta": data.meta(), "partitions": parts,
-                    "journal": journal}
+        manifest = {"format": FORMAT, "meta": data.meta(), "partitions": parts, "journal": journal}
         body = json.dumps(manifest, separators=(",", ":")).encode()
         atomic_write(self.dir / MANIFEST, records.encode(records.MANIFEST, body))
         self._journal = self.dir / journal
@@ -155,8 +156,11 @@ class SnapshotStore:
                 path.unlink(missing_ok=True)
 
     def _current_journal_seq(self) -> int:
-        seqs = [int(p.stem.split("-")[1]) for p in self.dir.glob("journal-*.log")
-                if p.stem.split("-")[1].isdigit()]
+        seqs = [
+            int(p.stem.split("-")[1])
+            for p in self.dir.glob("journal-*.log")
+            if p.stem.split("-")[1].isdigit()
+        ]
         return max(seqs, default=0)
 
     def journal_size(self) -> int:

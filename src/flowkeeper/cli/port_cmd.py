@@ -1,0 +1,100 @@
+"""`flowkeeper port create|list|show|delete`: ports (network, host, MAC, IPs) on the server."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from flowkeeper.cli.common import emit
+from flowkeeper.cli.cpclient import add_client_options, client_from
+from flowkeeper.cli.table import fields, table
+from flowkeeper.validation import check_id, check_ipv4, check_mac, check_name
+
+
+def register(sub: Any) -> None:
+    port = sub.add_parser("port", help="ports: a VIF's network, host, MAC and IPs")
+    cmds = port.add_subparsers(dest="port_command", required=True)
+
+    create = cmds.add_parser("create", help="create a port")
+    create.add_argument("--network", required=True, help="network name or id")
+    create.add_argument("--host", required=True, help="the host the port is bound to")
+    create.add_argument("--mac", required=True, help="unicast MAC, e.g. fa:16:3e:00:00:01")
+    create.add_argument("--ip", action="append", default=[], help="fixed IPv4 (repeatable)")
+    create.add_argument("--name", default="")
+    create.add_argument("--device-id", default="")
+    create.add_argument("--id", help="port id (the VIF's iface-id); default: a new UUID")
+    add_client_options(create)
+    create.set_defaults(func=_create)
+
+    lst = cmds.add_parser("list", help="list ports")
+    lst.add_argument("--network", help="only this network (name or id)")
+    lst.add_argument("--host", help="only ports bound to this host")
+    add_client_options(lst)
+    lst.set_defaults(func=_list)
+
+    show = cmds.add_parser("show", help="one port")
+    show.add_argument("port", help="port id")
+    add_client_options(show)
+    show.set_defaults(func=_show)
+
+    delete = cmds.add_parser("delete", help="delete a port")
+    delete.add_argument("port", help="port id")
+    add_client_options(delete)
+    delete.set_defaults(func=_delete)
+
+
+def _create(args: argparse.Namespace) -> int:
+    check_name(args.host, "host")
+    check_mac(args.mac)
+    for ip in args.ip:
+        check_ipv4(ip)
+    if args.id is not None:
+        check_id(args.id, "port")
+    client = client_from(args)
+    net = client.find_network(args.network)
+    port = client.create_port(
+        net.id, args.host, args.mac, args.ip, name=args.name, device_id=args.device_id, id=args.id
+    )
+    ips = ", ".join(port.fixed_ips) or "no IP"
+    emit(
+        port.to_dict(),
+        args.json,
+        f"created port {port.id} on {net.name}: {port.mac} {ips} @ {port.host}",
+    )
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    client = client_from(args)
+    nets = {n.id: n.name for n in client.list_networks()}
+    network_id = client.find_network(args.network).id if args.network else None
+    ports = client.list_ports(network_id=network_id, host=args.host)
+    rows = [
+        (
+            p.id,
+            p.name or "-",
+            nets.get(p.network_id, p.network_id),
+            p.host,
+            p.mac,
+            ",".join(p.fixed_ips) or "-",
+            p.status,
+        )
+        for p in ports
+    ]
+    text = table(["id", "name", "network", "host", "mac", "ips", "status"], rows)
+    emit([p.to_dict() for p in ports], args.json, text if ports else "no ports")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    port = client_from(args).get_port(args.port)
+    data = port.to_dict()
+    data.pop("tunnel_ip")
+    emit(data, args.json, fields(data.items()))
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    revision = client_from(args).delete_port(args.port)
+    emit({"deleted": args.port, "revision": revision}, args.json, f"deleted port {args.port}")
+    return 0

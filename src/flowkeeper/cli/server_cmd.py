@@ -1,0 +1,69 @@
+"""`flowkeeper server`: run the control-plane server (REST API, list+watch streams)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from flowkeeper.cli.common import positive_int
+from flowkeeper.errors import UsageError
+from flowkeeper.store.base import DEFAULT_KEEP_EVENTS
+
+
+def register(sub: Any) -> None:
+    from flowkeeper.server.app import DEFAULT_LISTEN, DEFAULT_STORE
+
+    srv = sub.add_parser("server", help="run the control-plane server")
+    srv.add_argument("--listen", default=DEFAULT_LISTEN, help="127.0.0.1:PORT (port 0: any)")
+    srv.add_argument(
+        "--store",
+        default=os.environ.get("FLOWKEEPER_STORE", DEFAULT_STORE),
+        help=f"sqlite:PATH (env FLOWKEEPER_STORE; default {DEFAULT_STORE})",
+    )
+    srv.add_argument(
+        "--token-file",
+        type=Path,
+        help="API token for writes (else env FLOWKEEPER_TOKEN, else a generated "
+        "'token' file next to the SQLite database)",
+    )
+    srv.add_argument(
+        "--keep-events",
+        type=_count,
+        default=DEFAULT_KEEP_EVENTS,
+        help=f"events kept for watchers to catch up (default {DEFAULT_KEEP_EVENTS})",
+    )
+    srv.add_argument("--heartbeat", type=float, default=5.0, help="watch heartbeat seconds")
+    srv.set_defaults(func=_server)
+
+
+def _count(text: str) -> int:
+    value = positive_int(text)
+    if value < 1:
+        raise ValueError("must be >= 1")
+    return value
+
+
+def _announce(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _server(args: argparse.Namespace) -> int:
+    from flowkeeper.server.app import ServerConfig, serve
+
+    if not 0.01 <= args.heartbeat <= 300:
+        raise UsageError("--heartbeat must be between 0.01 and 300 seconds")
+    logging.getLogger("flowkeeper.server").setLevel(logging.DEBUG if args.debug else logging.INFO)
+    config = ServerConfig(
+        listen=args.listen,
+        store=args.store,
+        token_file=args.token_file,
+        keep_events=args.keep_events,
+        heartbeat_s=args.heartbeat,
+    )
+    asyncio.run(serve(config, announce=_announce))
+    return 0

@@ -1,0 +1,54 @@
+"""Control-plane errors shared by the store, server and clients, each with its HTTP status."""
+
+from __future__ import annotations
+
+from flowkeeper.errors import FlowkeeperError, UsageError
+from flowkeeper.validation import ValidationError
+
+__all__ = [
+    "Compacted",
+    "Conflict",
+    "NotFound",
+    "StoreError",
+    "Unauthorized",
+    "ValidationError",
+    "http_status",
+]
+
+
+class StoreError(FlowkeeperError):
+    """The store failed (I/O, corruption): not the caller's fault."""
+
+    status = 500
+
+
+class NotFound(FlowkeeperError):
+    """The named network, port or host does not exist."""
+
+    status = 404
+
+
+class Conflict(FlowkeeperError):
+    """The write clashes with what is stored (duplicate name, MAC, IP, segment; ports left)."""
+
+    status = 409
+
+
+class Compacted(FlowkeeperError):
+    """The revision asked for is no longer in the event log (or is ahead of it): re-list."""
+
+    status = 410
+
+
+class Unauthorized(FlowkeeperError):
+    """A write without the right bearer token."""
+
+    status = 401
+
+
+def http_status(exc: FlowkeeperError) -> int:
+    """The HTTP status an error maps to: 400 for bad input, its own status, else 500."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int):
+        return status
+    return 400 if isinstance(exc, UsageError) else 500

@@ -1,0 +1,1 @@
+"""The flowkeeper control-plane server: REST API, watch streams, targeted fan-out."""

@@ -1,0 +1,167 @@
+"""Assemble and run the server: store, hub, aiohttp app, JSON errors, token check, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from flowkeeper.cperrors import http_status
+from flowkeeper.errors import FlowkeeperError, UsageError
+from flowkeeper.server import api, watch
+from flowkeeper.server.asyncstore import AsyncStore
+from flowkeeper.server.auth import check_bearer, load_token
+from flowkeeper.server.hub import Hub
+from flowkeeper.server.state import STATE, ServerState
+from flowkeeper.server.stats import Stats
+from flowkeeper.store import open_store
+from flowkeeper.store.base import DEFAULT_KEEP_EVENTS
+
+log = logging.getLogger("flowkeeper.server")
+
+DEFAULT_LISTEN = "127.0.0.1:9696"
+DEFAULT_STORE = "sqlite:/var/lib/flowkeeper/flowkeeper.db"
+READS = ("GET", "HEAD", "OPTIONS")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class ServerConfig:
+    listen: str = DEFAULT_LISTEN
+    store: str = DEFAULT_STORE
+    token_file: Path | None = None
+    keep_events: int = DEFAULT_KEEP_EVENTS
+    heartbeat_s: float = 5.0
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """HOST:PORT with a loopback HOST: without TLS, the API must not leave the machine."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+        raise UsageError(f"bad --listen {text!r}: use 127.0.0.1:PORT")
+    host = "127.0.0.1" if host in ("", "localhost") else host
+    try:
+        loopback = ipaddress.IPv4Address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise UsageError(f"--listen {text!r}: only 127.0.0.0/8 addresses (the API has no TLS)")
+    return host, int(port_text)
+
+
+def _error(status: int, message: str) -> web.Response:
+    line = " ".join(message.split()) or "error"
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return web.json_response({"error": line}, status=status, headers=headers)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes {"error": "one line"} with a 4xx (or 5xx) status."""
+    try:
+        return await handler(request)
+    except FlowkeeperError as exc:
+        status = http_status(exc)
+        if status >= 500:
+            log.error("%s %s: %s", request.method, request.path, exc)
+        return _error(status, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        text = {
+            404: f"no such endpoint: {request.method} {request.path}",
+            405: f"method {request.method} not allowed on {request.path}",
+            413: "request body too large",
+        }.get(exc.status, exc.reason)
+        return _error(exc.status, text)
+    except TimeoutError:
+        return _error(503, "timed out waiting for the event log; try again")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Writes need 'Authorization: Bearer TOKEN'; reads do not."""
+    if request.method not in READS:
+        check_bearer(request.headers.get("Authorization"), request.app[STATE].token)
+    return await handler(request)
+
+
+def build_app(state: ServerState) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware, auth_middleware])
+    app[STATE] = state
+    app.add_routes(api.routes)
+    app.add_routes(watch.routes)
+
+    async def on_shutdown(_app: web.Application) -> None:
+        await state.hub.close()  # ends every watch stream so shutdown does not wait on them
+
+    app.on_shutdown.append(on_shutdown)
+    return app
+
+
+@dataclass
+class RunningServer:
+    url: str
+    state: ServerState
+    runner: web.AppRunner
+    token_source: str
+
+    async def stop(self) -> None:
+        await self.state.hub.close()
+        await self.runner.cleanup()
+        await self.state.db.close()
+
+
+async def start(config: ServerConfig) -> RunningServer:
+    """Open the store, load the token, bind the listen address; returns once serving."""
+    host, port = parse_listen(config.listen)
+    if config.heartbeat_s <= 0:
+        raise UsageError("--heartbeat must be > 0 seconds")
+    db = AsyncStore(open_store(config.store, config.keep_events))  # first: makes the dir 0700
+    stats = Stats()
+    hub = Hub(db, stats)
+    try:
+        token, token_source = load_token(config.token_file, config.env, config.store)
+        await hub.start()
+        state = ServerState(db, hub, stats, token, config.heartbeat_s)
+        runner = web.AppRunner(build_app(state), access_log=None, shutdown_timeout=5.0)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise FlowkeeperError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    except BaseException:
+        await hub.close()
+        await db.close()
+        raise
+    bound = runner.addresses[0][1] if runner.addresses else port
+    return RunningServer(f"http://{host}:{bound}", state, runner, token_source)
+
+
+async def serve(config: ServerConfig, announce: Callable[[str], None] = print) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    running = await start(config)
+    announce(f"flowkeeper server: listening on {running.url} (store {config.store})")
+    announce(f"flowkeeper server: API token from {running.token_source}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await running.stop()
+    announce("flowkeeper server: stopped")

@@ -1,0 +1,28 @@
+"""The control plane's store: open one from a URL (sqlite:PATH today; etcd later)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flowkeeper.errors import UsageError
+from flowkeeper.store.base import DEFAULT_KEEP_EVENTS, Store
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database path of a sqlite:PATH store URL, else None."""
+    if url.startswith("sqlite:"):
+        path = url.removeprefix("sqlite:").removeprefix("//")
+        return Path(path) if path else None
+    return None
+
+
+def open_store(url: str, keep_events: int = DEFAULT_KEEP_EVENTS) -> Store:
+    """Open the store named by `url`: sqlite:PATH (etcd://H:P is not implemented yet)."""
+    path = sqlite_path(url)
+    if path is not None:
+        from flowkeeper.store.sqlite import SqliteStore
+
+        return SqliteStore(path, keep_events=keep_events)
+    if url.startswith("etcd://"):
+        raise UsageError("the etcd store is not implemented yet; use --store sqlite:PATH")
+    raise UsageError(f"bad --store {url!r}: use sqlite:PATH")

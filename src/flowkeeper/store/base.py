@@ -1,0 +1,143 @@
+"""The store interface (revisioned objects, an event log) for the sqlite and etcd backends."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeAlias
+
+from flowkeeper.cperrors import Compacted, Conflict, NotFound, StoreError
+from flowkeeper.model import Host, Network, NetworkType, Port, PortStatus
+
+__all__ = [
+    "DEFAULT_KEEP_EVENTS",
+    "Compacted",
+    "Conflict",
+    "Event",
+    "Kind",
+    "NotFound",
+    "Objects",
+    "Op",
+    "Snapshot",
+    "Store",
+    "StoreError",
+    "StoreObject",
+    "decode_object",
+    "encode_object",
+]
+
+Kind = Literal["network", "port", "host"]
+Op = Literal["put", "delete"]
+StoreObject: TypeAlias = Network | Port | Host
+Objects: TypeAlias = list[StoreObject]
+KINDS: tuple[Kind, ...] = ("network", "port", "host")
+DEFAULT_KEEP_EVENTS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One write: `object` is the new value (put) or the removed one (delete); `prev` is the
+    value before the write (None on create). Like etcd's watch with prev_kv."""
+
+    revision: int
+    kind: Kind
+    op: Op
+    id: str
+    object: StoreObject
+    prev: StoreObject | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything in the store, consistent at `revision`."""
+
+    revision: int
+    networks: list[Network]
+    ports: list[Port]
+    hosts: list[Host]
+
+
+def encode_object(obj: StoreObject) -> str:
+    data: dict[str, Any] = obj.to_dict()
+    if isinstance(obj, Port):
+        data.pop("tunnel_ip")  # never stored: filled in on the way out
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+def decode_object(kind: str, text: str) -> StoreObject:
+    data = json.loads(text)
+    if kind == "network":
+        return Network.from_dict(data)
+    if kind == "port":
+        return Port.from_dict(data)
+    if kind == "host":
+        return Host.from_dict(data)
+    raise StoreError(f"unknown object kind {kind!r} in the store")
+
+
+class Store(Protocol):
+    """A revisioned store. Every write bumps one global revision and appends an event in the
+    same transaction; a failed write changes nothing. Methods are synchronous and
+    thread-safe; the server runs them on one worker thread."""
+
+    def revision(self) -> int:
+        """The revision of the last write."""
+        ...
+
+    def compact_revision(self) -> int:
+        """Events up to and including this revision are gone; watch from here or later."""
+        ...
+
+    def snapshot(self) -> Snapshot: ...
+
+    def list_networks(self) -> tuple[list[Network], int]: ...
+
+    def list_ports(
+        self, network_id: str | None = None, host: str | None = None
+    ) -> tuple[list[Port], int]: ...
+
+    def list_hosts(self) -> tuple[list[Host], int]: ...
+
+    def get_network(self, network_id: str) -> Network: ...
+
+    def get_port(self, port_id: str) -> Port: ...
+
+    def get_host(self, name: str) -> Host: ...
+
+    def create_network(
+        self,
+        name: str,
+        type: NetworkType,
+        segmentation_id: int | None = None,
+        cidr: str | None = None,
+        id: str | None = None,
+    ) -> Network:
+        """Allocates the lowest free segmentation_id of the type when it is None."""
+        ...
+
+    def delete_network(self, network_id: str) -> Network:
+        """Conflict while the network still has ports."""
+        ...
+
+    def create_port(self, port: Port) -> Port: ...
+
+    def delete_port(self, port_id: str) -> Port: ...
+
+    def set_port_status(self, port_id: str, status: PortStatus) -> Port:
+        """No write (and no new revision) when the status is already `status`."""
+        ...
+
+    def put_host(self, host: Host) -> Host:
+        """Create or replace. Only a new host or a changed tunnel_ip/l2pop/virtual is an
+        event; liveness (state, revision, last_seen) is updated in place."""
+        ...
+
+    def events_since(self, revision: int, limit: int | None = None) -> list[Event]:
+        """Events after `revision`, oldest first; Compacted if some of them are gone."""
+        ...
+
+    def close(self) -> None: ...
+
+    def list(self, kind: Kind) -> tuple[Objects, int]:
+        """Every object of one kind, with the revision they are consistent at."""
+        ...

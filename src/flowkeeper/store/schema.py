@@ -1,0 +1,38 @@
+"""The SQLite store's tables: objects as JSON plus the columns that carry unique constraints."""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS networks (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        type TEXT NOT NULL,
+        segmentation_id INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        UNIQUE (type, segmentation_id))""",
+    """CREATE TABLE IF NOT EXISTS ports (
+        id TEXT PRIMARY KEY,
+        network_id TEXT NOT NULL REFERENCES networks (id),
+        host TEXT NOT NULL,
+        mac TEXT NOT NULL,
+        data TEXT NOT NULL,
+        UNIQUE (network_id, mac))""",
+    "CREATE INDEX IF NOT EXISTS ports_by_host ON ports (host)",
+    """CREATE TABLE IF NOT EXISTS port_ips (
+        network_id TEXT NOT NULL REFERENCES networks (id),
+        ip TEXT NOT NULL,
+        port_id TEXT NOT NULL REFERENCES ports (id),
+        PRIMARY KEY (network_id, ip))""",
+    "CREATE INDEX IF NOT EXISTS port_ips_by_port ON port_ips (port_id)",
+    "CREATE TABLE IF NOT EXISTS hosts (name TEXT PRIMARY KEY, data TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS events (
+        revision INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        op TEXT NOT NULL,
+        id TEXT NOT NULL,
+        object TEXT NOT NULL,
+        prev TEXT)""",
+)

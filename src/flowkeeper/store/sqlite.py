@@ -1,0 +1,374 @@
+"""The embedded SQLite store: WAL mode, synchronous=FULL, one revision counter, an event log.
+
+synchronous=FULL: in WAL mode every COMMIT fsyncs the WAL, so a write the API has
+acknowledged survives power loss. NORMAL would fsync only at checkpoints and could lose
+the last acknowledged writes, whose revisions agents may already have applied.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from flowkeeper.model import Host, Network, NetworkType, Port, PortStatus, check_port_in_network
+from flowkeeper.store.base import (
+    DEFAULT_KEEP_EVENTS,
+    Compacted,
+    Conflict,
+    Event,
+    Kind,
+    NotFound,
+    Objects,
+    Snapshot,
+    StoreError,
+    decode_object,
+    encode_object,
+)
+from flowkeeper.store.schema import SCHEMA, SCHEMA_VERSION
+from flowkeeper.store.sqlite_rows import (
+    FILE_MODE,
+    HOSTS,
+    NETS,
+    PORTS,
+    Writer,
+    create_private,
+    decode_event,
+    parse_json,
+)
+from flowkeeper.validation import SEGMENT_RANGES, ValidationError
+
+
+class SqliteStore:
+    """A Store in one SQLite file. Thread-safe; all access goes through one connection."""
+
+    def __init__(
+        self, path: Path, keep_events: int = DEFAULT_KEEP_EVENTS, synchronous: str = "FULL"
+    ) -> None:
+        if keep_events < 1:
+            raise ValidationError(f"keep_events must be >= 1, got {keep_events}")
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValidationError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
+        self.path = path
+        self.keep_events = keep_events
+        self._lock = threading.RLock()
+        try:
+            create_private(path)
+            self._db = sqlite3.connect(
+                str(path), isolation_level=None, check_same_thread=False, timeout=10.0
+            )
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"store {path}: cannot switch to WAL mode (got {mode})")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._init_schema()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open store {path}: {exc}") from None
+        for suffix in ("-wal", "-shm"):
+            side = Path(f"{path}{suffix}")
+            if side.exists():
+                os.chmod(side, FILE_MODE)
+
+    def _init_schema(self) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._create_tables()
+                self._db.execute("COMMIT")
+            finally:
+                self._rollback()
+
+    def _create_tables(self) -> None:
+        for stmt in SCHEMA:
+            self._db.execute(stmt)
+        for key, value in (("revision", 0), ("compact_revision", 0)):
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        found = self._meta("schema")
+        if found != SCHEMA_VERSION:
+            raise StoreError(f"store schema {found} is not {SCHEMA_VERSION}")
+
+    # --- transactions -------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[Writer]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                writer = Writer(self._db, self._meta("revision"))
+                yield writer
+                if writer.bumped:
+                    self._compact(writer.revision)
+                self._db.execute("COMMIT")
+            except sqlite3.IntegrityError as exc:
+                self._rollback()
+                raise Conflict(f"conflicts with stored data: {exc}") from None
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StoreError(f"store {self.path}: {exc}") from None
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                yield self._db
+            except sqlite3.Error as exc:
+                raise StoreError(f"store {self.path}: {exc}") from None
+            finally:
+                self._rollback()
+
+    def _meta(self, key: str) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _compact(self, revision: int) -> None:
+        cut = revision - self.keep_events
+        if cut > self._meta("compact_revision"):
+            self._db.execute("DELETE FROM events WHERE revision <= ?", (cut,))
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'compact_revision'", (cut,))
+
+    def _one(self, sql: str, args: tuple[object, ...]) -> str | None:
+        row = self._db.execute(sql, args).fetchone()
+        return None if row is None else str(row[0])
+
+    def _network(self, network_id: str) -> Network:
+        data = self._one("SELECT data FROM networks WHERE id = ?", (network_id,))
+        if data is None:
+            raise NotFound(f"network {network_id!r} not found")
+        return Network.from_dict(parse_json(data))
+
+    def _port(self, port_id: str) -> Port:
+        data = self._one("SELECT data FROM ports WHERE id = ?", (port_id,))
+        if data is None:
+            raise NotFound(f"port {port_id!r} not found")
+        return Port.from_dict(parse_json(data))
+
+    def _host(self, name: str) -> Host | None:
+        data = self._one("SELECT data FROM hosts WHERE name = ?", (name,))
+        return None if data is None else Host.from_dict(parse_json(data))
+
+    def _all(self, sql: str, args: tuple[object, ...] = ()) -> list[str]:
+        return [str(row[0]) for row in self._db.execute(sql, args)]
+
+    # --- reads --------------------------------------------------------------
+    def revision(self) -> int:
+        with self._read():
+            return self._meta("revision")
+
+    def compact_revision(self) -> int:
+        with self._read():
+            return self._meta("compact_revision")
+
+    def snapshot(self) -> Snapshot:
+        with self._read():
+            return Snapshot(
+                revision=self._meta("revision"),
+                networks=[Network.from_dict(parse_json(d)) for d in self._all(NETS)],
+                ports=[Port.from_dict(parse_json(d)) for d in self._all(PORTS)],
+                hosts=[Host.from_dict(parse_json(d)) for d in self._all(HOSTS)],
+            )
+
+    def list_networks(self) -> tuple[list[Network], int]:
+        with self._read():
+            nets = [Network.from_dict(parse_json(d)) for d in self._all(NETS)]
+            return nets, self._meta("revision")
+
+    def list_ports(
+        self, network_id: str | None = None, host: str | None = None
+    ) -> tuple[list[Port], int]:
+        where, args = [], []
+        for column, value in (("network_id", network_id), ("host", host)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        # Only constant column names are joined in; values go in as parameters.
+        sql = "SELECT data FROM ports" + (" WHERE " + " AND ".join(where) if where else "")  # noqa: S608
+        with self._read():
+            ports = [
+                Port.from_dict(parse_json(d)) for d in self._all(sql + " ORDER BY id", tuple(args))
+            ]
+            return ports, self._meta("revision")
+
+    def list_hosts(self) -> tuple[list[Host], int]:
+        with self._read():
+            hosts = [Host.from_dict(parse_json(d)) for d in self._all(HOSTS)]
+            return hosts, self._meta("revision")
+
+    def get_network(self, network_id: str) -> Network:
+        with self._read():
+            return self._network(network_id)
+
+    def get_port(self, port_id: str) -> Port:
+        with self._read():
+            return self._port(port_id)
+
+    def get_host(self, name: str) -> Host:
+        with self._read():
+            host = self._host(name)
+        if host is None:
+            raise NotFound(f"host {name!r} not found")
+        return host
+
+    def events_since(self, revision: int, limit: int | None = None) -> list[Event]:
+        if revision < 0:
+            raise ValidationError(f"bad revision {revision}: must be >= 0")
+        sql = "SELECT revision, kind, op, id, object, prev FROM events WHERE revision > ?"
+        sql += " ORDER BY revision" + ("" if limit is None else f" LIMIT {int(limit)}")
+        with self._read():
+            compacted = self._meta("compact_revision")
+            if revision < compacted:
+                raise Compacted(
+                    f"revision {revision} was compacted away; the event log starts after "
+                    f"revision {compacted}"
+                )
+            rows = self._db.execute(sql, (revision,)).fetchall()
+        return [decode_event(row) for row in rows]
+
+    # --- writes -------------------------------------------------------------
+    def create_network(
+        self,
+        name: str,
+        type: NetworkType,
+        segmentation_id: int | None = None,
+        cidr: str | None = None,
+        id: str | None = None,
+    ) -> Network:
+        with self._write() as w:
+            seg = self._free_segment(type) if segmentation_id is None else segmentation_id
+            net = Network(id or str(uuid.uuid4()), name, type, seg, cidr, revision=w.next)
+            if self._one("SELECT id FROM networks WHERE id = ?", (net.id,)):
+                raise Conflict(f"network id {net.id!r} already exists")
+            if self._one("SELECT id FROM networks WHERE name = ?", (net.name,)):
+                raise Conflict(f"network name {net.name!r} already exists")
+            other = self._one(
+                "SELECT name FROM networks WHERE type = ? AND segmentation_id = ?",
+                (net.type, net.segmentation_id),
+            )
+            if other is not None:
+                raise Conflict(
+                    f"segmentation_id {net.segmentation_id} is already used by "
+                    f"{net.type} network {other!r}"
+                )
+            self._db.execute(
+                "INSERT INTO networks (id, name, type, segmentation_id, data) VALUES (?,?,?,?,?)",
+                (net.id, net.name, net.type, net.segmentation_id, encode_object(net)),
+            )
+            w.record("network", "put", net, None)
+        return net
+
+    def _free_segment(self, kind: NetworkType) -> int:
+        low, high = SEGMENT_RANGES[kind]
+        used = self._db.execute(
+            "SELECT segmentation_id FROM networks WHERE type = ? ORDER BY segmentation_id",
+            (kind,),
+        )
+        candidate = low
+        for (seg,) in used:
+            if seg > candidate:
+                break
+            candidate = max(candidate, int(seg) + 1)
+        if candidate > high:
+            raise Conflict(f"no free segmentation_id left for {kind}")
+        return candidate
+
+    def delete_network(self, network_id: str) -> Network:
+        with self._write() as w:
+            net = self._network(network_id)
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM ports WHERE network_id = ?", (network_id,)
+            ).fetchone()
+            if row[0]:
+                raise Conflict(
+                    f"network {net.name!r} still has {row[0]} port(s); delete them first"
+                )
+            self._db.execute("DELETE FROM networks WHERE id = ?", (network_id,))
+            w.record("network", "delete", net, net)
+        return net
+
+    def create_port(self, port: Port) -> Port:
+        with self._write() as w:
+            net = self._network(port.network_id)
+            check_port_in_network(port, net)
+            if self._one("SELECT id FROM ports WHERE id = ?", (port.id,)):
+                raise Conflict(f"port id {port.id!r} already exists")
+            other = self._one(
+                "SELECT id FROM ports WHERE network_id = ? AND mac = ?", (net.id, port.mac)
+            )
+            if other is not None:
+                raise Conflict(
+                    f"MAC {port.mac} is already used by port {other!r} on network {net.name!r}"
+                )
+            for ip in port.fixed_ips:
+                other = self._one(
+                    "SELECT port_id FROM port_ips WHERE network_id = ? AND ip = ?", (net.id, ip)
+                )
+                if other is not None:
+                    raise Conflict(
+                        f"IP {ip} is already used by port {other!r} on network {net.name!r}"
+                    )
+            stored = replace(port, revision=w.next, tunnel_ip=None)
+            self._db.execute(
+                "INSERT INTO ports (id, network_id, host, mac, data) VALUES (?,?,?,?,?)",
+                (stored.id, net.id, stored.host, stored.mac, encode_object(stored)),
+            )
+            self._db.executemany(
+                "INSERT INTO port_ips (network_id, ip, port_id) VALUES (?,?,?)",
+                [(net.id, ip, stored.id) for ip in stored.fixed_ips],
+            )
+            w.record("port", "put", stored, None)
+        return stored
+
+    def delete_port(self, port_id: str) -> Port:
+        with self._write() as w:
+            port = self._port(port_id)
+            self._db.execute("DELETE FROM port_ips WHERE port_id = ?", (port_id,))
+            self._db.execute("DELETE FROM ports WHERE id = ?", (port_id,))
+            w.record("port", "delete", port, port)
+        return port
+
+    def set_port_status(self, port_id: str, status: PortStatus) -> Port:
+        with self._write() as w:
+            port = self._port(port_id)
+            if port.status == status:
+                return port
+            new = replace(port, status=status, revision=w.next)
+            self._db.execute(
+                "UPDATE ports SET data = ? WHERE id = ?", (encode_object(new), port_id)
+            )
+            w.record("port", "put", new, port)
+        return new
+
+    def put_host(self, host: Host) -> Host:
+        with self._write() as w:
+            old = self._host(host.name)
+            self._db.execute(
+                "INSERT INTO hosts (name, data) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET data = excluded.data",
+                (host.name, encode_object(host)),
+            )
+            if old is None or not old.same_spec(host):
+                w.record("host", "put", host, old)
+        return host
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def list(self, kind: Kind) -> tuple[Objects, int]:
+        sql = {"network": NETS, "port": PORTS, "host": HOSTS}[kind]
+        with self._read():
+            objs = [decode_object(kind, d) for d in self._all(sql)]
+            return objs, self._meta("revision")
