@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,8 +37,11 @@ class HostOvs:
         self.db = Ovsdb(ovsdb_remote)
         self.rundir = rundir
         self.bridges = {b: OfctlBridge(b, str(rundir / f"{b}.mgmt")) for b in BRIDGES}
+        self._recorded: dict[str, tuple[str, str, int, int]] = {}  # device -> VLAN record
+        self._pool = ThreadPoolExecutor(max_workers=len(BRIDGES), thread_name_prefix="ofctl")
 
     def close(self) -> None:
+        self._pool.shutdown(wait=True)
         self.db.close()
 
     def ensure_bridges(self) -> None:
@@ -82,6 +86,9 @@ class HostOvs:
         return result
 
     def record_vlan(self, device: str, network_id: str, net_type: str, seg: int, vlan: int) -> None:
+        record = (network_id, net_type, seg, vlan)
+        if self._recorded.get(device) == record:
+            return
         want = {
             "net_uuid": network_id,
             "network_type": net_type,
@@ -91,6 +98,7 @@ class HostOvs:
         cfg = self.db.port_other_config(device)
         if any(cfg.get(key) != value for key, value in want.items()):
             self.db.set_port_other_config(device, want)
+        self._recorded[device] = record
 
     def tunnel_ports(self) -> set[str]:
         return {p for p in self.db.bridge_ports(BR_TUN) if p.startswith(TUNNEL_PREFIXES)}
@@ -114,16 +122,20 @@ class HostOvs:
     def installed_flows(self) -> FlowSet:
         """The flows OVS holds now, minus what OVS learned by itself (MAC learning)."""
         flows = FlowSet()
-        for bridge in self.bridges.values():
-            for flow in bridge.dump_flows():
+        dumps = [self._pool.submit(b.dump_flows) for b in self.bridges.values()]
+        for job in dumps:
+            for flow in job.result():
                 if flow.cookie != LEARNED_COOKIE:
                     flows.add(flow)
         return flows
 
     def apply(self, delta: FlowDelta) -> None:
-        """One atomic bundle per bridge."""
-        for bridge in delta.bridges():
-            self.bridges[bridge].apply(delta.for_bridge(bridge))
+        """One atomic bundle per bridge; the bridges' bundles go out in parallel."""
+        jobs = [
+            self._pool.submit(self.bridges[b].apply, delta.for_bridge(b)) for b in delta.bridges()
+        ]
+        for job in jobs:
+            job.result()
 
     def watch(self, callback: object) -> None:
         self.db.watch_interfaces(callback)  # type: ignore[arg-type]

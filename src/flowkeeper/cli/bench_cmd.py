@@ -26,6 +26,19 @@ def register(sub: Any) -> None:
     of.add_argument("--json", action="store_true", help="print the JSON instead of a table")
     of.set_defaults(func=_openflow)
 
+    cp = cmds.add_parser(
+        "controlplane",
+        help="port create -> flows on every relevant host; "
+        "messages per port event, targeted vs fan-out to all",
+    )
+    cp.add_argument("--hosts", default="200,1000", help="comma-separated host counts")
+    cp.add_argument("--ports", type=int, default=200, help="ports created per phase")
+    cp.add_argument("--hosts-per-network", type=int, default=10)
+    cp.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    cp.add_argument("--lab-dir", type=Path, default=Path("/var/tmp/flowkeeper-bench-cp"))
+    cp.add_argument("--json", action="store_true")
+    cp.set_defaults(func=_controlplane)
+
 
 def _sizes(text: str) -> list[int]:
     try:
@@ -35,6 +48,42 @@ def _sizes(text: str) -> list[int]:
     if not sizes or not all(1 <= s <= 1_000_000 for s in sizes):
         raise UsageError("--sizes must be between 1 and 1,000,000 flows each")
     return sizes
+
+
+def _save(name: str, data: dict[str, Any], out: Path) -> Path:
+    data["time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"bench-{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def _controlplane(args: argparse.Namespace) -> int:
+    from flowkeeper.bench import controlplane
+
+    sizes = _sizes(args.hosts)
+    if not all(3 <= s <= 2000 for s in sizes):
+        raise UsageError("--hosts: each count must be 3..2000")
+    if not 1 <= args.ports <= 5000 or not 2 <= args.hosts_per_network <= 500:
+        raise UsageError("--ports must be 1..5000 and --hosts-per-network 2..500")
+    data = controlplane.run(sizes, args.ports, args.hosts_per_network, args.lab_dir, progress)
+    path = _save("controlplane", data, args.out)
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(
+            f"{'hosts':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'hosts/event':>12} "
+            f"{'fan-out all':>12} {'reduction':>10}"
+        )
+        for p in data["phases"]:
+            lat = p["latency_ms"]
+            print(
+                f"{p['hosts']:>6} {lat['p50']:>8} {lat['p99']:>8} {lat['max']:>8} "
+                f"{p['hosts_reached_per_port_event']:>12} "
+                f"{p['fanout_to_all_per_port_event']:>12} {p['reduction_vs_fanout_to_all']:>9}x"
+            )
+        print(f"saved {path}")
+    return 0
 
 
 def _openflow(args: argparse.Namespace) -> int:

@@ -114,3 +114,33 @@ def stop_agent(host: HostState, *, hard: bool = False) -> None:
     pid = host.pids.pop("agent", None)
     if pid:
         procs.stop(pid, host.dir, hard=hard)
+
+
+def start_simhosts(state: LabState, count: int, out: Path, max_seconds: float = 900) -> int:
+    """Start `count` virtual hosts (one process) against the lab's server."""
+    argv = [
+        sys.executable,
+        "-m",
+        "flowkeeper.lab.simhosts",
+        "--server",
+        state.server_url,
+        "--token-file",
+        str(ensure_token(state)),
+        "--hosts",
+        str(count),
+        "--out",
+        str(out),
+        "--max-seconds",
+        str(max_seconds),
+    ]
+    pid = _spawn(argv, Path(state.dir) / "simhosts.log")
+    state.pids["simhosts"] = pid
+    state.save()
+    return pid
+
+
+def stop_simhosts(state: LabState) -> None:
+    pid = state.pids.pop("simhosts", None)
+    if pid:
+        procs.stop(pid, state.dir)
+        state.save()

@@ -6,7 +6,9 @@ They give the real lab hosts the remote ports, tunnels and flows of a large clou
 message a virtual host receives is recorded with its arrival time (for benchmarks).
 
 Run: python -m flowkeeper.lab.simhosts --server URL --token-file F --hosts N --out FILE
-It stops by itself after --max-seconds, or on SIGTERM, and then writes FILE (JSON).
+Every message a virtual host receives is appended to FILE as one JSON line, as it arrives:
+{"t": unix time, "host", "revision", "kind", "op", "id", "status"}. It stops by itself after
+--max-seconds, or on SIGTERM.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import json
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TextIO
 
 from flowkeeper.client import AsyncClient, Compacted, ServerUnavailable
 from flowkeeper.model import Port
@@ -38,12 +40,14 @@ def virtual_tunnel_ip(i: int) -> str:
 
 
 class SimHost:
-    def __init__(self, name: str, tunnel_ip: str, server: str, token: str | None) -> None:
+    def __init__(
+        self, name: str, tunnel_ip: str, server: str, token: str | None, out: TextIO
+    ) -> None:
         self.name = name
         self.tunnel_ip = tunnel_ip
         self.client = AsyncClient(server, token)
         self.revision = 0
-        self.received: list[tuple[float, int, str, str, str]] = []  # t, rev, kind, op, id
+        self.out = out
         self.bound: set[str] = set()
 
     async def run(self) -> None:
@@ -61,9 +65,18 @@ class SimHost:
                     self.revision = max(self.revision, event.revision)
                     if event.kind == "heartbeat" or event.object is None:
                         continue
-                    self.received.append(
-                        (time.time(), event.revision, event.kind, event.op, event.object.id)
-                    )
+                    status = event.object.status if isinstance(event.object, Port) else ""
+                    record = {
+                        "t": time.time(),
+                        "host": self.name,
+                        "revision": event.revision,
+                        "kind": event.kind,
+                        "op": event.op,
+                        "id": event.object.id,
+                        "status": status,
+                    }
+                    self.out.write(json.dumps(record) + "\n")
+                    self.out.flush()
                     if isinstance(event.object, Port) and event.op == "put":
                         await self._bind(event.object)
             except (Compacted, ServerUnavailable):
@@ -75,10 +88,10 @@ class SimHost:
             await self.client.set_port_status(port.id, "ACTIVE")
 
 
-async def _main(args: argparse.Namespace) -> dict[str, Any]:
+async def _main(args: argparse.Namespace, out: TextIO) -> None:
     token = args.token_file.read_text().strip() if args.token_file else None
     sims = [
-        SimHost(virtual_host_name(i), virtual_tunnel_ip(i), args.server, token)
+        SimHost(virtual_host_name(i), virtual_tunnel_ip(i), args.server, token, out)
         for i in range(args.first, args.first + args.hosts)
     ]
     stop = asyncio.Event()
@@ -95,10 +108,6 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     await asyncio.gather(*tasks, return_exceptions=True)
     for sim in sims:
         await sim.client.close()
-    return {
-        s.name: {"tunnel_ip": s.tunnel_ip, "revision": s.revision, "received": s.received}
-        for s in sims
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.hosts <= MAX_HOSTS or not 1 <= args.max_seconds <= 3600:
         parser.error(f"--hosts must be 1..{MAX_HOSTS}, --max-seconds 1..3600")
-    result = asyncio.run(_main(args))
-    Path(args.out).write_text(json.dumps(result))
+    with open(args.out, "a", encoding="utf-8") as out:
+        asyncio.run(_main(args, out))
     return 0
 
 
