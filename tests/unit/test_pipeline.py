@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowkeeper.flows.flowset import diff
-from flowkeeper.flows.record import parse_flow
+from flowkeeper.flows.record import parse_flow, parse_rendered
 from flowkeeper.pipeline.build import build_flows
 from flowkeeper.pipeline.tables import ARP_RESPONDER, FLOOD_TO_TUN, UCAST_TO_TUN, cookie_for
 from flowkeeper.pipeline.view import HostView, LocalPort, NetworkView, RemotePort
@@ -130,3 +130,9 @@ def test_every_flow_is_already_canonical(view: HostView) -> None:
     """The pipeline's fast path writes flows exactly as the canonical parser would."""
     for f in build_flows(view):
         assert parse_flow(f.render(), f.bridge) == f
+
+
+@given(views)
+def test_rendered_lines_parse_back_fast(view: HostView) -> None:
+    for f in build_flows(view):
+        assert parse_rendered(f.render(), f.bridge) == f

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from flowkeeper.agent.mirror import LocalVif, Mirror, assemble, bound_ports
 from flowkeeper.agent.ovsside import HostOvs
+from flowkeeper.agent.persist import Inputs, Persistence, mirror_from
+from flowkeeper.agent.restore import lost_flows, restore
 from flowkeeper.client import AsyncClient, Compacted, ServerUnavailable
 from flowkeeper.errors import FlowkeeperError
 from flowkeeper.flows.flowset import FlowSet, diff
@@ -66,6 +68,10 @@ class Agent:
         self.cookie = 0
         self.ovs: HostOvs | None = None
         self.client = AsyncClient(cfg.server, cfg.token)
+        self.persist = Persistence(cfg.state_dir)
+        self.generation = 0
+        self.devices: dict[str, str] = {}  # device -> network id, for snapshot partitions
+        self.tunnels: set[tuple[str, str]] = set()
 
     # --- start-up -----------------------------------------------------------
     async def run(self) -> None:
@@ -75,16 +81,8 @@ class Agent:
         self.ovs = await asyncio.to_thread(HostOvs, self.cfg.ovsdb, self.cfg.rundir)
         ovs = self.ovs
         await asyncio.to_thread(ovs.ensure_bridges)
-        generation = await asyncio.to_thread(ovs.next_generation)
-        self.cookie = cookie_for(generation)
-        self.installed = await asyncio.to_thread(ovs.installed_flows)
-        self.vlans = await asyncio.to_thread(ovs.local_vlans)
-        log.info(
-            "generation %d; %d flows installed; local VLANs %s",
-            generation,
-            len(self.installed),
-            self.vlans,
-        )
+        need_list = await self._boot(ovs)
+        self.wake.set()  # reconcile at once: VIFs may have been plugged while we were away
 
         def on_iface(_event: str, info: InterfaceInfo) -> None:
             if info.iface_id or info.name.startswith(("vxlan-", "gre-")):
@@ -92,7 +90,7 @@ class Agent:
 
         ovs.watch(on_iface)
         tasks = [
-            asyncio.create_task(self._control_plane(), name="control-plane"),
+            asyncio.create_task(self._control_plane(need_list), name="control-plane"),
             asyncio.create_task(self._reconciler(), name="reconciler"),
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
         ]
@@ -104,16 +102,54 @@ class Agent:
         await asyncio.to_thread(ovs.close)
         log.info("agent stopped; flows left in place")
 
+    async def _boot(self, ovs: HostOvs) -> bool:
+        """Installed flows and inputs from OVS and the snapshot; restore if OVS lost its flows.
+
+        Returns True when the agent must list its view (no usable snapshot).
+        """
+        self.generation = await asyncio.to_thread(ovs.next_generation)
+        self.cookie = cookie_for(self.generation)
+        self.installed = await asyncio.to_thread(ovs.installed_flows)
+        report = await asyncio.to_thread(self.persist.load)
+        data = report.data
+        if data is None:
+            self.vlans = await asyncio.to_thread(ovs.local_vlans)
+            log.info(
+                "generation %d; %d flows installed; no usable snapshot (%s): cold sync",
+                self.generation,
+                len(self.installed),
+                "; ".join(report.problems),
+            )
+            await asyncio.to_thread(ovs.clear_flow_restore_wait)
+            return True
+        if lost_flows(self.installed):
+            result = await asyncio.to_thread(restore, ovs, data, self.cfg.tunnel_ip)
+            self.installed = result.installed
+        await asyncio.to_thread(ovs.clear_flow_restore_wait)
+        self.mirror = mirror_from(data)
+        self.vlans = dict(data.vlans)
+        self.tunnels = set(data.tunnels)
+        log.info(
+            "generation %d; %d flows installed; snapshot at revision %d "
+            "(%d partitions, %d journal records); watching from there",
+            self.generation,
+            len(self.installed),
+            data.revision,
+            report.partitions,
+            report.journal_records,
+        )
+        return False
+
     # --- control plane: list, then watch from the revision -------------------
-    async def _control_plane(self) -> None:
+    async def _control_plane(self, need_list: bool) -> None:
         backoff = BACKOFF_MIN_S
-        need_list = True
         while not self.stop.is_set():
             try:
                 if need_list:
                     await self._register("syncing")
                     view = await self.client.view(self.cfg.host)
                     self.mirror.load(view.revision, view.networks, view.ports)
+                    self.persist.note_list()
                     log.info(
                         "listed revision %d: %d networks, %d ports",
                         view.revision,
@@ -126,9 +162,15 @@ class Agent:
                 async for event in self.client.watch(self.cfg.host, self.mirror.revision):
                     backoff = BACKOFF_MIN_S
                     if event.kind == "heartbeat":
+                        # Everything up to this revision has been sent: caught up.
                         self.mirror.revision = max(self.mirror.revision, event.revision)
+                        if not self.in_sync:
+                            log.info("caught up with the server at revision %d", event.revision)
+                            self.in_sync = True
+                            self.wake.set()
                         continue
                     self.mirror.apply(event.revision, event.kind, event.op, event.object)
+                    self.persist.note_event(event)
                     self.wake.set()
             except Compacted:
                 log.warning("revision %d was compacted away: listing again", self.mirror.revision)
@@ -200,6 +242,8 @@ class Agent:
                     )
         self.vlans = vlans
         peers = tunnel_peers(view)
+        if not self.in_sync:
+            peers |= self.tunnels  # keep restored tunnels until we know better
         await asyncio.to_thread(ovs.ensure_tunnels, peers, self.cfg.tunnel_ip)
         desired = build_flows(view)
         delta = diff(desired, self.installed)
@@ -219,6 +263,20 @@ class Agent:
                 (time.monotonic() - started) * 1000,
                 revision,
             )
+        self.tunnels = peers
+        self.devices = {dev: self.mirror.ports[p].network_id for p, dev in bound.items()}
+        if delta or self.persist.pending or not self.persist.store.exists():
+            now = Inputs(
+                revision=revision,
+                generation=self.generation,
+                vlans=dict(self.vlans),
+                tunnels=set(self.tunnels),
+                mirror=self.mirror.copy(),
+                installed=self.installed.copy() if self.persist.compaction_due() else FlowSet(),
+                devices=dict(self.devices),
+            )
+            events = self.persist.take_pending()
+            await asyncio.to_thread(self.persist.record, now, delta, events)
         if self.in_sync:
             gone = await asyncio.to_thread(ovs.remove_unused_tunnels, peers)
             if gone:

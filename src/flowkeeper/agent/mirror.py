@@ -22,6 +22,9 @@ class Mirror:
         self.networks = {n.id: n for n in networks}
         self.ports = {p.id: p for p in ports}
 
+    def copy(self) -> Mirror:
+        return Mirror(self.revision, dict(self.networks), dict(self.ports))
+
     def apply(self, revision: int, kind: str, op: str, obj: Network | Port | None) -> None:
         """Apply one watch event (idempotent: replaying an event changes nothing)."""
         if isinstance(obj, Network):

@@ -100,6 +100,17 @@ class HostOvs:
             self.db.set_port_other_config(device, want)
         self._recorded[device] = record
 
+    def clear_flow_restore_wait(self) -> None:
+        """OVS must never be left waiting for flows: remove flow-restore-wait if set."""
+        cfg = self.db.api.db_get("Open_vSwitch", ".", "other_config").execute(check_error=True)
+        if dict(cfg).get("flow-restore-wait"):
+            self.db.set_global_other_config("flow-restore-wait", None)
+            log.info("cleared other_config:flow-restore-wait")
+
+    def port_names(self) -> set[str]:
+        """Names of the ports OVS has an ofport for (what flows may refer to)."""
+        return {i.name for i in self.db.interfaces() if i.ofport is not None}
+
     def tunnel_ports(self) -> set[str]:
         return {p for p in self.db.bridge_ports(BR_TUN) if p.startswith(TUNNEL_PREFIXES)}
 

@@ -51,6 +51,20 @@ def register(sub: Any) -> None:
     ping.add_argument("--json", action="store_true")
     ping.set_defaults(func=_ping)
 
+    reboot = cmds.add_parser("reboot", help="simulate a power loss of HOST and boot it again")
+    reboot.add_argument("host")
+    reboot.add_argument("--no-agent", action="store_true", help="do not start the agent")
+    reboot.set_defaults(func=_reboot)
+
+    ra = cmds.add_parser("restart-agent", help="restart HOST's agent (graceful or kill -9)")
+    ra.add_argument("host")
+    ra.add_argument("--kill", action="store_true", help="kill -9 instead of SIGTERM")
+    ra.set_defaults(func=_restart_agent)
+
+    srv = cmds.add_parser("server", help="stop or start the lab's flowkeeper server")
+    srv.add_argument("action", choices=["stop", "start"])
+    srv.set_defaults(func=_server)
+
     exe = cmds.add_parser("exec", help="run a command inside a VM or host namespace")
     exe.add_argument("target")
     exe.add_argument("cmd", nargs=argparse.REMAINDER)
@@ -113,6 +127,32 @@ def _ping(args: argparse.Namespace) -> int:
     )
     emit({k: v for k, v in vars(res).items() if k != "timeline"}, args.json, text)
     return 0 if res.lost == 0 else 1
+
+
+def _reboot(args: argparse.Namespace) -> int:
+    times = _lab(args).reboot(args.host, agent=not args.no_agent)
+    print(
+        f"{args.host} rebooted: OVS up, VIFs re-plugged after "
+        f"{(times.vifs_plugged - times.ovs_started) * 1000:.0f} ms"
+        + ("" if times.agent_started is None else ", agent started")
+    )
+    return 0
+
+
+def _restart_agent(args: argparse.Namespace) -> int:
+    _lab(args).restart_agent(args.host, hard=args.kill)
+    print(f"agent of {args.host} {'killed' if args.kill else 'stopped'} and started again")
+    return 0
+
+
+def _server(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    if args.action == "stop":
+        lab.stop_server()
+    else:
+        lab.start_server()
+    print(f"server {args.action}{'ped' if args.action == 'stop' else 'ed'}")
+    return 0
 
 
 def _exec(args: argparse.Namespace) -> int:

@@ -162,3 +162,29 @@ def parse_dump(text: str, bridge: str) -> list[Flow]:
             continue
         flows.append(parse_flow(line, bridge))
     return flows
+
+
+def parse_rendered(line: str, bridge: str) -> Flow:
+    """Fast inverse of Flow.render() for lines flowkeeper wrote itself (already canonical).
+
+    Used on the restore path, where snapshot lines (checksummed, written by us) must become
+    records again quickly; anything else goes through parse_flow.
+    """
+    head, sep, actions = line.partition(",actions=")
+    parts = head.split(",")
+    if not sep or len(parts) < 3 or not parts[0].startswith("cookie="):
+        raise FlowSyntaxError(f"not a rendered flow line: {line!r}")
+    cookie = int(parts[0][len("cookie=") :], 16)
+    table = int(parts[1][len("table=") :])
+    priority = int(parts[2][len("priority=") :])
+    idle = hard = 0
+    match: list[tuple[str, str]] = []
+    for part in parts[3:]:
+        name, _, value = part.partition("=")
+        if name == "idle_timeout":
+            idle = int(value)
+        elif name == "hard_timeout":
+            hard = int(value)
+        else:
+            match.append((name, value.strip('"')))
+    return Flow(bridge, table, priority, tuple(match), actions, cookie, idle, hard)

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from flowkeeper.client import Client
 from flowkeeper.flows.flowset import FlowSet
-from flowkeeper.lab import ovsproc, procs, services
-from flowkeeper.lab.plan import VM_MTU, plan_hosts, plan_vms
+from flowkeeper.lab import hostops, procs, services
+from flowkeeper.lab.plan import plan_hosts, plan_vms
 from flowkeeper.lab.probe import ProbeResult
 from flowkeeper.lab.run import LabError, add_netns, del_netns, list_netns, run
 from flowkeeper.lab.state import HostState, LabState, VmState
 from flowkeeper.lab.staticflows import static_flows, tunnel_peers
-from flowkeeper.naming import BR_INT, BR_PHY, BR_TUN, PATCH_INT, PATCH_TUN, tunnel_port_name
+from flowkeeper.naming import BR_INT, BR_TUN, tunnel_port_name
 from flowkeeper.ovs.ofctl import OfctlBridge
 from flowkeeper.ovs.ovsdb import Ovsdb
 
@@ -144,9 +144,7 @@ class Lab:
         state.hosts.append(host)
         self._add_ns(state, host.ns)
         Path(host.dir).mkdir(parents=True, exist_ok=True)
-        host.pids["ovsdb-server"] = ovsproc.start_ovsdb(host)
-        state.save()
-        host.pids["ovs-vswitchd"] = ovsproc.start_vswitchd(host)
+        hostops.start_ovs(host)
         state.save()
         ul = state.underlay_ns
         run(
@@ -155,29 +153,15 @@ class Lab:
         )
         run(["ip", "link", "set", name, "master", UNDERLAY_BRIDGE, "up"], ns=ul)
         run(["ip", "link", "set", "eth0", "up"], ns=host.ns)
-        with Ovsdb(f"unix:{host.db_sock}") as db:
-            db.ensure_bridge(BR_PHY, fail_mode="standalone")
-            db.ensure_bridge(BR_INT)
-            db.ensure_bridge(BR_TUN)
-            db.ensure_port(BR_PHY, "eth0")
-            db.ensure_patch_port(BR_INT, PATCH_TUN, PATCH_INT)
-            db.ensure_patch_port(BR_TUN, PATCH_INT, PATCH_TUN)
-            db.wait_ofports([PATCH_TUN, PATCH_INT, "eth0", BR_PHY, BR_INT, BR_TUN])
-        run(["ip", "addr", "add", f"{tunnel_ip}/16", "dev", BR_PHY], ns=host.ns)
-        run(["ip", "link", "set", BR_PHY, "up"], ns=host.ns)
-        ovsproc.wait_bridge_sockets(host, [BR_INT, BR_TUN, BR_PHY])
+        hostops.setup_bridges(host)
 
     def _make_vm(self, state: LabState, vm: VmState) -> None:
         self.progress(f"vm {vm.name} on {vm.host}: {vm.ip} {vm.mac}")
         host = state.host(vm.host)
         state.vms.append(vm)
         self._add_ns(state, vm.ns)
-        run(
-            ["ip", "link", "add", vm.tap, "type", "veth", "peer", "name", "eth0", "netns", vm.ns],
-            ns=host.ns,
-        )
-        self.configure_vm_nic(vm)
-        self.plug_vif(host, vm)
+        hostops.make_vm_nic(host, vm)
+        hostops.plug_vif(host, [vm])
 
     def client(self, state: LabState) -> Client:
         token = (Path(state.dir) / "token").read_text().strip()
@@ -256,29 +240,6 @@ class Lab:
                 missing = sorted(vm.name for vm in state.vms if vm.iface_id not in active)
                 raise LabError(f"ports not ACTIVE after {timeout:.0f}s: {', '.join(missing)}")
             time.sleep(0.1)
-
-    @staticmethod
-    def configure_vm_nic(vm: VmState) -> None:
-        ns = vm.ns
-        run(["ip", "link", "set", "eth0", "address", vm.mac, "mtu", str(VM_MTU)], ns=ns)
-        run(["ip", "addr", "add", f"{vm.ip}/24", "dev", "eth0"], ns=ns)
-        run(["ip", "link", "set", "eth0", "up"], ns=ns)
-        # The userspace datapath does not fill in offloaded checksums of veth traffic.
-        run(["ethtool", "-K", "eth0", "tx", "off"], ns=ns, check=False)
-
-    @staticmethod
-    def plug_vif(host: HostState, vm: VmState) -> None:
-        """Plug the VM's tap into br-int the way Nova/os-vif does (iface-id, attached-mac)."""
-        run(["ip", "link", "set", vm.tap, "up"], ns=host.ns)
-        ids = {
-            "iface-id": vm.iface_id,
-            "attached-mac": vm.mac,
-            "iface-status": "active",
-            "vm-id": vm.name,
-        }
-        with Ovsdb(f"unix:{host.db_sock}") as db:
-            db.ensure_port(BR_INT, vm.tap, external_ids=ids)
-            db.wait_ofports([vm.tap])
 
     def install_static_flows(self, state: LabState) -> None:
         """Tunnel ports and fixed VXLAN flows on every host (the lab without agents)."""
@@ -362,6 +323,37 @@ class Lab:
             str(interval),
         ]
         return argv if timeline else [*argv, "--no-timeline"]
+
+    def reboot(self, host_name: str, *, agent: bool = True) -> hostops.RebootTimes:
+        """Simulated power loss and boot of one host (see hostops.reboot)."""
+        state = self.state()
+        times = hostops.reboot(state, state.host(host_name), agent=agent)
+        state.save()
+        return times
+
+    def power_off(self, host_name: str) -> None:
+        state = self.state()
+        hostops.power_loss(state, state.host(host_name))
+        state.save()
+
+    def boot(self, host_name: str, *, agent: bool = True) -> hostops.RebootTimes:
+        state = self.state()
+        times = hostops.boot(state, state.host(host_name), agent=agent)
+        state.save()
+        return times
+
+    def restart_agent(self, host_name: str, *, hard: bool = False) -> None:
+        state = self.state()
+        hostops.restart_agent(state, state.host(host_name), hard=hard)
+        state.save()
+
+    def stop_server(self) -> None:
+        state = self.state()
+        services.stop_server(state)
+
+    def start_server(self) -> None:
+        state = self.state()
+        services.start_server(state, url=state.server_url)
 
     def run_in(
         self, target: str, argv: list[str], *, check: bool = True, timeout: float = 30.0

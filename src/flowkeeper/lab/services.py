@@ -43,9 +43,9 @@ def _spawn(argv: list[str], log: Path) -> int:
     return proc.pid
 
 
-def start_server(state: LabState) -> str:
+def start_server(state: LabState, url: str = "") -> str:
     """Start `flowkeeper server` on 127.0.0.1 with its SQLite store in the lab dir."""
-    port = free_port()
+    port = int(url.rsplit(":", 1)[1]) if url else free_port()
     url = f"http://127.0.0.1:{port}"
     store = Path(state.dir) / "server" / "flowkeeper.db"
     store.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -66,6 +66,13 @@ def start_server(state: LabState) -> str:
     state.save()
     wait_http(f"{url}/v1/hosts", state.pids["server"], timeout=20)
     return url
+
+
+def stop_server(state: LabState) -> None:
+    pid = state.pids.pop("server", None)
+    if pid:
+        procs.stop(pid, state.dir)
+    state.save()
 
 
 def wait_http(url: str, pid: int, timeout: float) -> None:

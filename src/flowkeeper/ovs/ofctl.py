@@ -55,7 +55,11 @@ class OfctlBridge:
 
     def add_flows(self, flows: Iterable[Flow]) -> None:
         """Add flows in one atomic bundle (restore path: no dump, no diff)."""
-        self._bundle("\n".join(f"add {f.render()}" for f in flows))
+        self.add_lines([f.render() for f in flows])
+
+    def add_lines(self, lines: Iterable[str]) -> None:
+        """Add already-rendered flow lines in one atomic bundle, as they are."""
+        self._bundle("\n".join(lines))
 
     def replace_flows(self, flows: Iterable[Flow]) -> None:
         """ovs-ofctl's own dump-and-diff replace, in one bundle (what ovs-save does)."""
@@ -65,7 +69,10 @@ class OfctlBridge:
     def apply(self, delta: FlowDelta) -> None:
         """Apply a delta as ONE atomic bundle: deletes, modifies and adds together."""
         lines = [f"delete_strict {f.render_key()}" for f in delta.delete]
-        lines += [f"modify_strict {f.render()}" for f in delta.modify]
+        # OpenFlow 1.1+ modify never changes a flow's cookie (OVS 3.1 keeps the old one), so
+        # a changed flow is re-added: an add with the same match and priority replaces the
+        # flow in place, atomically inside the bundle.
+        lines += [f"add {f.render()}" for f in delta.modify]
         lines += [f"add {f.render()}" for f in delta.add]
         self._bundle("\n".join(lines))
 

@@ -1,0 +1,147 @@
+"""Per-host lab plumbing: OVS boot, VM NICs and VIF plugging, power loss and restarts."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from flowkeeper.lab import ovsproc, procs, services
+from flowkeeper.lab.plan import VM_MTU
+from flowkeeper.lab.run import run
+from flowkeeper.lab.state import HostState, LabState, VmState
+from flowkeeper.naming import BR_INT, BR_PHY, BR_TUN, PATCH_INT, PATCH_TUN
+from flowkeeper.ovs.ovsdb import Ovsdb
+
+BRIDGES = [BR_PHY, BR_INT, BR_TUN]
+
+
+def start_ovs(host: HostState, *, flow_restore_wait: bool = False) -> float:
+    """Start the host's ovsdb-server and ovs-vswitchd; returns the time vswitchd started.
+
+    With flow_restore_wait, other_config:flow-restore-wait=true is set first, as ovs-ctl
+    does when it restarts OVS with saved flows: vswitchd then waits for the flows.
+    """
+    host.pids["ovsdb-server"] = ovsproc.start_ovsdb(host)
+    if flow_restore_wait:
+        ovsproc.vsctl(
+            host, "--no-wait", "set", "Open_vSwitch", ".", "other_config:flow-restore-wait=true"
+        )
+    started = time.time()
+    host.pids["ovs-vswitchd"] = ovsproc.start_vswitchd(host)
+    return started
+
+
+def setup_bridges(host: HostState) -> None:
+    """Bridges, patch ports and the underlay port: what the host's network config makes."""
+    with Ovsdb(f"unix:{host.db_sock}") as db:
+        db.ensure_bridge(BR_PHY, fail_mode="standalone")
+        # A NIC keeps its MAC across reboots; br-phy's tap would get a new one each time and
+        # peers' tunnel neighbour caches would point at a MAC that no longer exists.
+        db.api.db_set(
+            "Bridge", BR_PHY, ("other_config", {"hwaddr": underlay_mac(host.index)})
+        ).execute(check_error=True)
+        db.ensure_bridge(BR_INT)
+        db.ensure_bridge(BR_TUN)
+        db.ensure_port(BR_PHY, "eth0")
+        db.ensure_patch_port(BR_INT, PATCH_TUN, PATCH_INT)
+        db.ensure_patch_port(BR_TUN, PATCH_INT, PATCH_TUN)
+    bring_up_underlay(host)
+
+
+def underlay_mac(index: int) -> str:
+    return f"02:fc:00:00:{(index >> 8) & 255:02x}:{index & 255:02x}"
+
+
+def bring_up_underlay(host: HostState) -> None:
+    """br-phy's tap exists only while vswitchd runs: give it the tunnel IP (again)."""
+    with Ovsdb(f"unix:{host.db_sock}") as db:
+        db.wait_ofports([PATCH_TUN, PATCH_INT, "eth0", *BRIDGES])
+    run(["ip", "addr", "replace", f"{host.tunnel_ip}/16", "dev", BR_PHY], ns=host.ns)
+    run(["ip", "link", "set", BR_PHY, "up"], ns=host.ns)
+    ovsproc.wait_bridge_sockets(host, BRIDGES)
+
+
+def make_vm_nic(host: HostState, vm: VmState) -> None:
+    """The VM's NIC: a veth whose host end is the tap, configured inside the VM."""
+    run(
+        ["ip", "link", "add", vm.tap, "type", "veth", "peer", "name", "eth0", "netns", vm.ns],
+        ns=host.ns,
+    )
+    ns = vm.ns
+    run(["ip", "link", "set", "eth0", "address", vm.mac, "mtu", str(VM_MTU)], ns=ns)
+    run(["ip", "addr", "add", f"{vm.ip}/24", "dev", "eth0"], ns=ns)
+    run(["ip", "link", "set", "eth0", "up"], ns=ns)
+    # The userspace datapath does not fill in offloaded checksums of veth traffic.
+    run(["ethtool", "-K", "eth0", "tx", "off"], ns=ns, check=False)
+
+
+def plug_vif(host: HostState, vms: Sequence[VmState]) -> None:
+    """Plug taps into br-int as Nova/os-vif does (iface-id, attached-mac), in this order."""
+    with Ovsdb(f"unix:{host.db_sock}") as db:
+        for vm in vms:
+            run(["ip", "link", "set", vm.tap, "up"], ns=host.ns)
+            ids = {
+                "iface-id": vm.iface_id,
+                "attached-mac": vm.mac,
+                "iface-status": "active",
+                "vm-id": vm.name,
+            }
+            db.delete_port(BR_INT, vm.tap)  # a re-plug gets a fresh ofport
+            db.ensure_port(BR_INT, vm.tap, external_ids=ids)
+        db.wait_ofports([vm.tap for vm in vms])
+
+
+@dataclass
+class RebootTimes:
+    ovs_started: float  # unix time ovs-vswitchd was started again
+    vifs_plugged: float  # unix time the last VIF was re-plugged
+    agent_started: float | None
+
+
+def power_loss(state: LabState, host: HostState) -> None:
+    """kill -9 the host's agent and OVS daemons; its VMs' NICs vanish with them."""
+    for key in ("agent", "ovs-vswitchd", "ovsdb-server"):
+        pid = host.pids.pop(key, None)
+        if pid:
+            procs.stop(pid, host.dir, hard=True)
+    ovsproc.stop_daemons(host, hard=True)
+    for vm in state.vms:
+        if vm.host == host.name:
+            run(["ip", "link", "del", vm.tap], ns=host.ns, check=False)
+            run(["ip", "link", "del", "eth0"], ns=vm.ns, check=False)
+    state.save()
+
+
+def reboot(
+    state: LabState, host: HostState, *, agent: bool = True, seed: int | None = None
+) -> RebootTimes:
+    """Power loss, then boot: OVS from its conf.db, VIFs re-plugged in a new order, agent."""
+    power_loss(state, host)
+    return boot(state, host, agent=agent, seed=seed)
+
+
+def boot(
+    state: LabState, host: HostState, *, agent: bool = True, seed: int | None = None
+) -> RebootTimes:
+    """Boot a powered-off host: OVS from its conf.db, VIFs re-plugged in a new order, agent."""
+    started = start_ovs(host)
+    state.save()
+    bring_up_underlay(host)
+    vms = [vm for vm in state.vms if vm.host == host.name]
+    random.Random(seed).shuffle(vms)  # noqa: S311 - an order, not a secret
+    for vm in vms:
+        make_vm_nic(host, vm)
+    plug_vif(host, vms)
+    plugged = time.time()
+    agent_at = None
+    if agent and state.server_url:
+        agent_at = time.time()
+        services.start_agent(state, host)
+    return RebootTimes(started, plugged, agent_at)
+
+
+def restart_agent(state: LabState, host: HostState, *, hard: bool = False) -> None:
+    services.stop_agent(host, hard=hard)
+    services.start_agent(state, host)
