@@ -108,7 +108,7 @@ def test_damaged_snapshot_is_not_installed_and_the_agent_cold_syncs(
     lab, state = lab_factory(hosts=2, vms_per_host=1, networks=1)
     a, b = state.vms
     snapdir = lab.dir / "hosts" / "h1" / "agent" / "snapshot"
-    wait_for(lambda: (snapdir / "MANIFEST").exists(), what="a snapshot")
+    wait_for((snapdir / "MANIFEST").exists, what="a snapshot")
     lab.power_off("h1")
     part = next(p for p in snapdir.iterdir() if p.name.startswith("part-br-tun"))
     raw = bytearray(part.read_bytes())
