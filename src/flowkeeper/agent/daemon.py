@@ -17,7 +17,7 @@ from pathlib import Path
 from flowkeeper.agent.mirror import LocalVif, Mirror, assemble, bound_ports
 from flowkeeper.agent.ovsside import HostOvs
 from flowkeeper.agent.persist import Inputs, Persistence, mirror_from
-from flowkeeper.agent.restore import lost_flows, restore
+from flowkeeper.agent.restore import lost_flows, restore, without_ports
 from flowkeeper.client import AsyncClient, Compacted, ServerUnavailable
 from flowkeeper.errors import FlowkeeperError
 from flowkeeper.flows.flowset import FlowSet, diff
@@ -84,7 +84,9 @@ class Agent:
         need_list = await self._boot(ovs)
         self.wake.set()  # reconcile at once: VIFs may have been plugged while we were away
 
-        def on_iface(_event: str, info: InterfaceInfo) -> None:
+        def on_iface(event: str, info: InterfaceInfo) -> None:
+            if event == "delete":
+                ovs.forget(info.name)  # a re-plugged VIF is a new Port row: record it again
             if info.iface_id or info.name.startswith(("vxlan-", "gre-")):
                 loop.call_soon_threadsafe(self.wake.set)
 
@@ -246,6 +248,11 @@ class Agent:
             peers |= self.tunnels  # keep restored tunnels until we know better
         await asyncio.to_thread(ovs.ensure_tunnels, peers, self.cfg.tunnel_ip)
         desired = build_flows(view)
+        # A VIF whose device is gone (after a reboot, before Nova re-plugs it) keeps its
+        # network and VLAN, but flows naming it wait until OVS has the port again.
+        missing = {v.device for v in vifs if v.ofport is None}
+        if missing:
+            desired = without_ports(desired, missing)
         delta = diff(desired, self.installed)
         if not self.in_sync:
             delta.delete = []  # stale flows go only once we are in sync

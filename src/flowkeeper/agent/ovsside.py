@@ -111,6 +111,9 @@ class HostOvs:
         """Names of the ports OVS has an ofport for (what flows may refer to)."""
         return {i.name for i in self.db.interfaces() if i.ofport is not None}
 
+    def forget(self, device: str) -> None:
+        self._recorded.pop(device, None)
+
     def tunnel_ports(self) -> set[str]:
         return {p for p in self.db.bridge_ports(BR_TUN) if p.startswith(TUNNEL_PREFIXES)}
 

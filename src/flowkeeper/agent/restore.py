@@ -36,6 +36,11 @@ def ports_named(line: str) -> set[str]:
     }
 
 
+def without_ports(flows: FlowSet, missing: set[str]) -> FlowSet:
+    """The flows that name none of the `missing` ports."""
+    return FlowSet(f for f in flows if not (ports_named(f.render()) & missing))
+
+
 def lost_flows(installed: FlowSet) -> bool:
     """True when OVS holds none of flowkeeper's flows: a reboot, a crash, a new OVS."""
     from flowkeeper.agent.ovsside import is_ours

@@ -129,17 +129,17 @@ def boot(
     started = start_ovs(host)
     state.save()
     bring_up_underlay(host)
+    agent_at = None
+    if agent and state.server_url:
+        # As at boot: the agent's service starts with OVS, before the VMs come back.
+        agent_at = time.time()
+        services.start_agent(state, host)
     vms = [vm for vm in state.vms if vm.host == host.name]
     random.Random(seed).shuffle(vms)  # noqa: S311 - an order, not a secret
     for vm in vms:
         make_vm_nic(host, vm)
     plug_vif(host, vms)
-    plugged = time.time()
-    agent_at = None
-    if agent and state.server_url:
-        agent_at = time.time()
-        services.start_agent(state, host)
-    return RebootTimes(started, plugged, agent_at)
+    return RebootTimes(started, time.time(), agent_at)
 
 
 def restart_agent(state: LabState, host: HostState, *, hard: bool = False) -> None:
