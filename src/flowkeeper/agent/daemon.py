@@ -17,7 +17,7 @@ from pathlib import Path
 from flowkeeper.agent.mirror import LocalVif, Mirror, assemble, bound_ports
 from flowkeeper.agent.ovsside import HostOvs
 from flowkeeper.agent.persist import Inputs, Persistence, mirror_from
-from flowkeeper.agent.restore import lost_flows, restore, without_ports
+from flowkeeper.agent.restore import as_flowset, lost_flows, restore, without_ports
 from flowkeeper.client import AsyncClient, Compacted, ServerUnavailable
 from flowkeeper.errors import FlowkeeperError
 from flowkeeper.flows.flowset import FlowSet, diff
@@ -126,7 +126,7 @@ class Agent:
             return True
         if lost_flows(self.installed):
             result = await asyncio.to_thread(restore, ovs, data, self.cfg.tunnel_ip)
-            self.installed = result.installed
+            self.installed = await asyncio.to_thread(as_flowset, result.lines)
         await asyncio.to_thread(ovs.clear_flow_restore_wait)
         self.mirror = mirror_from(data)
         self.vlans = dict(data.vlans)

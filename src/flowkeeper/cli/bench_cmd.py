@@ -26,6 +26,31 @@ def register(sub: Any) -> None:
     of.add_argument("--json", action="store_true", help="print the JSON instead of a table")
     of.set_defaults(func=_openflow)
 
+    rec = cmds.add_parser(
+        "recovery",
+        help="host reboot: snapshot restore vs cold resync vs "
+        "ovs-ofctl (P1), restore alone (P2) and at 200k flows (P3)",
+    )
+    rec.add_argument("--ports", type=int, default=4000)
+    rec.add_argument("--networks", type=int, default=10)
+    rec.add_argument("--virtual-hosts", type=int, default=100)
+    rec.add_argument("--methods", default="snapshot,cold-resync,ofctl-replace,port-by-port")
+    rec.add_argument(
+        "--port-by-port-limit",
+        type=float,
+        default=120.0,
+        help="stop the port-by-port rebuild after this many seconds",
+    )
+    rec.add_argument(
+        "--restore-sizes",
+        default="20000,200000",
+        help="flow counts for restore alone vs ovs-ofctl (empty: skip)",
+    )
+    rec.add_argument("--repeats", type=int, default=3)
+    rec.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    rec.add_argument("--lab-dir", type=Path, default=Path("/var/tmp/flowkeeper-bench-rec"))
+    rec.set_defaults(func=_recovery)
+
     cp = cmds.add_parser(
         "controlplane",
         help="port create -> flows on every relevant host; "
@@ -56,6 +81,51 @@ def _save(name: str, data: dict[str, Any], out: Path) -> Path:
     path = out / f"bench-{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(data, indent=2) + "\n")
     return path
+
+
+def _recovery(args: argparse.Namespace) -> int:
+    from flowkeeper.bench import plot, recovery, restore
+    from flowkeeper.bench.topology import TopologySpec
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in recovery.METHODS]
+    if unknown:
+        raise UsageError(f"unknown method(s) {unknown}; choose from {', '.join(recovery.METHODS)}")
+    if not 100 <= args.ports <= 20000 or not 1 <= args.networks <= 50:
+        raise UsageError("--ports must be 100..20000 and --networks 1..50")
+    if not 1 <= args.virtual_hosts <= 1000 or not 1 <= args.repeats <= 10:
+        raise UsageError("--virtual-hosts must be 1..1000 and --repeats 1..10")
+    sizes = _sizes(args.restore_sizes) if args.restore_sizes else []
+    data: dict[str, Any] = {"benchmark": "recovery"}
+    if sizes:
+        data["restore"] = restore.run(sizes, args.repeats, args.lab_dir, progress)["results"]
+    if methods:
+        spec = TopologySpec(
+            ports=args.ports, networks=args.networks, virtual_hosts=args.virtual_hosts
+        )
+        data["reboot"] = recovery.run(
+            spec, methods, args.lab_dir, progress, port_by_port_limit=args.port_by_port_limit
+        )
+    path = _save("recovery", data, args.out)
+    print(f"saved {path}")
+    if methods:
+        png = plot.timeline_png(
+            data["reboot"]["runs"],
+            path.with_suffix(".png"),
+            f"Host reboot, {data['reboot']['flows_on_h1']} flows on the host",
+            window_s=12.0,
+        )
+        print(f"saved {png}")
+        print(f"{'method':15} {'recovery s':>11} {'VIFs plugged s':>15}")
+        for run in data["reboot"]["runs"]:
+            print(f"{run['method']:15} {run['recovery_s']!s:>11} {run['vifs_plugged_after_s']:>15}")
+    for res in data.get("restore", []):
+        print(
+            f"{res['flows']:>7} flows: snapshot restore {res['snapshot_restore_s']:.3f} s, "
+            f"ovs-ofctl replace-flows {res['ofctl_replace_s']:.3f} s "
+            f"(ratio {res['ratio_restore_to_ofctl']})"
+        )
+    return 0
 
 
 def _controlplane(args: argparse.Namespace) -> int:
