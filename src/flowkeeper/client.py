@@ -9,13 +9,14 @@ import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from flowkeeper.cperrors import Compacted
 from flowkeeper.errors import FlowkeeperError, UsageError
 from flowkeeper.model import Host, Network, Port, PortStatus, View, WatchEvent
+
+if TYPE_CHECKING:  # aiohttp is imported when an AsyncClient first needs it
+    import aiohttp
 
 __all__ = [
     "DEFAULT_SERVER",
@@ -287,11 +288,15 @@ class AsyncClient:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def _open(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(headers=self._headers())
         return self._session
 
     async def request(self, method: str, path: str, body: Any = None) -> Any:
+        import aiohttp
+
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
             async with self._open().request(
@@ -354,6 +359,8 @@ class AsyncClient:
         has been sent. Raises Compacted (HTTP 410: list the view again) or ServerUnavailable
         (unreachable, stream ended, or silent for `idle_timeout` seconds).
         """
+        import aiohttp
+
         url = f"{self.base_url}/v1/hosts/{_q(host)}/watch"
         timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=idle_timeout)
         try:

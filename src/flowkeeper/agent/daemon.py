@@ -17,7 +17,13 @@ from pathlib import Path
 from flowkeeper.agent.mirror import LocalVif, Mirror, assemble, bound_ports
 from flowkeeper.agent.ovsside import HostOvs
 from flowkeeper.agent.persist import Inputs, Persistence, mirror_from
-from flowkeeper.agent.restore import as_flowset, lost_flows, restore, without_ports
+from flowkeeper.agent.restore import (
+    RestoreResult,
+    as_flowset,
+    lost_flows,
+    restore,
+    without_ports,
+)
 from flowkeeper.client import AsyncClient, Compacted, ServerUnavailable
 from flowkeeper.errors import FlowkeeperError
 from flowkeeper.flows.flowset import FlowSet, diff
@@ -27,6 +33,7 @@ from flowkeeper.pipeline.build import build_flows
 from flowkeeper.pipeline.tables import cookie_for
 from flowkeeper.pipeline.view import tunnel_peers
 from flowkeeper.pipeline.vlans import allocate
+from flowkeeper.snapshot.store import LoadReport
 
 log = logging.getLogger("flowkeeper.agent")
 
@@ -56,8 +63,11 @@ class AgentStatus:
 
 
 class Agent:
-    def __init__(self, cfg: AgentConfig) -> None:
+    def __init__(
+        self, cfg: AgentConfig, early: tuple[LoadReport, RestoreResult | None] | None = None
+    ) -> None:
         self.cfg = cfg
+        self.early = early  # the snapshot as read, and the quick restore if one was done
         self.mirror = Mirror()
         self.status = AgentStatus()
         self.wake = asyncio.Event()
@@ -78,10 +88,23 @@ class Agent:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
-        self.ovs = await asyncio.to_thread(HostOvs, self.cfg.ovsdb, self.cfg.rundir)
-        ovs = self.ovs
+        t0 = time.monotonic()
+        # Reading the snapshot and connecting to OVSDB overlap: both are on the boot path.
+        if self.early is not None:
+            ovs = await asyncio.to_thread(HostOvs, self.cfg.ovsdb, self.cfg.rundir)
+            report = self.early[0]
+        else:
+            ovs, report = await asyncio.gather(
+                asyncio.to_thread(HostOvs, self.cfg.ovsdb, self.cfg.rundir),
+                asyncio.to_thread(self.persist.load),
+            )
+        self.ovs = ovs
         await asyncio.to_thread(ovs.ensure_bridges)
-        need_list = await self._boot(ovs)
+        log.info(
+            "boot: OVSDB connected, snapshot read, bridges checked in %.0f ms",
+            (time.monotonic() - t0) * 1000,
+        )
+        need_list = await self._boot(ovs, report)
         self.wake.set()  # reconcile at once: VIFs may have been plugged while we were away
 
         def on_iface(event: str, info: InterfaceInfo) -> None:
@@ -104,15 +127,18 @@ class Agent:
         await asyncio.to_thread(ovs.close)
         log.info("agent stopped; flows left in place")
 
-    async def _boot(self, ovs: HostOvs) -> bool:
+    async def _boot(self, ovs: HostOvs, report: LoadReport) -> bool:
         """Installed flows and inputs from OVS and the snapshot; restore if OVS lost its flows.
 
         Returns True when the agent must list its view (no usable snapshot).
         """
         self.generation = await asyncio.to_thread(ovs.next_generation)
         self.cookie = cookie_for(self.generation)
-        self.installed = await asyncio.to_thread(ovs.installed_flows)
-        report = await asyncio.to_thread(self.persist.load)
+        quick = self.early[1] if self.early else None
+        if quick is not None:  # restored before the agent loaded: OVS holds exactly these
+            self.installed = await asyncio.to_thread(as_flowset, quick.lines)
+        else:
+            self.installed = await asyncio.to_thread(ovs.installed_flows)
         data = report.data
         if data is None:
             self.vlans = await asyncio.to_thread(ovs.local_vlans)
@@ -182,6 +208,10 @@ class Agent:
                 log.warning("server unavailable (%s); dataplane kept; retry in %.1fs", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
+            except FlowkeeperError as exc:  # e.g. the server refused our registration
+                log.error("control plane: %s; retry in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     async def _register(self, state: str) -> None:
         self.status.state = state
@@ -207,8 +237,12 @@ class Agent:
             self.wake.clear()
             try:
                 await self._reconcile()
-            except FlowkeeperError as exc:
-                log.error("reconcile failed: %s; re-reading installed flows", exc)
+            except Exception as exc:  # the loop must outlive any one failure
+                log.error(
+                    "reconcile failed: %s; re-reading installed flows",
+                    exc,
+                    exc_info=not isinstance(exc, FlowkeeperError),
+                )
                 assert self.ovs is not None
                 self.installed = await asyncio.to_thread(self.ovs.installed_flows)
                 await asyncio.sleep(0.5)
@@ -218,16 +252,16 @@ class Agent:
         ovs = self.ovs
         assert ovs is not None
         started = time.monotonic()
-        revision = self.mirror.revision
+        # One consistent copy: watch events keep arriving while we await OVS below.
+        mirror = self.mirror.copy()
+        revision = mirror.revision
         vifs = await asyncio.to_thread(ovs.vifs)
-        bound = bound_ports(
-            self.mirror, self.cfg.host, [LocalVif(v.device, v.iface_id) for v in vifs]
-        )
-        needed = {self.mirror.ports[p].network_id for p in bound}
+        bound = bound_ports(mirror, self.cfg.host, [LocalVif(v.device, v.iface_id) for v in vifs])
+        needed = {mirror.ports[p].network_id for p in bound}
         # Before the first list, keep every VLAN we already had: never renumber blindly.
         vlans = allocate(self.vlans, needed | (set() if self.in_sync else set(self.vlans)))
         view = assemble(
-            self.mirror,
+            mirror,
             host=self.cfg.host,
             tunnel_ip=self.cfg.tunnel_ip,
             l2pop=self.cfg.l2pop,
@@ -238,7 +272,7 @@ class Agent:
         )
         for net in view.networks:
             for port_id, device in bound.items():
-                if self.mirror.ports[port_id].network_id == net.id:
+                if mirror.ports[port_id].network_id == net.id:
                     await asyncio.to_thread(
                         ovs.record_vlan, device, net.id, net.type, net.segmentation_id, net.vlan
                     )
@@ -271,14 +305,14 @@ class Agent:
                 revision,
             )
         self.tunnels = peers
-        self.devices = {dev: self.mirror.ports[p].network_id for p, dev in bound.items()}
+        self.devices = {dev: mirror.ports[p].network_id for p, dev in bound.items()}
         if delta or self.persist.pending or not self.persist.store.exists():
             now = Inputs(
                 revision=revision,
                 generation=self.generation,
                 vlans=dict(self.vlans),
                 tunnels=set(self.tunnels),
-                mirror=self.mirror.copy(),
+                mirror=mirror,
                 installed=self.installed.copy() if self.persist.compaction_due() else FlowSet(),
                 devices=dict(self.devices),
             )
@@ -288,19 +322,19 @@ class Agent:
             gone = await asyncio.to_thread(ovs.remove_unused_tunnels, peers)
             if gone:
                 log.info("removed unused tunnels %s", ", ".join(gone))
-            await self._report_ports(bound)
+            await self._report_ports(mirror, bound)
             self.status.applied_revision = revision
             if self.status.state != "in-sync":
                 with contextlib.suppress(FlowkeeperError):
                     await self._register("in-sync")
 
-    async def _report_ports(self, bound: dict[str, str]) -> None:
+    async def _report_ports(self, mirror: Mirror, bound: dict[str, str]) -> None:
         want: dict[str, PortStatus] = {p: "ACTIVE" for p in bound}
-        for port_id, port in self.mirror.ports.items():
+        for port_id, port in mirror.ports.items():
             if port.host == self.cfg.host and port_id not in bound:
                 want[port_id] = "DOWN"
         for port_id, status in want.items():
-            current = self.mirror.ports.get(port_id)
+            current = mirror.ports.get(port_id)
             if current is None or self.status.reported.get(port_id) == status:
                 continue
             if current.status == status:

@@ -11,7 +11,7 @@ from flowkeeper.flows.flowset import FlowDelta, FlowSet
 from flowkeeper.naming import BR_INT, BR_TUN, PATCH_INT, PATCH_TUN, tunnel_port_name
 from flowkeeper.ovs.ofctl import OfctlBridge
 from flowkeeper.ovs.ovsdb import InterfaceInfo, Ovsdb
-from flowkeeper.pipeline.tables import COOKIE_TAG, LEARNED_COOKIE
+from flowkeeper.pipeline.tables import LEARNED_COOKIE
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,9 @@ class HostOvs:
                     flows.add(flow)
         return flows
 
+    def add_lines(self, bridge: str, lines: list[str]) -> None:
+        self.bridges[bridge].add_lines(lines)
+
     def apply(self, delta: FlowDelta) -> None:
         """One atomic bundle per bridge; the bridges' bundles go out in parallel."""
         jobs = [
@@ -153,10 +156,6 @@ class HostOvs:
 
     def watch(self, callback: object) -> None:
         self.db.watch_interfaces(callback)  # type: ignore[arg-type]
-
-
-def is_ours(cookie: int) -> bool:
-    return cookie >> 48 == COOKIE_TAG >> 48
 
 
 def interface_is_vif(info: InterfaceInfo) -> bool:

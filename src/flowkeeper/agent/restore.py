@@ -1,4 +1,8 @@
-"""Boot path: put the snapshot's flows back into an OVS that lost them, before any server."""
+"""Boot path: put the snapshot's flows back into an OVS that lost them, before any server.
+
+Kept free of heavy imports: the agent runs it first thing (see fastboot), before it loads
+its OVSDB library and HTTP client.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,27 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
-from flowkeeper.agent.ovsside import HostOvs
 from flowkeeper.flows.flowset import FlowSet
 from flowkeeper.flows.record import parse_rendered
+from flowkeeper.pipeline.tables import COOKIE_TAG
 from flowkeeper.snapshot.content import SnapshotData
 
 log = logging.getLogger(__name__)
 
 _PORT_REFS = re.compile(r'(?:in_port=|output:)"?([A-Za-z][^,"()\[\]\s]*)"?')
 _RESERVED = frozenset({"IN_PORT", "NORMAL", "LOCAL", "FLOOD", "ALL", "CONTROLLER"})
+
+
+class RestoreTarget(Protocol):
+    """What a restore needs from OVS."""
+
+    def port_names(self) -> set[str]: ...
+
+    def ensure_tunnels(self, peers: set[tuple[str, str]], local_ip: str) -> None: ...
+
+    def add_lines(self, bridge: str, lines: list[str]) -> None: ...
 
 
 @dataclass
@@ -28,7 +43,7 @@ class RestoreResult:
 
 
 def ports_named(line: str) -> set[str]:
-    """OVS port names a canonical flow line refers to (match or actions)."""
+    """OVS port names a canonical flow line (or several lines) refers to."""
     return {
         m
         for m in _PORT_REFS.findall(line)
@@ -41,40 +56,47 @@ def without_ports(flows: FlowSet, missing: set[str]) -> FlowSet:
     return FlowSet(f for f in flows if not (ports_named(f.render()) & missing))
 
 
+def is_ours(cookie: int) -> bool:
+    return cookie >> 48 == COOKIE_TAG >> 48
+
+
 def lost_flows(installed: FlowSet) -> bool:
     """True when OVS holds none of flowkeeper's flows: a reboot, a crash, a new OVS."""
-    from flowkeeper.agent.ovsside import is_ours
-
     return not any(is_ours(f.cookie) for f in installed)
 
 
-def restore(ovs: HostOvs, data: SnapshotData, tunnel_ip: str) -> RestoreResult:
-    """Tunnels first (flows name them), then every bridge's flows in one bundle each."""
-    started = time.monotonic()
-    ovs.ensure_tunnels(set(data.tunnels), tunnel_ip)
-    present = ovs.port_names()
-    plan: dict[str, list[str]] = {}
+def plan(data: SnapshotData, present: set[str]) -> tuple[dict[str, list[str]], int]:
+    """Lines to install per bridge, leaving out flows that name a port OVS lacks."""
+    out: dict[str, list[str]] = {}
     deferred = 0
     for bridge, lines in data.flows.items():
         if ports_named("\n".join(lines.values())) <= present:
-            plan[bridge] = list(lines.values())  # the common case: one scan, no filtering
+            out[bridge] = list(lines.values())  # the common case: one scan, no filtering
             continue
         ok = [line for line in lines.values() if ports_named(line) <= present]
         deferred += len(lines) - len(ok)
-        plan[bridge] = ok
-    with ThreadPoolExecutor(max_workers=max(1, len(plan))) as pool:
-        jobs = [pool.submit(ovs.bridges[b].add_lines, lines) for b, lines in plan.items() if lines]
+        out[bridge] = ok
+    return out, deferred
+
+
+def restore(target: RestoreTarget, data: SnapshotData, tunnel_ip: str) -> RestoreResult:
+    """Tunnels first (flows name them), then each bridge's flows in one bundle, in parallel."""
+    started = time.monotonic()
+    target.ensure_tunnels(set(data.tunnels), tunnel_ip)
+    lines, deferred = plan(data, target.port_names())
+    with ThreadPoolExecutor(max_workers=max(1, len(lines))) as pool:
+        jobs = [pool.submit(target.add_lines, b, ls) for b, ls in lines.items() if ls]
         for job in jobs:
             job.result()
     seconds = time.monotonic() - started
-    restored = sum(len(v) for v in plan.values())
+    restored = sum(len(v) for v in lines.values())
     log.info(
         "restored %d flows from the snapshot in %.0f ms (%d deferred: ports missing)",
         restored,
         seconds * 1000,
         deferred,
     )
-    return RestoreResult(plan, restored, deferred, seconds)
+    return RestoreResult(lines, restored, deferred, seconds)
 
 
 def as_flowset(lines: dict[str, list[str]]) -> FlowSet:

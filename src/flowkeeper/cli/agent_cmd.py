@@ -7,10 +7,15 @@ import asyncio
 import ipaddress
 import logging
 import os
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowkeeper.errors import UsageError
+
+if TYPE_CHECKING:
+    from flowkeeper.agent.restore import RestoreResult
+    from flowkeeper.snapshot.store import LoadReport
 
 DEFAULT_OVSDB = "unix:/var/run/openvswitch/db.sock"
 
@@ -32,7 +37,20 @@ def register(sub: Any) -> None:
     agent.set_defaults(func=_agent)
 
 
+def _quick_restore(args: argparse.Namespace) -> tuple[LoadReport, RestoreResult | None] | None:
+    """Before anything heavy is loaded: snapshot back into an OVS that lost its flows."""
+    from flowkeeper.agent.fastboot import restore_if_lost
+
+    if not args.ovsdb.startswith("unix:"):
+        return None
+    sock = Path(args.ovsdb.removeprefix("unix:"))
+    return restore_if_lost(args.state_dir, args.ovsdb, sock.parent, args.tunnel_ip)
+
+
 def _agent(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    logging.getLogger().setLevel(logging.DEBUG if args.debug else logging.INFO)
+    early = _quick_restore(args)
     from flowkeeper.agent.daemon import Agent, AgentConfig
 
     if not args.server:
@@ -63,5 +81,10 @@ def _agent(args: argparse.Namespace) -> int:
         l2pop=not args.no_l2pop,
         arp_responder=not args.no_arp_responder,
     )
-    asyncio.run(Agent(cfg).run())
+    logging.getLogger("flowkeeper.agent").info(
+        "agent %s starting (modules loaded in %.0f ms)",
+        args.host,
+        (time.monotonic() - started) * 1000,
+    )
+    asyncio.run(Agent(cfg, early=early).run())
     return 0

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowkeeper.cli.common import progress
-from flowkeeper.lab.lab import Lab, UpOptions
-from flowkeeper.lab.state import LabState
+
+if TYPE_CHECKING:
+    from flowkeeper.lab.lab import Lab
+    from flowkeeper.lab.state import LabState
 
 
 def register(sub: Any) -> None:
@@ -22,6 +24,8 @@ def register(sub: Any) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from flowkeeper.lab.lab import Lab, UpOptions
+
     lab = Lab(args.lab_dir, progress=progress)
     lab.down()  # a previous demo that crashed leaves nothing behind
     print(

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowkeeper.cli.common import emit, progress
 from flowkeeper.errors import UsageError
-from flowkeeper.lab.lab import Lab, UpOptions
+
+if TYPE_CHECKING:  # the lab (OVS, HTTP clients) is loaded only by lab commands
+    from flowkeeper.lab.lab import Lab
 from flowkeeper.lab.run import in_ns
 
 
@@ -72,10 +74,14 @@ def register(sub: Any) -> None:
 
 
 def _lab(args: argparse.Namespace) -> Lab:
+    from flowkeeper.lab.lab import Lab
+
     return Lab(args.lab_dir, progress=progress)
 
 
 def _up(args: argparse.Namespace) -> int:
+    from flowkeeper.lab.lab import UpOptions
+
     opts = UpOptions(
         hosts=args.hosts,
         vms_per_host=args.vms_per_host,

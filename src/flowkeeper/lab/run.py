@@ -14,7 +14,11 @@ class LabError(FlowkeeperError):
 
 def in_ns(ns: str | None, argv: Sequence[str]) -> list[str]:
     """The argv that runs `argv` inside namespace `ns` (or as is for the root namespace)."""
-    return ["ip", "netns", "exec", ns, *argv] if ns else list(argv)
+    if not ns:
+        return list(argv)
+    if argv[:1] == ["ip"] and argv[1:2] != ["netns"]:
+        return ["ip", "-n", ns, *argv[1:]]  # no extra exec through `ip netns exec`
+    return ["ip", "netns", "exec", ns, *argv]
 
 
 def run(

@@ -118,7 +118,9 @@ class SnapshotStore:
     def append(self, delta: JournalDelta) -> None:
         """Journal one applied delta durably (fsync) before returning."""
         if self._journal is None:
-            raise SnapshotDamaged("no snapshot to journal into: write one first")
+            if not self.exists():
+                raise SnapshotDamaged("no snapshot to journal into: write one first")
+            self._journal = self.dir / self._read_manifest()["journal"]
         data = records.encode(records.JOURNAL, delta.encode())
         fd = os.open(self._journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
@@ -164,4 +166,6 @@ class SnapshotStore:
         return max(seqs, default=0)
 
     def journal_size(self) -> int:
+        if self._journal is None and self.exists():
+            self._journal = self.dir / self._read_manifest()["journal"]
         return self._journal.stat().st_size if self._journal and self._journal.exists() else 0

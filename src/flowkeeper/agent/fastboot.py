@@ -1,0 +1,97 @@
+"""The first thing the agent does: if OVS lost its flows, restore the snapshot using only
+ovs-vsctl and ovs-ofctl, before the agent loads its OVSDB library and HTTP client."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from flowkeeper.agent.restore import RestoreResult, restore
+from flowkeeper.naming import BR_INT, BR_TUN, tunnel_port_name
+from flowkeeper.pipeline.tables import COOKIE_TAG
+from flowkeeper.snapshot.store import LoadReport, SnapshotStore
+
+log = logging.getLogger("flowkeeper.agent")
+OURS = f"cookie={COOKIE_TAG:#x}/{0xFFFF << 48:#x}"
+
+
+class FastBootError(Exception):
+    """The quick path cannot run; the agent's full boot path handles it."""
+
+
+@dataclass
+class CliTarget:
+    """A RestoreTarget through the OVS command-line tools (fast to start)."""
+
+    ovsdb: str  # unix:PATH
+    rundir: Path
+
+    def _run(self, argv: list[str], stdin: str | None = None) -> str:
+        proc = subprocess.run(
+            argv, input=stdin, capture_output=True, text=True, timeout=300, check=False
+        )
+        if proc.returncode != 0:
+            raise FastBootError(f"{argv[0]} failed: {proc.stderr.strip()[:200]}")
+        return proc.stdout
+
+    def mgmt(self, bridge: str) -> str:
+        return f"unix:{self.rundir / f'{bridge}.mgmt'}"
+
+    def our_flow_count(self, bridge: str) -> int:
+        out = self._run(
+            ["ovs-ofctl", "-O", "OpenFlow15", "dump-aggregate", self.mgmt(bridge), OURS]
+        )
+        for token in out.split():
+            if token.startswith("flow_count="):
+                return int(token.split("=", 1)[1])
+        raise FastBootError("no flow_count in dump-aggregate reply")
+
+    def port_names(self) -> set[str]:
+        out = self._run(
+            [
+                "ovs-vsctl",
+                f"--db={self.ovsdb}",
+                "--format=csv",
+                "--data=bare",
+                "--no-headings",
+                "--columns=name,ofport",
+                "list",
+                "Interface",
+            ]
+        )
+        names = set()
+        for row in out.splitlines():
+            name, _, ofport = row.rpartition(",")
+            if ofport.strip().lstrip("-").isdigit() and int(ofport) > 0:
+                names.add(name.strip('"'))
+        return names
+
+    def ensure_tunnels(self, peers: set[tuple[str, str]], local_ip: str) -> None:
+        have = self.port_names()
+        if any(tunnel_port_name(k, ip) not in have for k, ip in peers):
+            raise FastBootError("tunnel ports missing: the full boot path creates them")
+
+    def add_lines(self, bridge: str, lines: list[str]) -> None:
+        self._run(
+            ["ovs-ofctl", "-O", "OpenFlow15", "--bundle", "add-flows", self.mgmt(bridge), "-"],
+            stdin="\n".join(lines) + "\n",
+        )
+
+
+def restore_if_lost(
+    state_dir: Path, ovsdb: str, rundir: Path, tunnel_ip: str
+) -> tuple[LoadReport, RestoreResult | None]:
+    """Load the snapshot; if OVS holds none of our flows, put them back at once."""
+    report = SnapshotStore(state_dir / "snapshot").load()
+    if report.data is None:
+        return report, None
+    target = CliTarget(ovsdb, rundir)
+    try:
+        if any(target.our_flow_count(b) for b in (BR_INT, BR_TUN)):
+            return report, None
+        return report, restore(target, report.data, tunnel_ip)
+    except FastBootError as exc:
+        log.info("quick restore skipped (%s)", exc)
+        return report, None
