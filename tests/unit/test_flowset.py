@@ -66,3 +66,11 @@ def test_applying_the_delta_gives_the_desired_set(
         result.add(f)
     assert result == want
     assert not diff(want, want)
+
+
+def test_ignore_cookie_leaves_cookie_only_changes_alone() -> None:
+    a = flow("cookie=1,table=0,priority=1,actions=drop")
+    b = flow("cookie=2,table=0,priority=1,actions=drop")
+    c = flow("cookie=2,table=0,priority=1,actions=output:3")
+    assert not diff(FlowSet([b]), FlowSet([a]), ignore_cookie=True)
+    assert diff(FlowSet([c]), FlowSet([a]), ignore_cookie=True).modify == [c]

@@ -164,3 +164,69 @@ def test_record_scan_stops_at_first_bad_record() -> None:
         cut = rng.randrange(len(good))
         recs, _ = records.scan(good[:cut])
         assert [r.payload for r in recs] == [b"one", b"two"][: len(recs)]
+
+
+class _Crash(Exception):
+    pass
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(min_value=0, max_value=40))
+def test_a_crash_at_any_point_of_compaction_leaves_old_or_new_state(crash_at: int) -> None:
+    """Kill the writer after `crash_at` file-system steps: the next load sees a whole state."""
+    import os
+    import tempfile
+    from unittest import mock
+
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        old = sample(6)
+        SnapshotStore(directory).write(old, INDEX)
+        _k, extra = line("table=22,priority=1,dl_vlan=2,actions=drop")
+        SnapshotStore(directory).append(
+            JournalDelta(revision=8, generation=3, add={"br-tun": [extra]})
+        )
+        expected_old = sample(6)
+        from flowkeeper.snapshot.content import apply_delta
+
+        apply_delta(expected_old, JournalDelta(revision=8, generation=3, add={"br-tun": [extra]}))
+        new = sample(12)
+        new.revision = 20
+
+        steps = {"n": 0}
+        real_replace, real_write, real_fsync = os.replace, os.write, os.fsync
+
+        def step() -> None:
+            steps["n"] += 1
+            if steps["n"] > crash_at:
+                raise _Crash
+
+        def replace(a: object, b: object) -> None:
+            step()
+            real_replace(a, b)  # type: ignore[arg-type]
+
+        def write(fd: int, data: object) -> int:
+            step()
+            return real_write(fd, data)  # type: ignore[arg-type]
+
+        def fsync(fd: int) -> None:
+            step()
+            real_fsync(fd)
+
+        with (
+            mock.patch("flowkeeper.snapshot.store.os.replace", replace),
+            mock.patch("flowkeeper.fsutil.os.replace", replace),
+            mock.patch("flowkeeper.fsutil.os.write", write),
+            mock.patch("flowkeeper.fsutil.os.fsync", fsync),
+        ):
+            try:
+                SnapshotStore(directory).write(new, INDEX)
+                finished = True
+            except _Crash:
+                finished = False
+        report = SnapshotStore(directory).load()
+        assert report.data is not None, report.problems
+        if finished:
+            assert report.data.flows == new.flows and report.data.revision == 20
+        else:
+            assert report.data.flows in (expected_old.flows, new.flows)

@@ -287,7 +287,7 @@ class Agent:
         missing = {v.device for v in vifs if v.ofport is None}
         if missing:
             desired = without_ports(desired, missing)
-        delta = diff(desired, self.installed)
+        delta = diff(desired, self.installed, ignore_cookie=True)
         if not self.in_sync:
             delta.delete = []  # stale flows go only once we are in sync
         if delta:

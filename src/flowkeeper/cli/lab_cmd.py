@@ -34,6 +34,18 @@ def register(sub: Any) -> None:
     )
     up.add_argument("--network-type", choices=["vxlan", "gre", "mixed"], default="vxlan")
     up.add_argument("--no-l2pop", action="store_true", help="agents flood and learn")
+    up.add_argument(
+        "--virtual-hosts",
+        type=int,
+        default=0,
+        help="control-plane-only hosts bound by simulated agents",
+    )
+    up.add_argument(
+        "--virtual-ports",
+        type=int,
+        default=0,
+        help="ports on the virtual hosts, spread over the networks",
+    )
     up.add_argument("--json", action="store_true")
     up.set_defaults(func=_up)
 
@@ -91,6 +103,8 @@ def _up(args: argparse.Namespace) -> int:
         agents=args.flows == "agents",
         l2pop=not args.no_l2pop,
         network_type=args.network_type,
+        virtual_hosts=args.virtual_hosts,
+        virtual_ports=args.virtual_ports,
     )
     state = _lab(args).up(opts)
     vms = ", ".join(f"{v.name}={v.ip}" for v in state.vms)

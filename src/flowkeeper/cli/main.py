@@ -18,6 +18,7 @@ from flowkeeper.cli import (
     network_cmd,
     port_cmd,
     server_cmd,
+    snapshot_cmd,
 )
 from flowkeeper.errors import FlowkeeperError, UsageError
 
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     network_cmd.register(sub)
     port_cmd.register(sub)
     host_cmd.register(sub)
+    snapshot_cmd.register(sub)
     lab_cmd.register(sub)
     bench_cmd.register(sub)
     demo_cmd.register(sub)

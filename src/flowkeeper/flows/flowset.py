@@ -74,16 +74,28 @@ class FlowDelta:
         return FlowDelta(keep(self.add), keep(self.modify), keep(self.delete))
 
 
-def diff(desired: FlowSet, installed: FlowSet) -> FlowDelta:
-    """Flows to add, to modify (same key, other actions or cookie) and to delete."""
+def diff(desired: FlowSet, installed: FlowSet, *, ignore_cookie: bool = False) -> FlowDelta:
+    """Flows to add, to modify (same key, other actions or cookie) and to delete.
+
+    With ignore_cookie, a flow that differs only by its cookie counts as unchanged: the
+    agent leaves such flows alone across restarts instead of rewriting them.
+    """
     delta = FlowDelta()
     for flow in desired:
         have = installed.get(flow.key)
         if have is None:
             delta.add.append(flow)
-        elif have != flow:
+        elif have != flow and not (ignore_cookie and _same_but_cookie(have, flow)):
             delta.modify.append(flow)
     for flow in installed:
         if desired.get(flow.key) is None:
             delta.delete.append(flow)
     return delta
+
+
+def _same_but_cookie(a: Flow, b: Flow) -> bool:
+    return (a.actions, a.idle_timeout, a.hard_timeout) == (
+        b.actions,
+        b.idle_timeout,
+        b.hard_timeout,
+    )

@@ -50,6 +50,8 @@ class UpOptions:
     agents: bool = True
     l2pop: bool = True
     network_type: str = "vxlan"  # vxlan, gre, or mixed (odd networks vxlan, even gre)
+    virtual_hosts: int = 0  # control-plane-only hosts, bound by simulated agents
+    virtual_ports: int = 0  # ports on them, spread over the lab's networks
 
 
 def validate(opts: UpOptions) -> None:
@@ -59,6 +61,10 @@ def validate(opts: UpOptions) -> None:
         raise LabError(f"--vms-per-host must be 0..{MAX_VMS_PER_HOST}, got {opts.vms_per_host}")
     if opts.network_type not in ("vxlan", "gre", "mixed"):
         raise LabError(f"--network-type must be vxlan, gre or mixed, got {opts.network_type!r}")
+    if not 0 <= opts.virtual_hosts <= 1000 or not 0 <= opts.virtual_ports <= 20000:
+        raise LabError("--virtual-hosts must be 0..1000 and --virtual-ports 0..20000")
+    if opts.virtual_ports and not opts.virtual_hosts:
+        raise LabError("--virtual-ports needs --virtual-hosts")
     if not 1 <= opts.networks <= 200:
         raise LabError(f"--networks must be 1..200, got {opts.networks}")
     if not opts.name.isalnum() or len(opts.name) > 8:
@@ -109,6 +115,8 @@ class Lab:
                 self._make_vm(state, vmstate)
             if opts.static_flows:
                 self.install_static_flows(state)
+            if control and opts.virtual_hosts:
+                self._make_virtual(state, opts)
             if control:
                 self.wait_ports_active(state)
         except BaseException:
@@ -179,6 +187,25 @@ class Lab:
             state.networks[str(n)] = net.id
         state.save()
         self.progress(f"server: {opts.networks} {opts.network_type} networks")
+
+    def _make_virtual(self, state: LabState, opts: UpOptions) -> None:
+        """Virtual hosts (one simulated-agent process) and their ports."""
+        from flowkeeper.lab.simhosts import virtual_host_name
+
+        services.start_simhosts(state, opts.virtual_hosts, Path(state.dir) / "simhosts.ndjson")
+        client = self.client(state)
+        deadline = time.monotonic() + 60
+        while len(client.list_hosts()) < len(state.hosts) + opts.virtual_hosts:
+            if time.monotonic() > deadline:
+                raise LabError("virtual hosts did not register within 60s")
+            time.sleep(0.2)
+        nets = [state.networks[k] for k in sorted(state.networks, key=int)]
+        for i in range(opts.virtual_ports):
+            net = nets[i % len(nets)]
+            host = virtual_host_name(i % opts.virtual_hosts)
+            mac = f"fa:16:3e:f0:{(i >> 8) & 255:02x}:{i & 255:02x}"
+            client.create_port(net, host, mac, name=f"vport{i}")
+        self.progress(f"virtual: {opts.virtual_hosts} hosts, {opts.virtual_ports} ports")
 
     def _create_port(self, state: LabState, vm: VmState) -> VmState:
         port = self.client(state).create_port(

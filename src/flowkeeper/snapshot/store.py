@@ -68,6 +68,8 @@ class SnapshotStore:
                     target[key_of_line(line)] = line
         except SnapshotDamaged as exc:
             return LoadReport(None, problems=[str(exc)])
+        except (KeyError, ValueError, TypeError) as exc:
+            return LoadReport(None, problems=[f"{self.dir / MANIFEST}: malformed: {exc!r}"])
         report = LoadReport(data, partitions=len(manifest["partitions"]))
         self._journal = self.dir / manifest["journal"]
         raw = self._journal.read_bytes() if self._journal.exists() else b""
@@ -113,6 +115,50 @@ class SnapshotStore:
         if len(lines) != part["flows"] or meta.get("bridge") != part["bridge"]:
             raise SnapshotDamaged(f"partition {path}: flow count or bridge differs")
         return part["bridge"], lines
+
+    def inspect(self) -> dict[str, Any]:
+        """What is on disk, file by file, with any damage named (never raises on damage)."""
+        out: dict[str, Any] = {
+            "dir": str(self.dir),
+            "manifest": None,
+            "partitions": [],
+            "journal": None,
+            "problems": [],
+        }
+        try:
+            manifest = self._read_manifest()
+        except SnapshotDamaged as exc:
+            out["problems"].append(str(exc))
+            return out
+        meta = manifest.get("meta", {})
+        out["manifest"] = {
+            "revision": meta.get("revision"),
+            "generation": meta.get("generation"),
+            "networks": len(meta.get("networks", {})),
+            "ports": len(meta.get("ports", {})),
+            "tunnels": len(meta.get("tunnels", [])),
+            "vlans": meta.get("vlans"),
+        }
+        for part in manifest.get("partitions", []):
+            entry = {
+                "file": part["file"],
+                "bridge": part["bridge"],
+                "flows": part["flows"],
+                "ok": True,
+            }
+            try:
+                self._read_partition(part)
+            except SnapshotDamaged as exc:
+                entry["ok"] = False
+                out["problems"].append(str(exc))
+            out["partitions"].append(entry)
+        journal = self.dir / manifest.get("journal", "")
+        raw = journal.read_bytes() if journal.is_file() else b""
+        recs, stop = records.scan(raw)
+        out["journal"] = {"file": journal.name, "bytes": len(raw), "records": len(recs)}
+        if stop:
+            out["problems"].append(f"journal {journal.name}: {stop}")
+        return out
 
     # --- writing ------------------------------------------------------------
     def append(self, delta: JournalDelta) -> None:
