@@ -254,12 +254,14 @@ class Agent:
         started = time.monotonic()
         # One consistent copy: watch events keep arriving while we await OVS below.
         mirror = self.mirror.copy()
+        in_sync = self.in_sync  # taken with the copy: both describe the same moment
+        epoch = self.persist.list_epoch
         revision = mirror.revision
         vifs = await asyncio.to_thread(ovs.vifs)
         bound = bound_ports(mirror, self.cfg.host, [LocalVif(v.device, v.iface_id) for v in vifs])
         needed = {mirror.ports[p].network_id for p in bound}
         # Before the first list, keep every VLAN we already had: never renumber blindly.
-        vlans = allocate(self.vlans, needed | (set() if self.in_sync else set(self.vlans)))
+        vlans = allocate(self.vlans, needed | (set() if in_sync else set(self.vlans)))
         view = assemble(
             mirror,
             host=self.cfg.host,
@@ -278,7 +280,7 @@ class Agent:
                     )
         self.vlans = vlans
         peers = tunnel_peers(view)
-        if not self.in_sync:
+        if not in_sync:
             peers |= self.tunnels  # keep restored tunnels until we know better
         await asyncio.to_thread(ovs.ensure_tunnels, peers, self.cfg.tunnel_ip)
         desired = build_flows(view)
@@ -288,7 +290,7 @@ class Agent:
         if missing:
             desired = without_ports(desired, missing)
         delta = diff(desired, self.installed, ignore_cookie=True)
-        if not self.in_sync:
+        if not in_sync:
             delta.delete = []  # stale flows go only once we are in sync
         if delta:
             await asyncio.to_thread(ovs.apply, delta)
@@ -315,10 +317,11 @@ class Agent:
                 mirror=mirror,
                 installed=self.installed.copy() if self.persist.compaction_due() else FlowSet(),
                 devices=dict(self.devices),
+                epoch=epoch,
             )
             events = self.persist.take_pending()
             await asyncio.to_thread(self.persist.record, now, delta, events)
-        if self.in_sync:
+        if in_sync:
             gone = await asyncio.to_thread(ovs.remove_unused_tunnels, peers)
             if gone:
                 log.info("removed unused tunnels %s", ", ".join(gone))

@@ -31,6 +31,7 @@ class Inputs:
     mirror: Mirror
     installed: FlowSet
     devices: Mapping[str, str]  # OVS device -> network id
+    epoch: int = 0  # the list epoch the mirror copy belongs to
 
 
 class Persistence:
@@ -39,7 +40,10 @@ class Persistence:
     def __init__(self, state_dir: Path) -> None:
         self.store = SnapshotStore(state_dir / "snapshot")
         self.pending: list[dict[str, Any]] = []  # watch events since the last record
-        self._force_compact = False
+        # Each full list starts a new epoch; a compaction counts only if its inputs were
+        # taken after the latest list (a reconcile may have copied the mirror before it).
+        self.list_epoch = 0
+        self._compacted_epoch = 0
 
     def load(self) -> LoadReport:
         report = self.store.load()
@@ -56,11 +60,11 @@ class Persistence:
     def note_list(self) -> None:
         """A full list replaced the mirror: the next record must be a full snapshot."""
         self.pending.clear()
-        self._force_compact = True
+        self.list_epoch += 1
 
     def compaction_due(self) -> bool:
         return (
-            self._force_compact
+            self._compacted_epoch < self.list_epoch
             or not self.store.exists()
             or self.store.journal_size() > COMPACT_JOURNAL_BYTES
         )
@@ -116,7 +120,7 @@ class Persistence:
             by_device=dict(now.devices),
         )
         self.store.write(data, index)
-        self._force_compact = False
+        self._compacted_epoch = max(self._compacted_epoch, now.epoch)
         log.info("snapshot written: revision %d, %d flows", now.revision, data.flow_count())
 
 

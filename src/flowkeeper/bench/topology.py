@@ -14,6 +14,7 @@ from flowkeeper.lab import services
 from flowkeeper.lab.lab import Lab, UpOptions
 from flowkeeper.lab.simhosts import virtual_host_name
 from flowkeeper.lab.state import LabState
+from flowkeeper.pipeline.tables import COOKIE_TAG
 
 Progress = Callable[[str], None]
 
@@ -99,5 +100,7 @@ def wait(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def flow_count(lab: Lab, state: LabState, host: str) -> int:
+    """The agent's own flows on the host (MAC-learned flows, which come and go, excluded)."""
     h = state.host(host)
-    return sum(lab.bridge(h, b).flow_count() for b in ("br-int", "br-tun"))
+    mask = f"cookie={COOKIE_TAG:#x}/{(0xFFFF << 48) | (1 << 47):#x}"
+    return sum(lab.bridge(h, b).flow_count(mask) for b in ("br-int", "br-tun"))

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TextIO
 
 from flowkeeper.client import AsyncClient, Compacted, ServerUnavailable
+from flowkeeper.errors import FlowkeeperError
 from flowkeeper.model import Port
 
 MAX_HOSTS = 2000
@@ -85,7 +86,8 @@ class SimHost:
     async def _bind(self, port: Port) -> None:
         if port.host == self.name and port.status != "ACTIVE" and port.id not in self.bound:
             self.bound.add(port.id)
-            await self.client.set_port_status(port.id, "ACTIVE")
+            with contextlib.suppress(FlowkeeperError):  # deleted meanwhile: nothing to bind
+                await self.client.set_port_status(port.id, "ACTIVE")
 
 
 async def _main(args: argparse.Namespace, out: TextIO) -> None:

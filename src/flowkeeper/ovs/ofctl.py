@@ -46,8 +46,9 @@ class OfctlBridge:
         out = self._run(["--no-stats", "--names", "dump-flows", self.target])
         return parse_dump(out, self.name)
 
-    def flow_count(self) -> int:
-        out = self._run(["dump-aggregate", self.target])
+    def flow_count(self, match: str = "") -> int:
+        """How many flows (matching `match`, e.g. a cookie/mask) the bridge holds."""
+        out = self._run(["dump-aggregate", self.target, *([match] if match else [])])
         for token in out.split():
             if token.startswith("flow_count="):
                 return int(token.split("=", 1)[1])
