@@ -122,6 +122,7 @@ def test_reboot_restores_forwarding_with_the_server_down_then_syncs_the_delta(
     )
     assert lab.ping(h1_vms[0].name, new.name, count=10, interval=0.02).lost <= 1
     # No stale flow survives: h1 holds exactly what a cold resync from the server gives.
+    state = lab.state()
     synced = settled_flows(lab, state, "h1")
     assert generation(state, "h1") >= 2
     assert synced == cold_resync_flows(lab, state, "h1")

@@ -305,6 +305,9 @@ class Lab:
             pid = procs.read_pidfile(pidfile)
             if pid:
                 pids.add(pid)
+        # Also any process whose command line names this lab's directory: a crash between
+        # starting a process and recording its PID must not leave it running.
+        pids |= set(procs.pids_naming(marker))
         for pid in sorted(pids):
             if procs.stop(pid, marker):
                 done.append(f"stopped pid {pid}")

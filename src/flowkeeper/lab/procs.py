@@ -25,8 +25,19 @@ def cmdline(pid: int) -> str:
 
 
 def is_ours(pid: int, marker: str) -> bool:
-    """True if the process is alive and its command line names our lab directory."""
-    return pid > 1 and marker in cmdline(pid)
+    """True if the process is alive and its command line names a path inside `marker`."""
+    directory = marker.rstrip("/") + "/"  # /tmp/lab/hosts/h1 must not match .../h10
+    return pid > 1 and directory in cmdline(pid)
+
+
+def pids_naming(marker: str) -> list[int]:
+    """PIDs whose command line contains `marker` (our lab directory), this process aside."""
+    own = os.getpid()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != own and is_ours(int(entry.name), marker):
+            found.append(int(entry.name))
+    return found
 
 
 def alive(pid: int) -> bool:
