@@ -143,8 +143,7 @@ def run(sizes: list[int], repeats: int, lab_dir: Path, progress: Progress) -> di
                         if got != len(flows):
                             raise FlowkeeperError(f"{method}: {got} flows, not {len(flows)}")
                         progress(
-                            f"{method:16} {len(flows):>7} flows run {rep + 1}: "
-                            f"{runs[-1]:.3f}s"
+                            f"{method:16} {len(flows):>7} flows run {rep + 1}: {runs[-1]:.3f}s"
                         )
             med = {m: statistics.median(v) for m, v in times.items()}
             results.append(
