@@ -9,6 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flowkeeper.flows.record import Flow, parse_flow
+from flowkeeper.lab.state import HostState, VmState
+from flowkeeper.lab.staticflows import static_flows
 from flowkeeper.ovs.ofencode import (
     ADD,
     DELETE_STRICT,
@@ -229,6 +231,23 @@ def test_every_pipeline_flow_encodes_with_sound_framing(l2pop: bool, command: in
         msg = encoder.flow_mod(flow, command)
         _check_framing(msg, flow, command)
         assert msg == encode_flow_mod(flow, command, ALL_PORTS)  # caches change nothing
+
+
+def test_every_static_lab_flow_encodes() -> None:
+    hosts = [HostState(f"h{i}", i, f"ns{i}", f"198.18.0.{i}", "/x") for i in (1, 2)]
+    vms = [
+        VmState(
+            f"h{i}-vm{j}", f"h{i}", "ns", j, f"fa:16:3e:00:0{i}:0{j}", "1.1.1.1", "id", f"t{i}{j}"
+        )
+        for i in (1, 2)
+        for j in (1, 2)
+    ]
+    ports = {"patch-tun": 1, "patch-int": 1, "t11": 2, "t12": 3, "vxlan-c6120002": 4}
+    flows = static_flows(hosts[0], hosts, vms)
+    assert len(flows) > 10
+    for flow in flows:
+        for command in (ADD, MODIFY_STRICT, DELETE_STRICT):
+            _check_framing(encode_flow_mod(flow, command, ports), flow, command)
 
 
 def test_xid_and_drop_and_goto() -> None:

@@ -9,14 +9,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flowkeeper.flows.flowset import FlowDelta
 from flowkeeper.flows.record import Flow, parse_flow
 from flowkeeper.lab.lab import Lab, UpOptions
 from flowkeeper.naming import BR_TUN, PATCH_INT
 from flowkeeper.ovs import ofsocket
 from flowkeeper.ovs.ofctl import OfctlBridge
+from flowkeeper.ovs.ofwire import WireBridge
 from flowkeeper.ovs.ovsdb import Ovsdb
 
-METHODS = ("ofctl-add", "ofctl-replace", "preencoded", "osken")
+METHODS = ("ofctl-add", "ofctl-replace", "preencoded", "osken", "wire")
+DELTA_REPEATS = 50
 Progress = Callable[[str], None]
 
 
@@ -93,14 +96,22 @@ def run(
     methods: list[str],
     lab_dir: Path,
     progress: Progress,
+    *,
+    delta_repeats: int = DELTA_REPEATS,
+    lab_name: str = "fkbench",
 ) -> dict[str, Any]:
-    """Bring up a one-host lab, time each method at each size, tear the lab down."""
+    """Bring up a one-host lab, time each method at each size, tear the lab down.
+
+    With method `wire`, also time a one-flow delta through OfctlBridge.apply and
+    WireBridge.apply (`delta_repeats` each, one new flow every time)."""
     lab = Lab(lab_dir, progress=progress)
     lab.down()
     state = lab.up(
-        UpOptions(hosts=1, vms_per_host=0, name="fkbench", static_flows=False, agents=False)
+        UpOptions(hosts=1, vms_per_host=0, name=lab_name, static_flows=False, agents=False)
     )
     results: list[dict[str, Any]] = []
+    deltas: list[dict[str, Any]] = []
+    wire: WireBridge | None = None
     try:
         host = state.hosts[0]
         with Ovsdb(f"unix:{host.db_sock}") as db:
@@ -112,7 +123,12 @@ def run(
             for method in methods:
                 res = MethodResult(method, size)
                 install = _prepare(
-                    method, shapes=shapes, flows=flows, out_port=out_port, bridge=bridge, res=res
+                    method,
+                    shapes=shapes,
+                    flows=flows,
+                    out_port=out_port,
+                    bridge=bridge,
+                    res=res,
                 )
                 for rep in range(repeats):
                     bridge.delete_all()
@@ -125,9 +141,48 @@ def run(
                     progress(f"{method:14} {size:>7} flows  run {rep + 1}: {res.seconds[-1]:.3f}s")
                 results.append(res.summary())
             bridge.delete_all()
+        if "wire" in methods:  # the agent's case: one long-lived connection
+            wire = WireBridge(BR_TUN, host.mgmt(BR_TUN), timeout=600)
+            for name, target in (("ofctl-apply", bridge), ("wire-apply", wire)):
+                deltas.append(_time_deltas(name, target, bridge, delta_repeats, progress))
     finally:
+        if wire is not None:
+            wire.close()
         lab.down()
-    return {"benchmark": "openflow", "repeats": repeats, "results": results}
+    out: dict[str, Any] = {"benchmark": "openflow", "repeats": repeats, "results": results}
+    if deltas:
+        out["delta"] = deltas
+    return out
+
+
+def _time_deltas(
+    name: str, target: OfctlBridge | WireBridge, check: OfctlBridge, reps: int, progress: Progress
+) -> dict[str, Any]:
+    """A one-flow delta (one add), `reps` times into an empty table, each its own bundle."""
+    check.delete_all()
+    seconds = []
+    for i in range(reps):
+        delta = FlowDelta(add=[Shape.of(1_000_000 + i).flow(PATCH_INT)])
+        start = time.perf_counter()
+        target.apply(delta)
+        seconds.append(time.perf_counter() - start)
+    if isinstance(target, WireBridge) and target.fallbacks:
+        raise RuntimeError(f"{name}: WireBridge fell back to ovs-ofctl")
+    if check.flow_count() != reps:
+        raise RuntimeError(f"{name}: {check.flow_count()} flows installed, expected {reps}")
+    check.delete_all()
+    ms = sorted(s * 1000 for s in seconds)
+    summary = {
+        "method": name,
+        "delta": "1 flow add",
+        "repeats": reps,
+        "median_ms": round(statistics.median(ms), 3),
+        "min_ms": round(ms[0], 3),
+        "p90_ms": round(ms[int(0.9 * (reps - 1))], 3),
+        "max_ms": round(ms[-1], 3),
+    }
+    progress(f"{name:14} 1-flow delta x{reps}: median {summary['median_ms']} ms")
+    return summary
 
 
 def _prepare(
@@ -149,6 +204,15 @@ def _prepare(
         msgs = [ofsocket.encode_flow_mod_table20(s.vlan, s.mac, s.tun_id, out_port) for s in shapes]
         res.prepare_seconds = time.perf_counter() - start
         return lambda: ofsocket.send_bundle(sock, msgs, timeout=600)
+    if method == "wire":  # as a fresh restore: new connection, encoding in the timed part
+
+        def install() -> None:
+            with WireBridge(BR_TUN, sock, timeout=600) as fresh:
+                fresh.add_flows(flows)
+                if fresh.fallbacks:
+                    raise RuntimeError("wire: WireBridge fell back to ovs-ofctl")
+
+        return install
     if method == "osken":
         encode = _osken_encoder()
         return lambda: ofsocket.send_bundle(

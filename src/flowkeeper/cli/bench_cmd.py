@@ -20,9 +20,16 @@ def register(sub: Any) -> None:
     of = cmds.add_parser("openflow", help="install N flows in one bundle, each mechanism")
     of.add_argument("--sizes", default="20000,200000", help="comma-separated flow counts")
     of.add_argument("--repeats", type=int, default=3)
-    of.add_argument("--methods", default="ofctl-add,ofctl-replace,preencoded,osken")
+    of.add_argument("--methods", default="ofctl-add,ofctl-replace,preencoded,osken,wire")
+    of.add_argument(
+        "--delta-repeats",
+        type=int,
+        default=50,
+        help="with method wire: one-flow deltas timed per mechanism (ovs-ofctl vs wire)",
+    )
     of.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory for the JSON")
     of.add_argument("--lab-dir", type=Path, default=Path("/var/tmp/flowkeeper-bench-lab"))
+    of.add_argument("--lab-name", default="fkbench", help="lab name (namespace prefix)")
     of.add_argument("--json", action="store_true", help="print the JSON instead of a table")
     of.set_defaults(func=_openflow)
 
@@ -166,7 +173,17 @@ def _openflow(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown method(s) {unknown}; choose from {', '.join(openflow.METHODS)}")
     if not 1 <= args.repeats <= 20:
         raise UsageError("--repeats must be 1..20")
-    data = openflow.run(sizes, args.repeats, methods, args.lab_dir, progress)
+    if not 1 <= args.delta_repeats <= 10_000:
+        raise UsageError("--delta-repeats must be 1..10000")
+    data = openflow.run(
+        sizes,
+        args.repeats,
+        methods,
+        args.lab_dir,
+        progress,
+        delta_repeats=args.delta_repeats,
+        lab_name=args.lab_name,
+    )
     data["time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench-openflow-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -182,6 +199,11 @@ def _openflow(args: argparse.Namespace) -> int:
             print(
                 f"{r['method']:15} {r['flows']:>8} {r['median_s']:>9.3f} {r['min_s']:>8.3f} "
                 f"{r['flows_per_s']:>9} {r['prepare_s']:>9.3f}"
+            )
+        for d in data.get("delta", []):
+            print(
+                f"{d['method']:15} {d['delta']}: median {d['median_ms']:.2f} ms, "
+                f"min {d['min_ms']:.2f}, p90 {d['p90_ms']:.2f} ({d['repeats']} runs)"
             )
         print(f"saved {path}")
     return 0

@@ -5,13 +5,15 @@ from __future__ import annotations
 import selectors
 import socket
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from flowkeeper.ovs.errors import OpenFlowError
 
 OFP_VERSION = 0x06
 OFPT_HELLO, OFPT_ERROR, OFPT_ECHO_REQUEST, OFPT_ECHO_REPLY = 0, 1, 2, 3
-OFPT_FLOW_MOD, OFPT_BARRIER_REQUEST, OFPT_BARRIER_REPLY = 14, 20, 21
+OFPT_FLOW_MOD, OFPT_MULTIPART_REQUEST, OFPT_MULTIPART_REPLY = 14, 18, 19
+OFPT_BARRIER_REQUEST, OFPT_BARRIER_REPLY = 20, 21
+OFPMPF_REPLY_MORE = 1
 OFPT_BUNDLE_CONTROL, OFPT_BUNDLE_ADD_MESSAGE = 33, 34
 OFPBCT_OPEN_REQUEST, OFPBCT_OPEN_REPLY, OFPBCT_COMMIT_REQUEST, OFPBCT_COMMIT_REPLY = 0, 1, 4, 5
 OFPBF_ATOMIC, OFPBF_ORDERED = 1, 2
@@ -32,6 +34,12 @@ FLOW_MOD_TABLE20 = struct.Struct(
     "HHIH6x"  # OFPAT_OUTPUT: port, max_len (16 bytes)
 )
 _BATCH_BYTES = 4 << 20
+_STREAM_BATCH_BYTES = 128 << 10  # messages made while sending: hand them over early
+
+
+class ConnectionLost(OpenFlowError):
+    """The switch closed the connection or the socket failed (e.g. ovs-vswitchd restarted)."""
+
 
 # OF1.5 error type names (indexed by type) and code names, space-separated.
 _ERROR_TYPES = (
@@ -128,7 +136,7 @@ def encode_flow_mod_table20(
     return FLOW_MOD_TABLE20.pack(*head, *fixed, *match, *instruction, *actions, *output)
 
 
-class _Connection:
+class Stream:
     """Non-blocking OpenFlow stream that answers echoes and collects errors and replies."""
 
     def __init__(self, path: str, timeout: float) -> None:
@@ -137,9 +145,14 @@ class _Connection:
         self.echo_replies: list[bytes] = []
         self.errors: list[OpenFlowError] = []
         self.replies: dict[int, tuple[int, bytes]] = {}
+        self.parts: dict[int, list[bytes]] = {}  # multipart reply bodies still to come
+        self.commit_sent = False
         self.peer_hello: tuple[int, bytes] | None = None
         self.xid_names: dict[int, str] = {}
         self.add_xids = range(0)
+        self.add_total: int | None = None  # bundle messages, if known in advance
+        self.adds_sent = 0
+        self.filling = False  # bundle messages are being taken from the caller
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sel = selectors.DefaultSelector()
         self.mask = selectors.EVENT_READ
@@ -160,12 +173,15 @@ class _Connection:
 
     def describe(self, xid: int) -> str:
         if xid in self.add_xids:
-            return f"bundle message #{xid - self.add_xids.start} of {len(self.add_xids)}"
+            total = "" if self.add_total is None else f" of {self.add_total}"
+            return f"bundle message #{xid - self.add_xids.start}{total}"
         return self.xid_names.get(xid, "unknown request")
 
-    def _fail(self, why: str) -> OpenFlowError:
+    def _fail(self, why: str, lost: bool = False) -> OpenFlowError:
         """The first OpenFlow error received (usually the real cause), else `why`."""
-        return self.errors[0] if self.errors else OpenFlowError(f"{self.path}: {why}")
+        if self.errors:
+            return self.errors[0]
+        return (ConnectionLost if lost else OpenFlowError)(f"{self.path}: {why}")
 
     def _select(self, mask: int, doing: str) -> int:
         if mask != self.mask:
@@ -183,9 +199,9 @@ class _Connection:
         except BlockingIOError:
             return
         except OSError as exc:
-            raise self._fail(f"receive failed: {exc}") from None
+            raise self._fail(f"receive failed: {exc}", lost=True) from None
         if not chunk:
-            raise self._fail("connection closed by peer")
+            raise self._fail("connection closed by peer", lost=True)
         self.rx += chunk
         while len(self.rx) >= HEADER.size:
             version, msg_type, length, xid = HEADER.unpack_from(self.rx)
@@ -212,6 +228,10 @@ class _Connection:
                 f"on xid={xid} ({self.describe(xid)}{failed}) from {self.path}",
                 err_type, code,
             ))  # fmt: skip
+        elif msg_type == OFPT_MULTIPART_REPLY and len(body) >= 8:
+            self.parts.setdefault(xid, []).append(body[8:])  # after type, flags, pad
+            if not int.from_bytes(body[2:4], "big") & OFPMPF_REPLY_MORE:
+                self.replies[xid] = (msg_type, b"".join(self.parts.pop(xid)))
         else:
             self.replies[xid] = (msg_type, body)
 
@@ -227,7 +247,7 @@ class _Connection:
                 except BlockingIOError:
                     pass
                 except OSError as exc:
-                    raise self._fail(f"send failed: {exc}") from None
+                    raise self._fail(f"send failed: {exc}", lost=True) from None
 
     def send(self, data: bytes) -> None:
         """Send whole messages, then the echo replies that became due meanwhile."""
@@ -247,15 +267,21 @@ class _Connection:
             self._select(selectors.EVENT_READ, doing)
             self.receive()
 
-    def wait(self, doing: str, xid: int, bundle_reply: int | None = None) -> None:
+    def wait(self, doing: str, xid: int, bundle_reply: int | None = None) -> bytes:
         """Wait for the reply to `xid` (of bundle control type `bundle_reply`, if given),
-        raising the first error that arrives meanwhile."""
+        raising the first error that arrives meanwhile; return the reply's body."""
         self._wait_until(lambda: xid in self.replies, doing)
         self.raise_errors()
         msg_type, body = self.replies.pop(xid)
         got = (msg_type, int.from_bytes(body[4:6], "big"))
         if bundle_reply is not None and got != (OFPT_BUNDLE_CONTROL, bundle_reply):
             raise OpenFlowError(f"{self.path}: got reply (type, subtype) {got} {doing}")
+        return body
+
+    def close(self) -> None:
+        """Close the socket; OVS discards a bundle still open on it."""
+        self.sel.close()
+        self.sock.close()
 
     def handshake(self) -> None:
         """Exchange HELLOs; a peer without OpenFlow 1.5 gets a clear error."""
@@ -288,34 +314,58 @@ def send_bundle(socket_path: str, flow_mods: Sequence[bytes], *, timeout: float 
     OVS drop the open bundle), and a failed commit is rolled back by OVS. ValueError
     means a message is not a well-formed OF1.5 message.
     """
-    flags, bundle_id = OFPBF_ATOMIC | OFPBF_ORDERED, 1
-    open_xid, first_add = 2, 3
-    barrier_xid = first_add + len(flow_mods)
-    commit_xid = barrier_xid + 1
-    conn = _Connection(socket_path, timeout)
-    conn.xid_names |= {open_xid: "bundle open", barrier_xid: "barrier", commit_xid: "commit"}
-    conn.add_xids = range(first_add, barrier_xid)
+    conn = Stream(socket_path, timeout)
     try:
         conn.connect()
         conn.handshake()
-        conn.send(encode_bundle_control(open_xid, bundle_id, OFPBCT_OPEN_REQUEST, flags))
-        conn.wait("opening bundle", open_xid, OFPBCT_OPEN_REPLY)
-        batch: list[bytes] = []
-        size = 0
-        for xid, msg in enumerate(flow_mods, first_add):
-            batch.append(encode_bundle_add(msg, xid, bundle_id, flags))
-            size += len(batch[-1])
-            if size >= _BATCH_BYTES:
-                conn.send(b"".join(batch))
-                batch, size = [], 0
-                conn.raise_errors()
-        conn.send(b"".join(batch))
-        # OVS answers a bad bundle message with an error but keeps the bundle open, so
-        # make sure every such error has arrived before deciding to commit.
-        conn.send(encode_header(OFPT_BARRIER_REQUEST, 8, barrier_xid))
-        conn.wait("waiting for barrier", barrier_xid)
-        conn.send(encode_bundle_control(commit_xid, bundle_id, OFPBCT_COMMIT_REQUEST, flags))
-        conn.wait("committing bundle", commit_xid, OFPBCT_COMMIT_REPLY)
+        run_bundle(conn, flow_mods, bundle_id=1, first_xid=2)
     finally:  # OVS discards a bundle that is still open when its connection closes
-        conn.sel.close()
-        conn.sock.close()
+        conn.close()
+
+
+def run_bundle(conn: Stream, flow_mods: Iterable[bytes], bundle_id: int, first_xid: int) -> int:
+    """Open, fill, check (barrier) and commit one bundle on a connected stream.
+
+    `flow_mods` may be a generator: messages are sent while it makes the next ones, and
+    an exception from it abandons the bundle before the commit. Uses xids first_xid..
+    and returns the next free one. After an error the caller must close the
+    connection: the bundle may still be open and late errors may follow.
+    """
+    flags = OFPBF_ATOMIC | OFPBF_ORDERED
+    open_xid, first_add = first_xid, first_xid + 1
+    conn.add_total = len(flow_mods) if isinstance(flow_mods, Sequence) else None
+    conn.add_xids = range(first_add, 1 << 32)
+    conn.xid_names[open_xid] = "bundle open"
+    conn.commit_sent, conn.adds_sent, conn.filling = False, 0, False
+    conn.send(encode_bundle_control(open_xid, bundle_id, OFPBCT_OPEN_REQUEST, flags))
+    conn.wait("opening bundle", open_xid, OFPBCT_OPEN_REPLY)
+    limit = _BATCH_BYTES if conn.add_total is not None else _STREAM_BATCH_BYTES
+    batch: list[bytes] = []
+    size = 0
+    xid = first_add
+    conn.filling = True
+    for msg in flow_mods:
+        batch.append(encode_bundle_add(msg, xid, bundle_id, flags))
+        xid += 1
+        size += len(batch[-1])
+        if size >= limit:
+            conn.send(b"".join(batch))
+            conn.adds_sent = xid - first_add
+            batch, size = [], 0
+            conn.raise_errors()
+    conn.send(b"".join(batch))
+    conn.adds_sent = xid - first_add
+    conn.add_xids = range(first_add, xid)
+    barrier_xid, commit_xid = xid, xid + 1
+    conn.xid_names |= {barrier_xid: "barrier", commit_xid: "commit"}
+    # OVS answers a bad bundle message with an error but keeps the bundle open, so
+    # make sure every such error has arrived before deciding to commit.
+    conn.send(encode_header(OFPT_BARRIER_REQUEST, 8, barrier_xid))
+    conn.wait("waiting for barrier", barrier_xid)
+    conn.commit_sent = True
+    conn.send(encode_bundle_control(commit_xid, bundle_id, OFPBCT_COMMIT_REQUEST, flags))
+    conn.wait("committing bundle", commit_xid, OFPBCT_COMMIT_REPLY)
+    for done in (open_xid, barrier_xid, commit_xid):
+        conn.xid_names.pop(done, None)
+    conn.add_xids, conn.add_total = range(0), None
+    return commit_xid + 1
