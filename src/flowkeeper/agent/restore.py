@@ -7,21 +7,18 @@ its OVSDB library and HTTP client.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
 from flowkeeper.flows.flowset import FlowSet
+from flowkeeper.flows.ports import ports_named
 from flowkeeper.flows.record import parse_rendered
 from flowkeeper.pipeline.tables import COOKIE_TAG
 from flowkeeper.snapshot.content import SnapshotData
 
 log = logging.getLogger(__name__)
-
-_PORT_REFS = re.compile(r'(?:in_port=|output:)"?([A-Za-z][^,"()\[\]\s]*)"?')
-_RESERVED = frozenset({"IN_PORT", "NORMAL", "LOCAL", "FLOOD", "ALL", "CONTROLLER"})
 
 
 class RestoreTarget(Protocol):
@@ -39,16 +36,12 @@ class RestoreResult:
     lines: dict[str, list[str]]  # bridge -> the flow lines now in OVS
     restored: int
     deferred: int  # flows naming a port OVS does not have (yet): the next reconcile adds them
-    seconds: float
+    seconds: float  # until the flows were in OVS
 
-
-def ports_named(line: str) -> set[str]:
-    """OVS port names a canonical flow line (or several lines) refers to."""
-    return {
-        m
-        for m in _PORT_REFS.findall(line)
-        if m not in _RESERVED and not m.startswith(("NXM_", "OXM_"))
-    }
+    @property
+    def flows(self) -> FlowSet:
+        """The restored lines as records (parsed after the restore, off the traffic path)."""
+        return as_flowset(self.lines)
 
 
 def without_ports(flows: FlowSet, missing: set[str]) -> FlowSet:
@@ -70,8 +63,11 @@ def plan(data: SnapshotData, present: set[str]) -> tuple[dict[str, list[str]], i
     out: dict[str, list[str]] = {}
     deferred = 0
     for bridge, lines in data.flows.items():
-        if ports_named("\n".join(lines.values())) <= present:
-            out[bridge] = list(lines.values())  # the common case: one scan, no filtering
+        refs = data.port_refs.get(bridge)
+        if refs is None:
+            refs = ports_named("\n".join(lines.values()))
+        if refs <= present:
+            out[bridge] = list(lines.values())  # the common case: nothing to filter
             continue
         ok = [line for line in lines.values() if ports_named(line) <= present]
         deferred += len(lines) - len(ok)

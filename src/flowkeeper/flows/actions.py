@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 
 from flowkeeper.flows.fields import FIELD_ALIASES, IPV4_FIELDS, MAC_FIELDS, canonical_value
@@ -30,24 +31,26 @@ _SET_FIELD_ALIASES = FIELD_ALIASES | {"vlan_vid": "vlan_vid"}
 Handler = Callable[[str], list[str]]
 
 
+_DELIMS = re.compile(r"[,()\[\]]")
+
+
 def split_actions(text: str) -> list[str]:
     """Split an action list on the commas that are not inside parentheses or brackets."""
+    if "(" not in text and "[" not in text:
+        return [p.strip() for p in text.split(",") if p.strip()]
     parts: list[str] = []
     depth = 0
-    current: list[str] = []
-    for ch in text:
+    start = 0
+    for m in _DELIMS.finditer(text):
+        ch = m.group()
         if ch in "([":
             depth += 1
         elif ch in ")]":
             depth -= 1
-        if ch == "," and depth == 0:
-            parts.append("".join(current).strip())
-            current = []
-        else:
-            current.append(ch)
-    tail = "".join(current).strip()
-    if tail:
-        parts.append(tail)
+        elif depth == 0:
+            parts.append(text[start : m.start()].strip())
+            start = m.end()
+    parts.append(text[start:].strip())
     if depth != 0:
         raise ValueError(f"unbalanced parentheses in actions {text!r}")
     return [p for p in parts if p]

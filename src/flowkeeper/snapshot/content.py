@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowkeeper.flows.ports import ports_named
 from flowkeeper.flows.record import Flow
 
 # Flows are kept as the exact text `ovs-ofctl add-flows` takes (canonical, ports by name),
@@ -29,6 +30,7 @@ class SnapshotData:
     vlans: dict[str, int] = field(default_factory=dict)
     tunnels: list[tuple[str, str]] = field(default_factory=list)
     flows: FlowLines = field(default_factory=dict)
+    port_refs: dict[str, set[str]] = field(default_factory=dict)  # bridge -> ports named
 
     def flow_count(self) -> int:
         return sum(len(lines) for lines in self.flows.values())
@@ -96,9 +98,9 @@ class JournalDelta:
 
 def key_of_line(line: str) -> str:
     """The key text of a canonical flow line (cookie=..,KEY,actions=...)."""
-    start = line.index(",") + 1
-    end = line.index(",actions=")
-    head = line[start:end]
+    head = line[line.index(",") + 1 : line.index(",actions=")]
+    if "timeout=" not in head:
+        return head
     # Timeouts are part of the line but not of the key.
     return ",".join(
         p for p in head.split(",") if not p.startswith(("idle_timeout=", "hard_timeout="))
@@ -115,6 +117,8 @@ def apply_delta(data: SnapshotData, delta: JournalDelta) -> None:
         lines = data.flows.setdefault(bridge, {})
         for line in added:
             lines[key_of_line(line)] = line
+        if bridge in data.port_refs:
+            data.port_refs[bridge] |= ports_named("\n".join(added))
     for event in delta.events:
         apply_event(data, event)
     if delta.vlans is not None:

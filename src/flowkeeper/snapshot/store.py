@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flowkeeper.flows.ports import ports_named
 from flowkeeper.fsutil import atomic_write, fsync_dir
 from flowkeeper.snapshot import records
 from flowkeeper.snapshot.content import JournalDelta, SnapshotData, apply_delta, key_of_line
@@ -61,11 +62,18 @@ class SnapshotStore:
         try:
             manifest = self._read_manifest()
             data = SnapshotData.from_meta(manifest["meta"])
+            unknown: set[str] = set()
             for part in manifest["partitions"]:
                 bridge, lines = self._read_partition(part)
                 target = data.flows.setdefault(bridge, {})
                 for line in lines:
                     target[key_of_line(line)] = line
+                if "ports" in part:
+                    data.port_refs.setdefault(bridge, set()).update(part["ports"])
+                else:  # written without the list: the restore scans the lines instead
+                    unknown.add(bridge)
+            for bridge in unknown:
+                data.port_refs.pop(bridge, None)
         except SnapshotDamaged as exc:
             return LoadReport(None, problems=[str(exc)])
         except (KeyError, ValueError, TypeError) as exc:
@@ -191,7 +199,15 @@ class SnapshotStore:
                 atomic_write(
                     self.dir / fname, records.encode(records.PARTITION, payload), sync_dir=False
                 )
-            parts.append({"file": fname, "bridge": bridge, "crc": crc, "flows": len(lines)})
+            parts.append(
+                {
+                    "file": fname,
+                    "bridge": bridge,
+                    "crc": crc,
+                    "flows": len(lines),
+                    "ports": sorted(ports_named("\n".join(lines))),
+                }
+            )
         atomic_write(self.dir / journal, b"", sync_dir=False)
         fsync_dir(self.dir)
         manifest = {"format": FORMAT, "meta": data.meta(), "partitions": parts, "journal": journal}
