@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flowkeeper.agent.mirror import LocalVif, Mirror, assemble, bound_ports
-from flowkeeper.agent.ovsside import HostOvs
+from flowkeeper.agent.ovsside import BRIDGES, HostOvs
 from flowkeeper.agent.persist import Inputs, Persistence, mirror_from
 from flowkeeper.agent.restore import (
     RestoreResult,
     as_flowset,
-    lost_flows,
+    lost_bridges,
     restore,
     without_ports,
 )
@@ -136,7 +136,10 @@ class Agent:
         self.cookie = cookie_for(self.generation)
         quick = self.early[1] if self.early else None
         if quick is not None:  # restored before the agent loaded: OVS holds exactly these
-            self.installed = await asyncio.to_thread(as_flowset, quick.lines)
+            others = [b for b in BRIDGES if b not in quick.lines]
+            self.installed = await asyncio.to_thread(ovs.installed_flows, others)
+            for flow in await asyncio.to_thread(as_flowset, quick.lines):
+                self.installed.add(flow)
         else:
             self.installed = await asyncio.to_thread(ovs.installed_flows)
         data = report.data
@@ -150,9 +153,11 @@ class Agent:
             )
             await asyncio.to_thread(ovs.clear_flow_restore_wait)
             return True
-        if lost_flows(self.installed):
-            result = await asyncio.to_thread(restore, ovs, data, self.cfg.tunnel_ip)
-            self.installed = await asyncio.to_thread(as_flowset, result.lines)
+        lost = lost_bridges(self.installed, BRIDGES)
+        if lost:
+            result = await asyncio.to_thread(restore, ovs, data, self.cfg.tunnel_ip, lost)
+            for flow in await asyncio.to_thread(as_flowset, result.lines):
+                self.installed.add(flow)
         await asyncio.to_thread(ovs.clear_flow_restore_wait)
         self.mirror = mirror_from(data)
         self.vlans = dict(data.vlans)

@@ -1,9 +1,10 @@
 """The first thing the agent does: if OVS lost its flows, restore the snapshot using only
-ovs-vsctl and ovs-ofctl, before the agent loads its OVSDB library and HTTP client."""
+ovs-ofctl, before the agent loads its OVSDB library and HTTP client."""
 
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from flowkeeper.snapshot.store import LoadReport, SnapshotStore
 
 log = logging.getLogger("flowkeeper.agent")
 OURS = f"cookie={COOKIE_TAG:#x}/{0xFFFF << 48:#x}"
+_PORT_DESC = re.compile(r"^ *\d+\(([^)]+)\):", re.MULTILINE)
 
 
 class FastBootError(Exception):
@@ -49,23 +51,12 @@ class CliTarget:
         raise FastBootError("no flow_count in dump-aggregate reply")
 
     def port_names(self) -> set[str]:
-        out = self._run(
-            [
-                "ovs-vsctl",
-                f"--db={self.ovsdb}",
-                "--format=csv",
-                "--data=bare",
-                "--no-headings",
-                "--columns=name,ofport",
-                "list",
-                "Interface",
-            ]
-        )
-        names = set()
-        for row in out.splitlines():
-            name, _, ofport = row.rpartition(",")
-            if ofport.strip().lstrip("-").isdigit() and int(ofport) > 0:
-                names.add(name.strip('"'))
+        """The ports the switch itself has now (OpenFlow port descriptions, not OVSDB:
+        right after a restart, OVSDB still shows old ofports for devices that are gone)."""
+        names: set[str] = set()
+        for bridge in (BR_INT, BR_TUN):
+            out = self._run(["ovs-ofctl", "-O", "OpenFlow15", "dump-ports-desc", self.mgmt(bridge)])
+            names |= set(_PORT_DESC.findall(out))
         return names
 
     def ensure_tunnels(self, peers: set[tuple[str, str]], local_ip: str) -> None:
@@ -84,15 +75,16 @@ class CliTarget:
 def restore_if_lost(
     state_dir: Path, ovsdb: str, rundir: Path, tunnel_ip: str
 ) -> tuple[LoadReport, RestoreResult | None]:
-    """Load the snapshot; if OVS holds none of our flows, put them back at once."""
+    """Load the snapshot; put back the flows of every bridge that holds none of ours."""
     report = SnapshotStore(state_dir / "snapshot").load()
     if report.data is None:
         return report, None
     target = CliTarget(ovsdb, rundir)
     try:
-        if any(target.our_flow_count(b) for b in (BR_INT, BR_TUN)):
+        lost = {b for b in (BR_INT, BR_TUN) if target.our_flow_count(b) == 0}
+        if not lost:
             return report, None
-        return report, restore(target, report.data, tunnel_ip)
+        return report, restore(target, report.data, tunnel_ip, bridges=lost)
     except FastBootError as exc:
         log.info("quick restore skipped (%s)", exc)
         return report, None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,8 +114,12 @@ class HostOvs:
             log.info("cleared other_config:flow-restore-wait")
 
     def port_names(self) -> set[str]:
-        """Names of the ports OVS has an ofport for (what flows may refer to)."""
-        return {i.name for i in self.db.interfaces() if i.ofport is not None}
+        """The ports the switch has now (OpenFlow port descriptions: right after a restart
+        OVSDB may still show old ofports for devices that are gone)."""
+        names: set[str] = set()
+        for bridge in self.bridges.values():
+            names |= set(bridge.port_numbers())
+        return names
 
     def forget(self, device: str) -> None:
         self._recorded.pop(device, None)
@@ -138,10 +143,10 @@ class HostOvs:
             self.db.delete_port(BR_TUN, name)
         return gone
 
-    def installed_flows(self) -> FlowSet:
+    def installed_flows(self, bridges: Iterable[str] = BRIDGES) -> FlowSet:
         """The flows OVS holds now, minus what OVS learned by itself (MAC learning)."""
         flows = FlowSet()
-        dumps = [self._pool.submit(b.dump_flows) for b in self.bridges.values()]
+        dumps = [self._pool.submit(self.bridges[b].dump_flows) for b in bridges]
         for job in dumps:
             for flow in job.result():
                 if flow.cookie != LEARNED_COOKIE:

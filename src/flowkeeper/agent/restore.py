@@ -53,9 +53,10 @@ def is_ours(cookie: int) -> bool:
     return cookie >> 48 == COOKIE_TAG >> 48
 
 
-def lost_flows(installed: FlowSet) -> bool:
-    """True when OVS holds none of flowkeeper's flows: a reboot, a crash, a new OVS."""
-    return not any(is_ours(f.cookie) for f in installed)
+def lost_bridges(installed: FlowSet, bridges: tuple[str, ...]) -> set[str]:
+    """Bridges holding none of flowkeeper's flows: after a reboot, a crash, a new OVS."""
+    held = {f.bridge for f in installed if is_ours(f.cookie)}
+    return {b for b in bridges if b not in held}
 
 
 def plan(data: SnapshotData, present: set[str]) -> tuple[dict[str, list[str]], int]:
@@ -75,15 +76,26 @@ def plan(data: SnapshotData, present: set[str]) -> tuple[dict[str, list[str]], i
     return out, deferred
 
 
-def restore(target: RestoreTarget, data: SnapshotData, tunnel_ip: str) -> RestoreResult:
-    """Tunnels first (flows name them), then each bridge's flows in one bundle, in parallel."""
+def restore(
+    target: RestoreTarget,
+    data: SnapshotData,
+    tunnel_ip: str,
+    bridges: set[str] | None = None,
+) -> RestoreResult:
+    """Tunnels first (flows name them), then each bridge's flows in one bundle, in parallel.
+
+    `bridges` limits the restore to the bridges that lost their flows.
+    """
     started = time.monotonic()
     target.ensure_tunnels(set(data.tunnels), tunnel_ip)
     lines, deferred = plan(data, target.port_names())
+    if bridges is not None:
+        lines = {b: ls for b, ls in lines.items() if b in bridges}
     with ThreadPoolExecutor(max_workers=max(1, len(lines))) as pool:
-        jobs = [pool.submit(target.add_lines, b, ls) for b, ls in lines.items() if ls]
-        for job in jobs:
-            job.result()
+        jobs = {b: pool.submit(_install, target, data, b, ls) for b, ls in lines.items() if ls}
+        for bridge, job in jobs.items():
+            lines[bridge], more_deferred = job.result()
+            deferred += more_deferred
     seconds = time.monotonic() - started
     restored = sum(len(v) for v in lines.values())
     log.info(
@@ -93,6 +105,28 @@ def restore(target: RestoreTarget, data: SnapshotData, tunnel_ip: str) -> Restor
         deferred,
     )
     return RestoreResult(lines, restored, deferred, seconds)
+
+
+def _install(
+    target: RestoreTarget, data: SnapshotData, bridge: str, lines: list[str]
+) -> tuple[list[str], int]:
+    """One bundle; if a port vanished meanwhile (a VIF being re-plugged), plan again."""
+    dropped = 0
+    for attempt in range(3):
+        try:
+            target.add_lines(bridge, lines)
+            return lines, dropped
+        except Exception as exc:  # retried with fresh ports, then raised
+            if attempt == 2 or "unknown port" not in str(exc):
+                raise
+            log.info("restore of %s: a port changed under us (%s); planning again", bridge, exc)
+            fresh, _ = plan(data, target.port_names())
+            kept = fresh.get(bridge, [])
+            dropped += len(lines) - len(kept)
+            lines = kept
+            if not lines:
+                break
+    return lines, dropped
 
 
 def as_flowset(lines: dict[str, list[str]]) -> FlowSet:
