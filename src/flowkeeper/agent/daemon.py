@@ -13,6 +13,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from flowkeeper.agent.mirror import LocalVif, Mirror, assemble, bound_ports
 from flowkeeper.agent.ovsside import BRIDGES, HostOvs
@@ -24,6 +25,7 @@ from flowkeeper.agent.restore import (
     restore,
     without_ports,
 )
+from flowkeeper.agent.watchdog import WATCH_INTERVAL_S, OvsWatch
 from flowkeeper.client import AsyncClient, Compacted, ServerUnavailable
 from flowkeeper.errors import FlowkeeperError
 from flowkeeper.flows.flowset import FlowSet, diff
@@ -33,6 +35,7 @@ from flowkeeper.pipeline.build import build_flows
 from flowkeeper.pipeline.tables import cookie_for
 from flowkeeper.pipeline.view import tunnel_peers
 from flowkeeper.pipeline.vlans import allocate
+from flowkeeper.snapshot.content import SnapshotData, flow_line
 from flowkeeper.snapshot.store import LoadReport
 
 log = logging.getLogger("flowkeeper.agent")
@@ -82,6 +85,7 @@ class Agent:
         self.generation = 0
         self.devices: dict[str, str] = {}  # device -> network id, for snapshot partitions
         self.tunnels: set[tuple[str, str]] = set()
+        self.ovs_lock = asyncio.Lock()  # one writer of OVS flows at a time
 
     # --- start-up -----------------------------------------------------------
     async def run(self) -> None:
@@ -118,6 +122,7 @@ class Agent:
             asyncio.create_task(self._control_plane(need_list), name="control-plane"),
             asyncio.create_task(self._reconciler(), name="reconciler"),
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
+            asyncio.create_task(self._watch_ovs(ovs), name="ovs-watch"),
         ]
         await self.stop.wait()
         for task in tasks:
@@ -234,6 +239,44 @@ class Agent:
             with contextlib.suppress(FlowkeeperError):
                 await self._register(self.status.state)
 
+    # --- OVS restarts: put the flows back at once --------------------------------
+    async def _watch_ovs(self, ovs: HostOvs) -> None:
+        watch = OvsWatch(ovs)
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            try:
+                lost = await asyncio.to_thread(watch.check)
+                if lost:
+                    async with self.ovs_lock:
+                        await self._restore_from_memory(ovs, lost)
+                    self.wake.set()
+            except Exception as exc:  # the watch must outlive any one failure
+                log.error("OVS watch: %s", exc, exc_info=not isinstance(exc, FlowkeeperError))
+                await asyncio.sleep(0.5)
+
+    async def _restore_from_memory(self, ovs: HostOvs, lost: set[str]) -> None:
+        """ovs-vswitchd restarted (or someone flushed it): the installed flows, which the
+        snapshot also holds, go straight back, one bundle per bridge."""
+        data = SnapshotData(tunnels=sorted(self.tunnels))
+        for flow in self.installed:
+            if flow.bridge in lost:
+                key, line = flow_line(flow)
+                data.flows.setdefault(flow.bridge, {})[key] = line
+        result = await asyncio.to_thread(restore, ovs, data, self.cfg.tunnel_ip, lost)
+        kept = await asyncio.to_thread(as_flowset, result.lines)
+        for bridge in lost:  # what OVS holds now; deferred flows go in at the next reconcile
+            for flow in list(self.installed.for_bridge(bridge)):
+                self.installed.discard(flow.key)
+        for flow in kept:
+            self.installed.add(flow)
+        await asyncio.to_thread(ovs.clear_flow_restore_wait)
+        log.warning(
+            "ovs-vswitchd restarted or lost its flows (%s): restored %d flows in %.0f ms",
+            ", ".join(sorted(lost)),
+            result.restored,
+            result.seconds * 1000,
+        )
+
     # --- reconcile: desired vs installed, one bundle per bridge --------------
     async def _reconciler(self) -> None:
         while True:
@@ -241,7 +284,8 @@ class Agent:
             await asyncio.sleep(DEBOUNCE_S)
             self.wake.clear()
             try:
-                await self._reconcile()
+                async with self.ovs_lock:
+                    await self._reconcile()
             except Exception as exc:  # the loop must outlive any one failure
                 log.error(
                     "reconcile failed: %s; re-reading installed flows",
@@ -254,6 +298,14 @@ class Agent:
                 self.wake.set()
 
     async def _reconcile(self) -> None:
+        events = self.persist.take_pending()  # the events the mirror copy below includes
+        try:
+            await self._reconcile_with(events)
+        except BaseException:
+            self.persist.pending[:0] = events  # not journalled: keep them for the next try
+            raise
+
+    async def _reconcile_with(self, events: list[dict[str, Any]]) -> None:
         ovs = self.ovs
         assert ovs is not None
         started = time.monotonic()
@@ -313,7 +365,7 @@ class Agent:
             )
         self.tunnels = peers
         self.devices = {dev: mirror.ports[p].network_id for p, dev in bound.items()}
-        if delta or self.persist.pending or not self.persist.store.exists():
+        if delta or events or not self.persist.store.exists():
             now = Inputs(
                 revision=revision,
                 generation=self.generation,
@@ -324,7 +376,6 @@ class Agent:
                 devices=dict(self.devices),
                 epoch=epoch,
             )
-            events = self.persist.take_pending()
             await asyncio.to_thread(self.persist.record, now, delta, events)
         if in_sync:
             gone = await asyncio.to_thread(ovs.remove_unused_tunnels, peers)

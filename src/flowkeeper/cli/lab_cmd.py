@@ -75,6 +75,16 @@ def register(sub: Any) -> None:
     ra.add_argument("--kill", action="store_true", help="kill -9 instead of SIGTERM")
     ra.set_defaults(func=_restart_agent)
 
+    ro = cmds.add_parser("restart-ovs", help="restart HOST's ovs-vswitchd under traffic")
+    ro.add_argument("host")
+    ro.add_argument("--kill", action="store_true", help="kill -9 instead of SIGTERM")
+    ro.add_argument(
+        "--no-flow-restore-wait",
+        action="store_true",
+        help="do not set other_config:flow-restore-wait before the restart",
+    )
+    ro.set_defaults(func=_restart_ovs)
+
     srv = cmds.add_parser("server", help="stop or start the lab's flowkeeper server")
     srv.add_argument("action", choices=["stop", "start"])
     srv.set_defaults(func=_server)
@@ -162,6 +172,17 @@ def _reboot(args: argparse.Namespace) -> int:
 def _restart_agent(args: argparse.Namespace) -> int:
     _lab(args).restart_agent(args.host, hard=args.kill)
     print(f"agent of {args.host} {'killed' if args.kill else 'stopped'} and started again")
+    return 0
+
+
+def _restart_ovs(args: argparse.Namespace) -> int:
+    times = _lab(args).restart_ovs(
+        args.host, hard=args.kill, flow_restore_wait=not args.no_flow_restore_wait
+    )
+    print(
+        f"ovs-vswitchd of {args.host} restarted: up again after "
+        f"{(times.ready - times.stopped) * 1000:.0f} ms"
+    )
     return 0
 
 

@@ -6,6 +6,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from flowkeeper.lab import ovsproc, procs, services
 from flowkeeper.lab.plan import VM_MTU
@@ -77,20 +78,52 @@ def make_vm_nic(host: HostState, vm: VmState) -> None:
     run(["ethtool", "-K", "eth0", "tx", "off"], ns=ns, check=False)
 
 
-def plug_vif(host: HostState, vms: Sequence[VmState]) -> None:
-    """Plug taps into br-int as Nova/os-vif does (iface-id, attached-mac), in this order."""
+def plug_vif(host: HostState, vms: Sequence[VmState], *, renumber: bool = False) -> None:
+    """Plug taps into br-int as Nova/os-vif does (iface-id, attached-mac), in this order.
+
+    With renumber (a re-plug after a reboot), each port is replaced in ONE transaction, so
+    OVSDB never shows the VIF missing, and asks for a new ofport (ofport_request): the
+    ofports differ from before the reboot, as they may on a real host.
+    """
+    base = _next_ofport_base(host) if renumber else 0
+    for i, vm in enumerate(vms):
+        run(["ip", "link", "set", vm.tap, "up"], ns=host.ns)
+        ids = [
+            f"external_ids:iface-id={vm.iface_id}",
+            f"external_ids:attached-mac={vm.mac}",
+            "external_ids:iface-status=active",
+            f"external_ids:vm-id={vm.name}",
+        ]
+        argv = ["--", "--if-exists", "del-port", BR_INT, vm.tap] if renumber else []
+        argv += [
+            "--",
+            "--may-exist",
+            "add-port",
+            BR_INT,
+            vm.tap,
+            "--",
+            "set",
+            "Interface",
+            vm.tap,
+            *ids,
+        ]
+        if renumber:
+            argv.append(f"ofport_request={base + i}")
+        ovsproc.vsctl(host, *argv)
     with Ovsdb(f"unix:{host.db_sock}") as db:
-        for vm in vms:
-            run(["ip", "link", "set", vm.tap, "up"], ns=host.ns)
-            ids = {
-                "iface-id": vm.iface_id,
-                "attached-mac": vm.mac,
-                "iface-status": "active",
-                "vm-id": vm.name,
-            }
-            db.delete_port(BR_INT, vm.tap)  # a re-plug gets a fresh ofport
-            db.ensure_port(BR_INT, vm.tap, external_ids=ids)
         db.wait_ofports([vm.tap for vm in vms])
+
+
+def _next_ofport_base(host: HostState) -> int:
+    """100, 200, 300, ... 900, 100: a range the host's taps did not use last time."""
+    path = Path(host.dir) / "ofport-base"
+    try:
+        last = int(path.read_text())
+    except (OSError, ValueError):
+        last = 0
+    base = last % 900 + 100
+    path.write_text(str(base))
+    return base
 
 
 @dataclass
@@ -138,10 +171,41 @@ def boot(
     random.Random(seed).shuffle(vms)  # noqa: S311 - an order, not a secret
     for vm in vms:
         make_vm_nic(host, vm)
-    plug_vif(host, vms)
+    plug_vif(host, vms, renumber=True)
     return RebootTimes(started, time.time(), agent_at)
 
 
 def restart_agent(state: LabState, host: HostState, *, hard: bool = False) -> None:
     services.stop_agent(host, hard=hard)
     services.start_agent(state, host)
+
+
+@dataclass
+class OvsRestartTimes:
+    stopped: float  # unix time the old ovs-vswitchd was told to stop
+    started: float  # unix time the new one was started
+    ready: float  # bridges and underlay up again
+
+
+def restart_ovs(
+    state: LabState, host: HostState, *, hard: bool = False, flow_restore_wait: bool = True
+) -> OvsRestartTimes:
+    """Restart (or upgrade: the same binary here) the host's ovs-vswitchd under traffic.
+
+    ovsdb-server and the VMs stay up; VIF taps keep their ofports (OVSDB keeps them).
+    With flow_restore_wait, the new vswitchd holds its datapath until the agent has put
+    the flows back and cleared the flag, instead of forwarding with half a table.
+    """
+    if flow_restore_wait:
+        ovsproc.vsctl(
+            host, "--no-wait", "set", "Open_vSwitch", ".", "other_config:flow-restore-wait=true"
+        )
+    stopped = time.time()
+    pid = host.pids.pop("ovs-vswitchd", None)
+    if pid:
+        procs.stop(pid, host.dir, hard=hard)
+    started = time.time()
+    host.pids["ovs-vswitchd"] = ovsproc.start_vswitchd(host)
+    state.save()
+    bring_up_underlay(host)
+    return OvsRestartTimes(stopped, started, time.time())

@@ -372,6 +372,16 @@ class Lab:
         state.save()
         return times
 
+    def restart_ovs(
+        self, host_name: str, *, hard: bool = False, flow_restore_wait: bool = True
+    ) -> hostops.OvsRestartTimes:
+        state = self.state()
+        times = hostops.restart_ovs(
+            state, state.host(host_name), hard=hard, flow_restore_wait=flow_restore_wait
+        )
+        state.save()
+        return times
+
     def restart_agent(self, host_name: str, *, hard: bool = False) -> None:
         state = self.state()
         hostops.restart_agent(state, state.host(host_name), hard=hard)
