@@ -384,6 +384,7 @@ class Agent:
             await self._report_ports(mirror, bound)
             self.status.applied_revision = revision
             if self.status.state != "in-sync":
+                log.info("in sync at revision %d: %d flows", revision, len(self.installed))
                 with contextlib.suppress(FlowkeeperError):
                     await self._register("in-sync")
 

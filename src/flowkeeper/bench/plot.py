@@ -6,7 +6,13 @@ from pathlib import Path
 from typing import Any
 
 
-def timeline_png(runs: list[dict[str, Any]], path: Path, title: str, window_s: float) -> Path:
+def timeline_png(
+    runs: list[dict[str, Any]],
+    path: Path,
+    title: str,
+    window_s: float,
+    zero_label: str = "ovs-vswitchd starts",
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -19,11 +25,11 @@ def timeline_png(runs: list[dict[str, Any]], path: Path, title: str, window_s: f
             continue
         xs, ys = zip(*points, strict=True)
         rec = run.get("recovery_s")
-        label = f"{run['method']} ({'never' if rec is None else f'{rec:.2f} s'})"
+        label = run["method"] if rec is None else f"{run['method']} ({rec:.2f} s)"
         ax.step(xs, [100 * y for y in ys], where="post", label=label, linewidth=1.2)
     ax.axvline(0, color="grey", linestyle="--", linewidth=0.8)
-    ax.text(0.02, 3, "ovs-vswitchd starts", color="grey", fontsize=8)
-    ax.set_xlabel("seconds since ovs-vswitchd started (host reboot)")
+    ax.text(0.02, 3, zero_label, color="grey", fontsize=8)
+    ax.set_xlabel(f"seconds since: {zero_label}")
     ax.set_ylabel("probe pairs answered (%)")
     ax.set_ylim(-5, 105)
     ax.set_title(title)

@@ -9,6 +9,7 @@ Recovery = from ovs-vswitchd's start to the first reply of the LAST probe pair.
 from __future__ import annotations
 
 import json
+import random
 import re
 import shutil
 import subprocess
@@ -111,11 +112,13 @@ def _port_by_port(
         for line in lines:
             owners = [by_mac[m] for m in _MAC.findall(line) if m in by_mac]
             (per_port[owners[0]] if owners else shared).append((bridge, line))
+    order = list(per_port.items())
+    random.Random(1).shuffle(order)  # noqa: S311 - the agent meets ports in no useful order
     start = time.monotonic()
     done = 0
     for bridge in (BR_INT, BR_TUN):
         _ofctl_add(h1.mgmt(bridge), [ln for b, ln in shared if b == bridge])
-    for pid, items in per_port.items():
+    for pid, items in order:
         if time.monotonic() - start > limit_s:
             break
         client.get_port(pid)

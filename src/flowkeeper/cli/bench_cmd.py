@@ -58,6 +58,22 @@ def register(sub: Any) -> None:
     rec.add_argument("--lab-dir", type=Path, default=Path("/var/tmp/flowkeeper-bench-rec"))
     rec.set_defaults(func=_recovery)
 
+    rs = cmds.add_parser(
+        "restart",
+        help="agent and OVS restarts under traffic vs flush-and-"
+        "rebuild: loss, longest gap per VM, time to in-sync",
+    )
+    rs.add_argument("--ports", type=int, default=4000)
+    rs.add_argument("--networks", type=int, default=10)
+    rs.add_argument("--virtual-hosts", type=int, default=100)
+    rs.add_argument(
+        "--scenarios",
+        default="agent-graceful,agent-kill9,flush-and-rebuild,ovs-kill9,ovs-restart-frw",
+    )
+    rs.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    rs.add_argument("--lab-dir", type=Path, default=Path("/var/tmp/flowkeeper-bench-restart"))
+    rs.set_defaults(func=_restart)
+
     cp = cmds.add_parser(
         "controlplane",
         help="port create -> flows on every relevant host; "
@@ -131,6 +147,39 @@ def _recovery(args: argparse.Namespace) -> int:
             f"{res['flows']:>7} flows: snapshot restore {res['snapshot_restore_s']:.3f} s, "
             f"ovs-ofctl replace-flows {res['ofctl_replace_s']:.3f} s "
             f"(ratio {res['ratio_restore_to_ofctl']})"
+        )
+    return 0
+
+
+def _restart(args: argparse.Namespace) -> int:
+    from flowkeeper.bench import plot, restart
+    from flowkeeper.bench.topology import TopologySpec
+
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = [s for s in scenarios if s not in restart.SCENARIOS]
+    if unknown or not scenarios:
+        raise UsageError(
+            f"unknown scenario(s) {unknown}; choose from {', '.join(restart.SCENARIOS)}"
+        )
+    if not 100 <= args.ports <= 20000 or not 1 <= args.networks <= 50:
+        raise UsageError("--ports must be 100..20000 and --networks 1..50")
+    spec = TopologySpec(ports=args.ports, networks=args.networks, virtual_hosts=args.virtual_hosts)
+    data = restart.run(spec, scenarios, args.lab_dir, progress)
+    path = _save("restart", data, args.out)
+    runs = [dict(r, method=r["scenario"], recovery_s=None) for r in data["runs"]]
+    png = plot.timeline_png(
+        runs,
+        path.with_suffix(".png"),
+        f"Restarts under traffic, {data['flows_on_h1']} flows on the host",
+        window_s=10.0,
+        zero_label="restart begins",
+    )
+    print(f"saved {path}\nsaved {png}")
+    print(f"{'scenario':18} {'lost':>6} {'sent':>7} {'max gap ms':>11} {'in sync s':>10}")
+    for r in data["runs"]:
+        print(
+            f"{r['scenario']:18} {r['lost']:>6} {r['sent']:>7} {r['max_gap_ms']:>11.1f} "
+            f"{r['in_sync_after_s']!s:>10}"
         )
     return 0
 

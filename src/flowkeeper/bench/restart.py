@@ -1,0 +1,127 @@
+"""`bench restart`: agent restarts and OVS restarts under traffic, side by side with the
+old way (flush the tables, rebuild from the control plane).
+
+Probes run every 10 ms from each network's VM on h2 to its VM on h1 (the restarted host),
+while the host holds the benchmark topology's flows. For each scenario: packets lost, the
+longest gap per VM pair (the per-VM interruption), and the time until the agent is in sync
+again.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from flowkeeper.bench import topology
+from flowkeeper.bench.recovery import PROBE_INTERVAL, _timeline, start_probes
+from flowkeeper.bench.topology import TopologySpec
+from flowkeeper.lab import services
+from flowkeeper.lab.lab import Lab
+from flowkeeper.naming import BR_INT, BR_TUN
+
+Progress = Callable[[str], None]
+SCENARIOS = ("agent-graceful", "agent-kill9", "flush-and-rebuild", "ovs-kill9", "ovs-restart-frw")
+
+
+def _log_time(line: str) -> float:
+    stamp = line[:23]
+    return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def _synced_after(log: Path, after: float, timeout: float = 120.0) -> float | None:
+    """Unix time of the first 'in sync' / 'lost its flows' (OVS restored) line after `after`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in log.read_text().splitlines():
+            marker = "in sync at revision" in line or "lost its flows" in line
+            if marker and _log_time(line) >= after:
+                return _log_time(line)
+        time.sleep(0.2)
+    return None
+
+
+def _act(lab: Lab, scenario: str) -> float:
+    """Do the restart; returns the unix time it began."""
+    state = lab.state()
+    h1 = state.host("h1")
+    began = time.time()
+    if scenario == "agent-graceful":
+        lab.restart_agent("h1")
+    elif scenario == "agent-kill9":
+        lab.restart_agent("h1", hard=True)
+    elif scenario == "flush-and-rebuild":
+        services.stop_agent(h1)
+        for bridge in (BR_INT, BR_TUN):
+            lab.bridge(h1, bridge).delete_all()
+        shutil.rmtree(Path(h1.path("agent")) / "snapshot", ignore_errors=True)
+        services.start_agent(state, h1)
+        state.save()
+    elif scenario == "ovs-kill9":
+        lab.restart_ovs("h1", hard=True, flow_restore_wait=False)
+    elif scenario == "ovs-restart-frw":
+        lab.restart_ovs("h1", hard=False, flow_restore_wait=True)
+    else:
+        raise ValueError(f"unknown scenario {scenario!r}")
+    return began
+
+
+def measure(
+    lab: Lab, scenario: str, pairs: list[tuple[str, str]], progress: Progress
+) -> dict[str, Any]:
+    state = lab.state()
+    probes = start_probes(lab, state, pairs, seconds=15.0)
+    time.sleep(2.0)
+    began = _act(lab, scenario)
+    log = Path(lab.state().host("h1").dir) / "agent.log"
+    synced = _synced_after(log, began)
+    results = [p.result() for p in probes]
+    gaps = sorted(r.max_gap_ms for r in results)
+    out = {
+        "scenario": scenario,
+        "pairs": len(pairs),
+        "lost": sum(r.lost for r in results),
+        "sent": sum(r.sent for r in results),
+        "max_gap_ms": gaps[-1],
+        "median_gap_ms": gaps[len(gaps) // 2],
+        "in_sync_after_s": None if synced is None else round(synced - began, 3),
+        "timeline": _timeline(results, began),
+    }
+    progress(
+        f"{scenario}: lost {out['lost']}/{out['sent']}, longest gap {gaps[-1]:.0f} ms, "
+        f"in sync after {out['in_sync_after_s']} s"
+    )
+    return out
+
+
+def run(
+    spec: TopologySpec, scenarios: list[str], lab_dir: Path, progress: Progress
+) -> dict[str, Any]:
+    lab, state = topology.build(lab_dir, spec, progress, name="fkrst")
+    try:
+        flows = topology.flow_count(lab, state, "h1")
+        pairs = [(f"p{n}h2", f"p{n}h1") for n in range(spec.networks)]
+        for a, b in pairs:  # warm the underlay neighbour caches
+            lab.ping(a, b, count=3, interval=0.05)
+        runs = []
+        for scenario in scenarios:
+            runs.append(measure(lab, scenario, pairs, progress))
+            topology.wait(
+                lambda: topology.flow_count(lab, lab.state(), "h1") >= flows,
+                180,
+                "h1 back in steady state",
+            )
+            time.sleep(2)
+        return {
+            "benchmark": "restart",
+            "flows_on_h1": flows,
+            "ports": spec.ports,
+            "probe_interval_s": PROBE_INTERVAL,
+            "runs": runs,
+        }
+    finally:
+        services.stop_simhosts(lab.state())
+        lab.down()
