@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,15 @@ from flowkeeper.lab.state import LabState
 
 LabFactory = Callable[..., tuple[Lab, LabState]]
 LAB_TOOLS = ("ovs-vswitchd", "ovsdb-server", "ovs-ofctl", "ip", "ethtool")
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
+    """Poll `check` until it holds; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.1)
 
 
 def _lab_ready() -> str | None:

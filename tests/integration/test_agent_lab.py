@@ -12,17 +12,9 @@ from flowkeeper.lab.lab import Lab
 from flowkeeper.lab.state import LabState
 from flowkeeper.naming import BR_INT, BR_TUN, tunnel_port_name
 from flowkeeper.pipeline.tables import LEARNED_COOKIE, UCAST_TO_TUN
-from tests.conftest import LabFactory
+from tests.conftest import LabFactory, wait_for
 
 pytestmark = pytest.mark.lab
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def flows_mentioning(lab: Lab, state: LabState, host: str, text: str) -> list[str]:

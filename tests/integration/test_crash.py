@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,17 +16,9 @@ from flowkeeper.lab.state import LabState
 from flowkeeper.naming import BR_TUN
 from flowkeeper.pipeline.tables import UCAST_TO_TUN
 from flowkeeper.snapshot.store import SnapshotStore
-from tests.conftest import LabFactory
+from tests.conftest import LabFactory, wait_for
 
 pytestmark = pytest.mark.lab
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def unicast_macs(lab: Lab, state: LabState, host: str) -> set[str]:
@@ -87,6 +78,7 @@ def test_kill_9_and_power_loss_during_churn_converge(lab_factory: LabFactory) ->
     state = lab.state()
     wait_for(
         lambda: unicast_macs(lab, state, "h1") == server_macs(lab, state, net, "h1"),
+        timeout=30,
         what="h1 to converge to the server's ports",
     )
     snap = SnapshotStore(Path(state.host("h1").path("agent")) / "snapshot").load()

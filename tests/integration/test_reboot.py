@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,9 @@ from flowkeeper.lab.state import LabState
 from flowkeeper.naming import BR_INT, BR_TUN
 from flowkeeper.ovs.ovsdb import Ovsdb
 from flowkeeper.pipeline.tables import LEARNED_COOKIE
-from tests.conftest import LabFactory
+from tests.conftest import LabFactory, wait_for
 
 pytestmark = pytest.mark.lab
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def all_flows(lab: Lab, state: LabState, host: str) -> list[str]:

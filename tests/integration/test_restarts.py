@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from collections.abc import Callable
 
 import pytest
 
@@ -15,18 +14,10 @@ from flowkeeper.lab.probe import ProbeResult
 from flowkeeper.lab.run import in_ns
 from flowkeeper.lab.state import LabState
 from flowkeeper.naming import BR_INT, BR_TUN
-from tests.conftest import LabFactory
+from tests.conftest import LabFactory, wait_for
 
 pytestmark = pytest.mark.lab
 _DURATION = re.compile(r"duration=([0-9.]+)s")
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def ages(lab: Lab, state: LabState, host: str) -> dict[str, float]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from flowkeeper.bench import topology
+from flowkeeper.bench.restore import ovs_save_replace
 from flowkeeper.bench.topology import TopologySpec
 from flowkeeper.lab import services
 from flowkeeper.lab.lab import Lab
@@ -70,31 +71,6 @@ def reference_flows(lab: Lab, state: LabState) -> dict[str, list[str]]:
     """h1's flows in steady state, as ovs-save would save them (names, not ofports)."""
     h1 = state.host("h1")
     return {b: [f.render() for f in lab.bridge(h1, b).dump_flows()] for b in (BR_INT, BR_TUN)}
-
-
-def _ofctl_replace(lab: Lab, state: LabState, flows: dict[str, list[str]]) -> float:
-    """What ovs-save does on restart: replace-flows --bundle, one bridge after the other."""
-    h1 = state.host("h1")
-    start = time.monotonic()
-    for bridge in (BR_INT, BR_TUN):
-        text = "\n".join(flows[bridge]) + "\n"
-        subprocess.run(
-            [
-                "ovs-ofctl",
-                "-O",
-                "OpenFlow15",
-                "--bundle",
-                "replace-flows",
-                f"unix:{h1.mgmt(bridge)}",
-                "-",
-            ],
-            input=text,
-            text=True,
-            check=True,
-            capture_output=True,
-            timeout=600,
-        )
-    return time.monotonic() - start
 
 
 def _port_by_port(
@@ -172,7 +148,7 @@ def measure(
     times = lab.boot("h1", agent=agent)
     state = lab.state()
     if method == "ofctl-replace":
-        detail["replace_flows_s"] = round(_ofctl_replace(lab, state, flows), 4)
+        detail["replace_flows_s"] = round(ovs_save_replace(state.host("h1"), flows), 4)
     elif method == "port-by-port":
         detail.update(_port_by_port(lab, state, flows, limit_s))
     results = [p.result() for p in probes]

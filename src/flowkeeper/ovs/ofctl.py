@@ -64,7 +64,10 @@ class OfctlBridge:
 
     def replace_flows(self, flows: Iterable[Flow]) -> None:
         """ovs-ofctl's own dump-and-diff replace, in one bundle (what ovs-save does)."""
-        text = "\n".join(f.render() for f in flows) + "\n"
+        self.replace_lines([f.render() for f in flows])
+
+    def replace_lines(self, lines: Iterable[str]) -> None:
+        text = "\n".join(lines) + "\n"
         self._run(["--bundle", "replace-flows", self.target, "-"], stdin=text)
 
     def apply(self, delta: FlowDelta) -> None:
