@@ -50,9 +50,6 @@ def _quick_restore(args: argparse.Namespace) -> tuple[LoadReport, RestoreResult 
 def _agent(args: argparse.Namespace) -> int:
     started = time.monotonic()
     logging.getLogger().setLevel(logging.DEBUG if args.debug else logging.INFO)
-    early = _quick_restore(args)
-    from flowkeeper.agent.daemon import Agent, AgentConfig
-
     if not args.server:
         raise UsageError("agent needs --server URL or FLOWKEEPER_SERVER")
     try:
@@ -62,14 +59,14 @@ def _agent(args: argparse.Namespace) -> int:
     if not args.ovsdb.startswith("unix:"):
         raise UsageError("--ovsdb must be unix:PATH: the agent touches only its own host's OVS")
     sock = Path(args.ovsdb.removeprefix("unix:"))
-    token = os.environ.get("FLOWKEEPER_TOKEN")
-    if args.token_file:
-        try:
-            token = args.token_file.read_text().strip()
-        except OSError as exc:
-            raise UsageError(f"cannot read token file {args.token_file}: {exc.strerror}") from None
+    from flowkeeper.client import resolve_token
+
+    token = resolve_token(args.token_file)
     args.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    logging.getLogger().setLevel(logging.DEBUG if args.debug else logging.INFO)
+    # Inputs checked: now, before anything heavy is loaded, flows back if OVS lost them.
+    early = _quick_restore(args)
+    from flowkeeper.agent.daemon import Agent, AgentConfig
+
     cfg = AgentConfig(
         host=args.host,
         tunnel_ip=args.tunnel_ip,
