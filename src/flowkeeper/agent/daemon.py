@@ -21,8 +21,10 @@ from flowkeeper.agent.persist import Inputs, Persistence, mirror_from
 from flowkeeper.agent.restore import (
     RestoreResult,
     as_flowset,
+    counts_match,
     lost_bridges,
     restore,
+    snapshot_flows,
     without_ports,
 )
 from flowkeeper.agent.watchdog import WATCH_INTERVAL_S, OvsWatch
@@ -86,6 +88,7 @@ class Agent:
         self.devices: dict[str, str] = {}  # device -> network id, for snapshot partitions
         self.tunnels: set[tuple[str, str]] = set()
         self.ovs_lock = asyncio.Lock()  # one writer of OVS flows at a time
+        self.verify_installed = False  # installed came from the snapshot: check it later
 
     # --- start-up -----------------------------------------------------------
     async def run(self) -> None:
@@ -123,6 +126,7 @@ class Agent:
             asyncio.create_task(self._reconciler(), name="reconciler"),
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
             asyncio.create_task(self._watch_ovs(ovs), name="ovs-watch"),
+            asyncio.create_task(self._verify_installed(ovs), name="verify-installed"),
         ]
         await self.stop.wait()
         for task in tasks:
@@ -145,6 +149,12 @@ class Agent:
             self.installed = await asyncio.to_thread(ovs.installed_flows, others)
             for flow in await asyncio.to_thread(as_flowset, quick.lines):
                 self.installed.add(flow)
+        elif report.data is not None and await asyncio.to_thread(counts_match, ovs, report.data):
+            # OVS kept its flows and holds as many of ours as the snapshot: take the
+            # snapshot's records instead of dumping and parsing every flow (the slow part of
+            # a restart), and check against a real dump once we are running.
+            self.installed = await asyncio.to_thread(snapshot_flows, report.data)
+            self.verify_installed = True
         else:
             self.installed = await asyncio.to_thread(ovs.installed_flows)
         data = report.data
@@ -238,6 +248,20 @@ class Agent:
             await asyncio.sleep(HEARTBEAT_S)
             with contextlib.suppress(FlowkeeperError):
                 await self._register(self.status.state)
+
+    async def _verify_installed(self, ovs: HostOvs) -> None:
+        """If installed was taken from the snapshot, compare it with a real dump once."""
+        if not self.verify_installed:
+            return
+        await asyncio.sleep(2.0)
+        async with self.ovs_lock:
+            dumped = await asyncio.to_thread(ovs.installed_flows)
+            if not diff(dumped, self.installed, ignore_cookie=True):
+                log.info("installed flows checked against OVS: they match the snapshot")
+                return
+            log.warning("OVS differs from the snapshot's flows: using a dump instead")
+            self.installed = dumped
+        self.wake.set()
 
     # --- OVS restarts: put the flows back at once --------------------------------
     async def _watch_ovs(self, ovs: HostOvs) -> None:

@@ -10,12 +10,15 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from flowkeeper.flows.flowset import FlowSet
 from flowkeeper.flows.ports import ports_named
 from flowkeeper.flows.record import parse_rendered
 from flowkeeper.pipeline.tables import COOKIE_TAG
+
+if TYPE_CHECKING:
+    from flowkeeper.agent.ovsside import HostOvs
 from flowkeeper.snapshot.content import SnapshotData
 
 log = logging.getLogger(__name__)
@@ -134,3 +137,19 @@ def as_flowset(lines: dict[str, list[str]]) -> FlowSet:
     return FlowSet(
         parse_rendered(line, b) for b, bridge_lines in lines.items() for line in bridge_lines
     )
+
+
+OURS_NOT_LEARNED = f"cookie={COOKIE_TAG:#x}/{(0xFFFF << 48) | (1 << 47):#x}"
+
+
+def counts_match(ovs: HostOvs, data: SnapshotData) -> bool:
+    """OVS holds, per bridge, as many agent flows (learned ones aside) as the snapshot."""
+    for bridge in ("br-int", "br-tun"):
+        held = ovs.bridges[bridge].flow_count(OURS_NOT_LEARNED)
+        if held != len(data.flows.get(bridge, {})):
+            return False
+    return True
+
+
+def snapshot_flows(data: SnapshotData) -> FlowSet:
+    return as_flowset({b: list(lines.values()) for b, lines in data.flows.items()})
