@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flowkeeper.agent.guard import OvsGuard
 from flowkeeper.agent.mirror import LocalVif, Mirror, assemble, bound_ports
 from flowkeeper.agent.ovsside import BRIDGES, HostOvs
 from flowkeeper.agent.persist import Inputs, Persistence, mirror_from
@@ -27,7 +28,6 @@ from flowkeeper.agent.restore import (
     snapshot_flows,
     without_ports,
 )
-from flowkeeper.agent.watchdog import WATCH_INTERVAL_S, OvsWatch
 from flowkeeper.client import AsyncClient, Compacted, ServerUnavailable
 from flowkeeper.errors import FlowkeeperError
 from flowkeeper.flows.flowset import FlowSet, diff
@@ -37,7 +37,6 @@ from flowkeeper.pipeline.build import build_flows
 from flowkeeper.pipeline.tables import cookie_for
 from flowkeeper.pipeline.view import tunnel_peers
 from flowkeeper.pipeline.vlans import allocate
-from flowkeeper.snapshot.content import SnapshotData, flow_line
 from flowkeeper.snapshot.store import LoadReport
 
 log = logging.getLogger("flowkeeper.agent")
@@ -67,11 +66,12 @@ class AgentStatus:
     reported: dict[str, str] = field(default_factory=dict)  # port id -> status told
 
 
-class Agent:
+class Agent(OvsGuard):
     def __init__(
         self, cfg: AgentConfig, early: tuple[LoadReport, RestoreResult | None] | None = None
     ) -> None:
         self.cfg = cfg
+        self.tunnel_ip = cfg.tunnel_ip
         self.early = early  # the snapshot as read, and the quick restore if one was done
         self.mirror = Mirror()
         self.status = AgentStatus()
@@ -248,58 +248,6 @@ class Agent:
             await asyncio.sleep(HEARTBEAT_S)
             with contextlib.suppress(FlowkeeperError):
                 await self._register(self.status.state)
-
-    async def _verify_installed(self, ovs: HostOvs) -> None:
-        """If installed was taken from the snapshot, compare it with a real dump once."""
-        if not self.verify_installed:
-            return
-        await asyncio.sleep(2.0)
-        async with self.ovs_lock:
-            dumped = await asyncio.to_thread(ovs.installed_flows)
-            if not diff(dumped, self.installed, ignore_cookie=True):
-                log.info("installed flows checked against OVS: they match the snapshot")
-                return
-            log.warning("OVS differs from the snapshot's flows: using a dump instead")
-            self.installed = dumped
-        self.wake.set()
-
-    # --- OVS restarts: put the flows back at once --------------------------------
-    async def _watch_ovs(self, ovs: HostOvs) -> None:
-        watch = OvsWatch(ovs)
-        while True:
-            await asyncio.sleep(WATCH_INTERVAL_S)
-            try:
-                lost = await asyncio.to_thread(watch.check)
-                if lost:
-                    async with self.ovs_lock:
-                        await self._restore_from_memory(ovs, lost)
-                    self.wake.set()
-            except Exception as exc:  # the watch must outlive any one failure
-                log.error("OVS watch: %s", exc, exc_info=not isinstance(exc, FlowkeeperError))
-                await asyncio.sleep(0.5)
-
-    async def _restore_from_memory(self, ovs: HostOvs, lost: set[str]) -> None:
-        """ovs-vswitchd restarted (or someone flushed it): the installed flows, which the
-        snapshot also holds, go straight back, one bundle per bridge."""
-        data = SnapshotData(tunnels=sorted(self.tunnels))
-        for flow in self.installed:
-            if flow.bridge in lost:
-                key, line = flow_line(flow)
-                data.flows.setdefault(flow.bridge, {})[key] = line
-        result = await asyncio.to_thread(restore, ovs, data, self.cfg.tunnel_ip, lost)
-        kept = await asyncio.to_thread(as_flowset, result.lines)
-        for bridge in lost:  # what OVS holds now; deferred flows go in at the next reconcile
-            for flow in list(self.installed.for_bridge(bridge)):
-                self.installed.discard(flow.key)
-        for flow in kept:
-            self.installed.add(flow)
-        await asyncio.to_thread(ovs.clear_flow_restore_wait)
-        log.warning(
-            "ovs-vswitchd restarted or lost its flows (%s): restored %d flows in %.0f ms",
-            ", ".join(sorted(lost)),
-            result.restored,
-            result.seconds * 1000,
-        )
 
     # --- reconcile: desired vs installed, one bundle per bridge --------------
     async def _reconciler(self) -> None:
