@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flowkeeper.bench.topology import wait
 from flowkeeper.client import Client
-from flowkeeper.errors import FlowkeeperError
 from flowkeeper.lab import services
 from flowkeeper.lab.lab import Lab, UpOptions
 from flowkeeper.lab.simhosts import virtual_host_name
@@ -106,10 +106,10 @@ def _run_phase(phase: Phase, lab_dir: Path, progress: Progress) -> None:
         virtual = phase.hosts - REAL_HOSTS
         feed = Path(state.dir) / "simhosts.ndjson"
         services.start_simhosts(state, virtual, feed)
-        _wait(lambda: len(client.list_hosts()) >= phase.hosts, 120, "virtual hosts")
+        wait(lambda: len(client.list_hosts()) >= phase.hosts, 120, "virtual hosts")
         members = _make_networks(client, state, phase, virtual)
         progress(f"{phase.hosts} hosts registered, {len(members)} networks; seeding ports")
-        _wait(lambda: all(p.status == "ACTIVE" for p in client.list_ports()), 120, "seed ports")
+        wait(lambda: all(p.status == "ACTIVE" for p in client.list_ports()), 120, "seed ports")
         phase.stats_before = client.stats()
         _measure(
             lab, state, client=client, phase=phase, members=members, feed=feed, progress=progress
@@ -214,11 +214,3 @@ def _has_flow(lab: Lab, state: LabState, host: str, mac: str) -> bool:
         check=False,
     ).stdout
     return mac in out
-
-
-def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise FlowkeeperError(f"benchmark: timed out waiting for {what}")
-        time.sleep(0.2)

@@ -299,13 +299,7 @@ def _group(_enc: FlowModEncoder, arg: str) -> bytes:
 
 
 def _int(text: str, limit: int) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise UnsupportedFlow(f"bad number {text!r}") from None
-    if not 0 <= value <= limit:
-        raise UnsupportedFlow(f"number {text!r} out of range")
-    return value
+    return nx.parse_number(text, limit)
 
 
 _BARE: dict[str, bytes] = {

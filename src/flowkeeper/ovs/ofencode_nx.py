@@ -178,7 +178,7 @@ def resubmit(action: str, ports: Mapping[str, int]) -> bytes:
     if not comma or "," in table or not action.endswith(")") or not (port or table):
         raise UnsupportedFlow(f"unsupported resubmit {action!r}")
     in_port = port16(port, ports) if port else 0xFFF8
-    table_id = _number(table, 254, action) if table else 0xFF
+    table_id = parse_number(table, 254, action) if table else 0xFF
     return _nx_action(NXAST_RESUBMIT_TABLE, struct.pack("!HB3x", in_port, table_id))
 
 
@@ -202,7 +202,7 @@ def load(arg: str) -> bytes:
     if not arrow:
         raise UnsupportedFlow(f"load needs VALUE->DST, got {arg!r}")
     dst = parse_subfield(dst_text)
-    value = _number(value_text, (1 << dst.n_bits) - 1, arg)
+    value = parse_number(value_text, (1 << dst.n_bits) - 1, arg)
     nbytes = dst.header & 0xFF
     width = NXM_FIELDS_BY_HEADER[dst.header]
     oxm = OXM_FOR_NXM.get(dst.header, dst.header)
@@ -227,9 +227,9 @@ def learn(action: str) -> bytes:
         key, eq, value = item.partition("=")
         if eq and key in _LEARN_NUMBERS:
             limit = 254 if key == "table" else 0xFFFF
-            numbers[key] = _number(value, limit, action)
+            numbers[key] = parse_number(value, limit, action)
         elif eq and key == "cookie":
-            cookie = _number(value, 2**64 - 1, action)
+            cookie = parse_number(value, 2**64 - 1, action)
         elif item in _LEARN_FLAGS:
             flags |= _LEARN_FLAGS[item]
         elif item.startswith("load:"):
@@ -273,17 +273,19 @@ def _learn_load(arg: str) -> bytes:
     dst = parse_subfield(dst_text)
     if "[" in src_text:
         return _learn_spec(parse_subfield(src_text), dst, _LEARN_DST_LOAD)
-    value = _number(src_text, (1 << dst.n_bits) - 1, arg)
+    value = parse_number(src_text, (1 << dst.n_bits) - 1, arg)
     immediate = value.to_bytes(2 * ((dst.n_bits + 15) // 16), "big")
     header = struct.pack("!H", dst.n_bits | _LEARN_SRC_IMMEDIATE | _LEARN_DST_LOAD)
     return header + immediate + struct.pack("!IH", dst.header, dst.ofs)
 
 
-def _number(text: str, limit: int, context: str) -> int:
+def parse_number(text: str, limit: int, context: str = "") -> int:
+    """An integer in 0..limit, in any base int() accepts, or UnsupportedFlow."""
+    where = f" in {context!r}" if context else ""
     try:
         value = int(text, 0)
     except ValueError:
-        raise UnsupportedFlow(f"bad number {text!r} in {context!r}") from None
+        raise UnsupportedFlow(f"bad number {text!r}{where}") from None
     if not 0 <= value <= limit:
-        raise UnsupportedFlow(f"number {text!r} out of range in {context!r}")
+        raise UnsupportedFlow(f"number {text!r} out of range{where}")
     return value
