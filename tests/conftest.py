@@ -7,14 +7,16 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
 
+from flowkeeper.errors import FlowkeeperError
 from flowkeeper.lab.lab import Lab, UpOptions
 from flowkeeper.lab.procs import cmdline
 from flowkeeper.lab.state import LabState
+from flowkeeper.naming import BR_INT, BR_TUN
 
 LabFactory = Callable[..., tuple[Lab, LabState]]
 LAB_TOOLS = ("ovs-vswitchd", "ovsdb-server", "ovs-ofctl", "ip", "ethtool")
@@ -55,9 +57,49 @@ def leftovers(lab_name: str, lab_dir: Path) -> list[str]:
     return left
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Remember each phase's report on the test item, so fixtures can see a failure."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+def _show_lab(lab: Lab, lines: int = 60) -> None:
+    """Print each host's flows and the tail of every process log in a lab.
+
+    pytest shows this under the failing test, so a failure in CI can be understood from
+    its output alone.
+    """
+    try:
+        state = LabState.load(lab.dir)
+    except FlowkeeperError as exc:
+        state = None
+        print(f"lab state unreadable: {exc}")
+    for host in state.hosts if state else []:
+        for bridge in (BR_INT, BR_TUN):
+            try:
+                flows = [f.render() for f in lab.bridge(host, bridge).dump_flows()]
+            except FlowkeeperError as exc:
+                flows = [f"(dump failed: {exc})"]
+            print(f"----- {host.name} {bridge}: {len(flows)} flows -----")
+            print("\n".join(flows))
+    for log in sorted(lab.dir.glob("**/*.log")):
+        if "snapshot" in log.parts:
+            continue
+        text = log.read_text(errors="replace").splitlines()
+        print(f"----- {log.relative_to(lab.dir)} (last {min(lines, len(text))} lines) -----")
+        print("\n".join(text[-lines:]))
+
+
 @pytest.fixture
-def lab_factory() -> Iterator[LabFactory]:
-    """Yields a function that brings up a lab; every lab it made is torn down afterwards."""
+def lab_factory(request: pytest.FixtureRequest) -> Iterator[LabFactory]:
+    """Yields a function that brings up a lab; every lab it made is torn down afterwards.
+
+    When the test failed, the tail of each lab log is printed before teardown.
+    """
     made: list[tuple[Lab, str]] = []
 
     def up(**kwargs: int | bool) -> tuple[Lab, LabState]:
@@ -69,6 +111,9 @@ def lab_factory() -> Iterator[LabFactory]:
         return lab, state
 
     yield up
+    call_report = getattr(request.node, "report_call", None)
     for lab, name in made:
+        if call_report is not None and call_report.failed:
+            _show_lab(lab)
         lab.down()
         assert leftovers(name, lab.dir) == [], "lab down left things behind"

@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
+from flowkeeper.flows.record import Flow
 from flowkeeper.lab.lab import Lab
-from flowkeeper.lab.state import LabState
+from flowkeeper.lab.state import HostState, LabState
 from flowkeeper.naming import BR_INT, BR_TUN, tunnel_port_name
 from flowkeeper.pipeline.tables import LEARNED_COOKIE, UCAST_TO_TUN
 from tests.conftest import LabFactory, wait_for
@@ -23,6 +24,10 @@ def flows_mentioning(lab: Lab, state: LabState, host: str, text: str) -> list[st
     for bridge in (BR_INT, BR_TUN):
         out += [f.render() for f in lab.bridge(h, bridge).dump_flows() if text in f.render()]
     return out
+
+
+def _flows_for_mac(lab: Lab, host: HostState, mac: str) -> list[Flow]:
+    return [f for f in lab.bridge(host, BR_TUN).dump_flows() if dict(f.match).get("dl_dst") == mac]
 
 
 def pings(lab: Lab, a: str, b: str, count: int = 10) -> bool:
@@ -139,6 +144,10 @@ def test_deleting_a_port_removes_its_flows_everywhere_and_unused_tunnels(
     tun_to_h2 = tunnel_port_name("vxlan", h2.tunnel_ip)
     wait_for(lambda: bool(flows_mentioning(lab, state, "h1", b.mac)), what="b's flows on h1")
     assert tun_to_h2 in lab.bridge_ports(h1, BR_TUN)
+    # Traffic from b over the tunnel makes h1's table 10 learn a flow for b's MAC: when b
+    # goes, that learned flow (towards a tunnel port about to be deleted) must go too.
+    assert pings(lab, a.name, b.name)
+    assert any(f.cookie == LEARNED_COOKIE for f in _flows_for_mac(lab, h1, b.mac))
     lab.delete_vm(b.name)
     for host in ("h1", "h3"):
         wait_for(
@@ -149,3 +158,18 @@ def test_deleting_a_port_removes_its_flows_everywhere_and_unused_tunnels(
     wait_for(lambda: tun_to_h2 not in lab.bridge_ports(h1, BR_TUN), what="tunnel removal")
     assert not flows_mentioning(lab, state, "h1", tun_to_h2)
     assert pings(lab, a.name, c.name)
+
+
+def test_a_deleted_remote_port_takes_its_learned_flow_while_the_tunnel_stays(
+    lab_factory: LabFactory,
+) -> None:
+    lab, state = lab_factory(hosts=2, vms_per_host=2)
+    h1 = state.host("h1")
+    a = next(vm for vm in state.vms if vm.host == "h1")
+    b, b2 = [vm for vm in state.vms if vm.host == "h2"]
+    assert pings(lab, a.name, b.name)
+    assert any(f.cookie == LEARNED_COOKIE for f in _flows_for_mac(lab, h1, b.mac))
+    lab.delete_vm(b.name)
+    wait_for(lambda: not _flows_for_mac(lab, h1, b.mac), what=f"{b.mac} gone from h1's br-tun")
+    # b2 still lives on h2: the tunnel and b2's forwarding stay.
+    assert pings(lab, a.name, b2.name)

@@ -12,6 +12,7 @@ from flowkeeper.flows.flowset import FlowDelta, FlowSet
 from flowkeeper.naming import BR_INT, BR_TUN, PATCH_INT, PATCH_TUN, tunnel_port_name
 from flowkeeper.ovs.ofwire import WireBridge
 from flowkeeper.ovs.ovsdb import InterfaceInfo, Ovsdb
+from flowkeeper.pipeline.learned import learned_spec
 from flowkeeper.pipeline.tables import LEARNED_COOKIE
 
 log = logging.getLogger(__name__)
@@ -137,11 +138,22 @@ class HostOvs:
             self.db.wait_ofports([tunnel_port_name(k, ip) for k, ip in new])
 
     def remove_unused_tunnels(self, peers: set[tuple[str, str]]) -> list[str]:
+        """Delete tunnel ports no peer needs, then the flows OVS learned towards them (the
+        port number would otherwise keep pointing at whatever port reuses it)."""
         wanted = {tunnel_port_name(k, ip) for k, ip in peers}
         gone = sorted(self.tunnel_ports() - wanted)
+        if not gone:
+            return gone
+        numbers = self.bridges[BR_TUN].port_numbers()
         for name in gone:
             self.db.delete_port(BR_TUN, name)
+        self.delete_learned([learned_spec(out_port=numbers[n]) for n in gone if n in numbers])
         return gone
+
+    def delete_learned(self, specs: list[str]) -> None:
+        """Delete MAC-learned br-tun flows (non-strict specs from pipeline.learned)."""
+        if specs:
+            self.bridges[BR_TUN].ofctl.delete_matching(specs)
 
     def installed_flows(self, bridges: Iterable[str] = BRIDGES) -> FlowSet:
         """The flows OVS holds now, minus what OVS learned by itself (MAC learning)."""

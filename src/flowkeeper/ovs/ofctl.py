@@ -83,6 +83,10 @@ class OfctlBridge:
     def delete_all(self) -> None:
         self._run(["--bundle", "del-flows", self.target])
 
+    def delete_matching(self, specs: Iterable[str]) -> None:
+        """Non-strict deletes (each spec may carry a cookie mask), in one atomic bundle."""
+        self._bundle("\n".join(f"delete {spec}" for spec in specs))
+
     def _bundle(self, text: str) -> None:
         if not text:
             return
