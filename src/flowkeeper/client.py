@@ -235,6 +235,11 @@ class Client:
         data = self.request("PUT", f"/v1/ports/{_q(port_id)}/status", {"status": status})
         return Port.from_dict(data)
 
+    def bind_port(self, port_id: str, host: str) -> Port:
+        """Move the port's binding to another host (a migration)."""
+        data = self.request("PUT", f"/v1/ports/{_q(port_id)}/binding", {"host": host})
+        return Port.from_dict(data)
+
     # hosts
     def list_hosts(self) -> list[Host]:
         return [Host.from_dict(h) for h in self.request("GET", "/v1/hosts")["hosts"]]

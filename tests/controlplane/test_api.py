@@ -71,6 +71,19 @@ def test_port_crud_status_and_filters(server: LiveServer) -> None:
     assert exc.value.status == 404
 
 
+def test_binding_a_port_to_another_host_moves_it_and_marks_it_down(server: LiveServer) -> None:
+    ids = seed(server)
+    c = server.client()
+    assert c.set_port_status(ids["port"], "ACTIVE").status == "ACTIVE"
+    before = c.get_port(ids["port"])
+    moved = c.bind_port(ids["port"], "h9")
+    assert (moved.host, moved.status) == ("h9", "DOWN")
+    assert moved.revision > before.revision
+    assert [p.id for p in c.list_ports(host="h9")] == [ids["port"]]
+    # Binding to where it already is writes nothing.
+    assert c.bind_port(ids["port"], "h9").revision == moved.revision
+
+
 def test_hosts_register_and_heartbeat(server: LiveServer) -> None:
     c = server.client()
     h = c.register_host("h1", "198.18.0.1", state="syncing")
@@ -229,6 +242,9 @@ BAD_WRITES: list[tuple[str, str, str, Any, int, str]] = [
         409,
         "network 'net1' still has 1 port(s)",
     ),
+    ("bad binding host", "PUT", "/v1/ports/{port}/binding", {"host": "-x"}, 400, "bad host name"),
+    ("binding, no host", "PUT", "/v1/ports/{port}/binding", {}, 400, "missing field 'host'"),
+    ("bind unknown port", "PUT", "/v1/ports/nope/binding", {"host": "h2"}, 404, "not found"),
     ("bad host name", "PUT", "/v1/hosts/-x", {"tunnel_ip": "198.18.0.1"}, 400, "bad host name"),
     ("bad tunnel ip", "PUT", "/v1/hosts/h1", {"tunnel_ip": "198.18.0"}, 400, "bad tunnel IP"),
     (
@@ -268,6 +284,7 @@ def test_writes_need_the_right_token(server: LiveServer, token: str | None, mess
         ("POST", "/v1/networks", {"name": "n2", "type": "gre"}),
         ("PUT", "/v1/hosts/h1", {"tunnel_ip": "198.18.0.1"}),
         ("DELETE", "/v1/networks/whatever", None),
+        ("PUT", "/v1/ports/whatever/binding", {"host": "h2"}),
     ]:
         status, answer = call(server, method, path, body, token=token or None)
         assert status == 401 and answer["error"].startswith(message), answer

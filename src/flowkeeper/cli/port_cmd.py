@@ -37,6 +37,12 @@ def register(sub: Any) -> None:
     add_client_options(show)
     show.set_defaults(func=_show)
 
+    bind = cmds.add_parser("bind", help="move a port to another host (after a migration)")
+    bind.add_argument("port", help="port id")
+    bind.add_argument("--host", required=True, help="the host the port is bound to from now on")
+    add_client_options(bind)
+    bind.set_defaults(func=_bind)
+
     delete = cmds.add_parser("delete", help="delete a port")
     delete.add_argument("port", help="port id")
     add_client_options(delete)
@@ -61,6 +67,14 @@ def _create(args: argparse.Namespace) -> int:
         args.json,
         f"created port {port.id} on {net.name}: {port.mac} {ips} @ {port.host}",
     )
+    return 0
+
+
+def _bind(args: argparse.Namespace) -> int:
+    check_id(args.port, "port")
+    check_name(args.host, "host")
+    port = client_from(args).bind_port(args.port, args.host)
+    emit(port.to_dict(), args.json, f"port {port.id} bound to {port.host} ({port.status})")
     return 0
 
 

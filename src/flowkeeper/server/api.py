@@ -14,6 +14,7 @@ from flowkeeper.server.requests import (
     parse_host_put,
     parse_json,
     parse_network_create,
+    parse_port_binding,
     parse_port_create,
     parse_port_status,
 )
@@ -110,6 +111,15 @@ async def set_port_status(request: web.Request) -> web.Response:
     st = _st(request)
     status = parse_port_status(await _body(request))
     port = await st.db.run(st.db.store.set_port_status, request.match_info["id"], status)
+    await st.hub.sync()
+    return ok(port.to_dict())
+
+
+@routes.put("/v1/ports/{id}/binding")
+async def bind_port(request: web.Request) -> web.Response:
+    st = _st(request)
+    host = parse_port_binding(await _body(request))
+    port = await st.db.run(st.db.store.bind_port, request.match_info["id"], host)
     await st.hub.sync()
     return ok(port.to_dict())
 

@@ -122,6 +122,12 @@ SCHEMAS: J = {
         "required": ["status"],
         "properties": {"status": {"type": "string", "enum": ["DOWN", "ACTIVE"]}},
     },
+    "PortBinding": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["host"],
+        "properties": {"host": {"type": "string"}},
+    },
     "Host": {
         "type": "object",
         "required": ["name", "tunnel_ip", "l2pop", "virtual", "state", "revision", "last_seen"],
@@ -232,6 +238,15 @@ def _paths() -> J:
                 "summary": "an agent reports a port ACTIVE or DOWN",
                 "security": _WRITE,
                 "requestBody": _body(_ref("PortStatus")),
+                "responses": {"200": _json(port, "port"), **_errors(400, 401, 404)},
+            },
+        },
+        "/v1/ports/{id}/binding": {
+            "parameters": [_ID],
+            "put": {
+                "summary": "move a port to another host (migration); it goes DOWN until bound",
+                "security": _WRITE,
+                "requestBody": _body(_ref("PortBinding")),
                 "responses": {"200": _json(port, "port"), **_errors(400, 401, 404)},
             },
         },

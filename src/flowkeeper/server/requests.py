@@ -85,6 +85,11 @@ def parse_port_status(body: Mapping[str, Any]) -> PortStatus:
     return check_port_status(v.get_str(body, "status"))
 
 
+def parse_port_binding(body: Mapping[str, Any]) -> str:
+    v.check_fields(body, ["host"], [], "port binding")
+    return v.check_name(v.get_str(body, "host"), "host")
+
+
 def parse_host_put(name: str, body: Mapping[str, Any], now: float) -> Host:
     """A host registration or heartbeat; the server sets last_seen to `now`."""
     v.check_fields(body, ["tunnel_ip"], ["l2pop", "virtual", "state", "revision"], "host")

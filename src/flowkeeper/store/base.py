@@ -127,6 +127,11 @@ class Store(Protocol):
         """No write (and no new revision) when the status is already `status`."""
         ...
 
+    def bind_port(self, port_id: str, host: str) -> Port:
+        """Move a port's binding to `host` (a migration): the port goes DOWN until the new
+        host's agent reports it ACTIVE. No write when it is already bound there."""
+        ...
+
     def put_host(self, host: Host) -> Host:
         """Create or replace. Only a new host or a changed tunnel_ip/l2pop/virtual is an
         event; liveness (state, revision, last_seen) is updated in place."""

@@ -11,10 +11,11 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from flowkeeper.model import Host, Network, NetworkType, Port, PortStatus, check_port_in_network
 from flowkeeper.store.base import (
@@ -340,13 +341,21 @@ class SqliteStore:
         return port
 
     def set_port_status(self, port_id: str, status: PortStatus) -> Port:
+        return self._update_port(port_id, lambda p: p.status == status, status=status)
+
+    def bind_port(self, port_id: str, host: str) -> Port:
+        return self._update_port(port_id, lambda p: p.host == host, host=host, status="DOWN")
+
+    def _update_port(self, port_id: str, unchanged: Callable[[Port], bool], **changes: Any) -> Port:
+        """Change some fields of a port in one revision; no write if `unchanged(port)`."""
         with self._write() as w:
             port = self._port(port_id)
-            if port.status == status:
+            if unchanged(port):
                 return port
-            new = replace(port, status=status, revision=w.next)
+            new = replace(port, **changes, revision=w.next)
             self._db.execute(
-                "UPDATE ports SET data = ? WHERE id = ?", (encode_object(new), port_id)
+                "UPDATE ports SET host = ?, data = ? WHERE id = ?",
+                (new.host, encode_object(new), port_id),
             )
             w.record("port", "put", new, port)
         return new
