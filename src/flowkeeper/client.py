@@ -332,8 +332,11 @@ class AsyncClient:
     async def view(self, host: str) -> View:
         return View.from_dict(await self.request("GET", f"/v1/hosts/{_q(host)}/view"))
 
-    async def set_port_status(self, port_id: str, status: PortStatus) -> Port:
-        data = await self.request("PUT", f"/v1/ports/{_q(port_id)}/status", {"status": status})
+    async def set_port_status(
+        self, port_id: str, status: PortStatus, host: str | None = None
+    ) -> Port:
+        body = {"status": status, **({"host": host} if host else {})}
+        data = await self.request("PUT", f"/v1/ports/{_q(port_id)}/status", body)
         return Port.from_dict(data)
 
     async def create_port(

@@ -82,6 +82,15 @@ def test_binding_a_port_to_another_host_moves_it_and_marks_it_down(server: LiveS
     assert [p.id for p in c.list_ports(host="h9")] == [ids["port"]]
     # Binding to where it already is writes nothing.
     assert c.bind_port(ids["port"], "h9").revision == moved.revision
+    # A late report from the host it left is refused; one from its new host counts.
+    status, answer = call(
+        server, "PUT", f"/v1/ports/{ids['port']}/status", {"status": "ACTIVE", "host": "h1"}
+    )
+    assert status == 409 and "bound to 'h9'" in answer["error"]
+    status, answer = call(
+        server, "PUT", f"/v1/ports/{ids['port']}/status", {"status": "ACTIVE", "host": "h9"}
+    )
+    assert (status, answer["status"]) == (200, "ACTIVE")
 
 
 def test_hosts_register_and_heartbeat(server: LiveServer) -> None:

@@ -375,5 +375,5 @@ class Agent(OvsGuard):
                 self.status.reported[port_id] = status
                 continue
             with contextlib.suppress(FlowkeeperError):
-                await self.client.set_port_status(port_id, status)
+                await self.client.set_port_status(port_id, status, self.cfg.host)
                 self.status.reported[port_id] = status

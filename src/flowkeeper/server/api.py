@@ -109,8 +109,8 @@ async def delete_port(request: web.Request) -> web.Response:
 @routes.put("/v1/ports/{id}/status")
 async def set_port_status(request: web.Request) -> web.Response:
     st = _st(request)
-    status = parse_port_status(await _body(request))
-    port = await st.db.run(st.db.store.set_port_status, request.match_info["id"], status)
+    status, host = parse_port_status(await _body(request))
+    port = await st.db.run(st.db.store.set_port_status, request.match_info["id"], status, host)
     await st.hub.sync()
     return ok(port.to_dict())
 

@@ -120,7 +120,10 @@ SCHEMAS: J = {
         "type": "object",
         "additionalProperties": False,
         "required": ["status"],
-        "properties": {"status": {"type": "string", "enum": ["DOWN", "ACTIVE"]}},
+        "properties": {
+            "status": {"type": "string", "enum": ["DOWN", "ACTIVE"]},
+            "host": {"type": "string", "description": "the reporting host: 409 if not bound there"},
+        },
     },
     "PortBinding": {
         "type": "object",
@@ -238,7 +241,7 @@ def _paths() -> J:
                 "summary": "an agent reports a port ACTIVE or DOWN",
                 "security": _WRITE,
                 "requestBody": _body(_ref("PortStatus")),
-                "responses": {"200": _json(port, "port"), **_errors(400, 401, 404)},
+                "responses": {"200": _json(port, "port"), **_errors(400, 401, 404, 409)},
             },
         },
         "/v1/ports/{id}/binding": {

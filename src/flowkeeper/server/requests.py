@@ -80,9 +80,11 @@ def parse_port_create(body: Mapping[str, Any], new_id: str) -> Port:
     )
 
 
-def parse_port_status(body: Mapping[str, Any]) -> PortStatus:
-    v.check_fields(body, ["status"], [], "port status")
-    return check_port_status(v.get_str(body, "status"))
+def parse_port_status(body: Mapping[str, Any]) -> tuple[PortStatus, str | None]:
+    """The status, and the reporting host if given (the port must be bound there)."""
+    v.check_fields(body, ["status"], ["host"], "port status")
+    host = v.check_name(v.get_str(body, "host"), "host") if "host" in body else None
+    return check_port_status(v.get_str(body, "status")), host
 
 
 def parse_port_binding(body: Mapping[str, Any]) -> str:

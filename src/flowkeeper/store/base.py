@@ -123,8 +123,12 @@ class Store(Protocol):
 
     def delete_port(self, port_id: str) -> Port: ...
 
-    def set_port_status(self, port_id: str, status: PortStatus) -> Port:
-        """No write (and no new revision) when the status is already `status`."""
+    def set_port_status(self, port_id: str, status: PortStatus, host: str | None = None) -> Port:
+        """No write (and no new revision) when the status is already `status`.
+
+        With `host` (the reporting agent's), Conflict unless the port is bound there: a
+        late report from the host a port migrated away from must not mark it DOWN.
+        """
         ...
 
     def bind_port(self, port_id: str, host: str) -> Port:

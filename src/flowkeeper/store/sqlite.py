@@ -340,8 +340,13 @@ class SqliteStore:
             w.record("port", "delete", port, port)
         return port
 
-    def set_port_status(self, port_id: str, status: PortStatus) -> Port:
-        return self._update_port(port_id, lambda p: p.status == status, status=status)
+    def set_port_status(self, port_id: str, status: PortStatus, host: str | None = None) -> Port:
+        def unchanged(port: Port) -> bool:
+            if host is not None and port.host != host:
+                raise Conflict(f"port {port_id!r} is bound to {port.host!r}, not {host!r}")
+            return port.status == status
+
+        return self._update_port(port_id, unchanged, status=status)
 
     def bind_port(self, port_id: str, host: str) -> Port:
         return self._update_port(port_id, lambda p: p.host == host, host=host, status="DOWN")
