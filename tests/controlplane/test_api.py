@@ -71,26 +71,26 @@ def test_port_crud_status_and_filters(server: LiveServer) -> None:
     assert exc.value.status == 404
 
 
-def test_binding_a_port_to_another_host_moves_it_and_marks_it_down(server: LiveServer) -> None:
+def test_binding_a_port_to_another_host_moves_it_and_keeps_its_status(server: LiveServer) -> None:
     ids = seed(server)
     c = server.client()
     assert c.set_port_status(ids["port"], "ACTIVE").status == "ACTIVE"
     before = c.get_port(ids["port"])
     moved = c.bind_port(ids["port"], "h9")
-    assert (moved.host, moved.status) == ("h9", "DOWN")
+    assert (moved.host, moved.status) == ("h9", "ACTIVE")
     assert moved.revision > before.revision
     assert [p.id for p in c.list_ports(host="h9")] == [ids["port"]]
     # Binding to where it already is writes nothing.
     assert c.bind_port(ids["port"], "h9").revision == moved.revision
     # A late report from the host it left is refused; one from its new host counts.
     status, answer = call(
-        server, "PUT", f"/v1/ports/{ids['port']}/status", {"status": "ACTIVE", "host": "h1"}
+        server, "PUT", f"/v1/ports/{ids['port']}/status", {"status": "DOWN", "host": "h1"}
     )
     assert status == 409 and "bound to 'h9'" in answer["error"]
     status, answer = call(
-        server, "PUT", f"/v1/ports/{ids['port']}/status", {"status": "ACTIVE", "host": "h9"}
+        server, "PUT", f"/v1/ports/{ids['port']}/status", {"status": "DOWN", "host": "h9"}
     )
-    assert (status, answer["status"]) == (200, "ACTIVE")
+    assert (status, answer["status"]) == (200, "DOWN")
 
 
 def test_hosts_register_and_heartbeat(server: LiveServer) -> None:

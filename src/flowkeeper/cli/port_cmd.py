@@ -37,7 +37,7 @@ def register(sub: Any) -> None:
     add_client_options(show)
     show.set_defaults(func=_show)
 
-    bind = cmds.add_parser("bind", help="move a port to another host (after a migration)")
+    bind = cmds.add_parser("bind", help="move a port to another host (plug its VIF there first)")
     bind.add_argument("port", help="port id")
     bind.add_argument("--host", required=True, help="the host the port is bound to from now on")
     add_client_options(bind)

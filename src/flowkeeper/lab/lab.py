@@ -99,7 +99,7 @@ class Lab:
         try:
             self._make_underlay(state)
             for plan in plan_hosts(opts.hosts):
-                self._make_host(state, plan.name, plan.index, plan.tunnel_ip)
+                self.make_host(state, plan.name, plan.index, plan.tunnel_ip)
             if control:
                 self.progress("server: starting on 127.0.0.1")
                 services.start_server(state)
@@ -140,7 +140,7 @@ class Lab:
         run(["ip", "link", "add", UNDERLAY_BRIDGE, "type", "bridge"], ns=state.underlay_ns)
         run(["ip", "link", "set", UNDERLAY_BRIDGE, "up"], ns=state.underlay_ns)
 
-    def _make_host(self, state: LabState, name: str, index: int, tunnel_ip: str) -> None:
+    def make_host(self, state: LabState, name: str, index: int, tunnel_ip: str) -> None:
         self.progress(f"host {name}: namespace, ovsdb-server, ovs-vswitchd, {tunnel_ip}")
         host = HostState(
             name=name,

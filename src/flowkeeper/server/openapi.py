@@ -247,7 +247,7 @@ def _paths() -> J:
         "/v1/ports/{id}/binding": {
             "parameters": [_ID],
             "put": {
-                "summary": "move a port to another host (migration); it goes DOWN until bound",
+                "summary": "move a port to another host (migration; plug the VIF there first)",
                 "security": _WRITE,
                 "requestBody": _body(_ref("PortBinding")),
                 "responses": {"200": _json(port, "port"), **_errors(400, 401, 404)},

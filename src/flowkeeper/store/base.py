@@ -132,8 +132,12 @@ class Store(Protocol):
         ...
 
     def bind_port(self, port_id: str, host: str) -> Port:
-        """Move a port's binding to `host` (a migration): the port goes DOWN until the new
-        host's agent reports it ACTIVE. No write when it is already bound there."""
+        """Move a port's binding to `host` (a migration). No write if it is bound there.
+
+        The status is kept: the caller plugs the VIF on the new host first (make before
+        break), so an ACTIVE port's peers point their flows at the new host at once instead
+        of dropping them until the new host's agent reports it ACTIVE again.
+        """
         ...
 
     def put_host(self, host: Host) -> Host:

@@ -349,7 +349,7 @@ class SqliteStore:
         return self._update_port(port_id, unchanged, status=status)
 
     def bind_port(self, port_id: str, host: str) -> Port:
-        return self._update_port(port_id, lambda p: p.host == host, host=host, status="DOWN")
+        return self._update_port(port_id, lambda p: p.host == host, host=host)
 
     def _update_port(self, port_id: str, unchanged: Callable[[Port], bool], **changes: Any) -> Port:
         """Change some fields of a port in one revision; no write if `unchanged(port)`."""
