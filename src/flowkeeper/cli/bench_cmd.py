@@ -68,7 +68,8 @@ def register(sub: Any) -> None:
     rs.add_argument("--virtual-hosts", type=int, default=100)
     rs.add_argument(
         "--scenarios",
-        default="agent-graceful,agent-kill9,flush-and-rebuild,ovs-kill9,ovs-restart-frw",
+        default="agent-graceful,agent-kill9,flush-and-rebuild,ovs-kill9,ovs-restart-frw,"
+        "ovs-hot-upgrade",
     )
     rs.add_argument("--out", type=Path, default=DEFAULT_OUT)
     rs.add_argument("--lab-dir", type=Path, default=Path("/var/tmp/flowkeeper-bench-restart"))
