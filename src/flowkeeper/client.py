@@ -329,8 +329,10 @@ class AsyncClient:
         body = _host_body(tunnel_ip, l2pop, virtual, state, revision)
         return Host.from_dict(await self.request("PUT", f"/v1/hosts/{_q(name)}", body))
 
-    async def view(self, host: str) -> View:
-        return View.from_dict(await self.request("GET", f"/v1/hosts/{_q(host)}/view"))
+    async def view(self, host: str, standby_for: str = "") -> View:
+        query = f"?standby_for={_q(standby_for)}" if standby_for else ""
+        data = await self.request("GET", f"/v1/hosts/{_q(host)}/view{query}")
+        return View.from_dict(data)
 
     async def set_port_status(
         self, port_id: str, status: PortStatus, host: str | None = None
@@ -359,22 +361,25 @@ class AsyncClient:
         return int((await self.request("DELETE", f"/v1/ports/{_q(port_id)}"))["revision"])
 
     async def watch(
-        self, host: str, from_revision: int, idle_timeout: float = 30.0
+        self, host: str, from_revision: int, idle_timeout: float = 30.0, standby_for: str = ""
     ) -> AsyncIterator[WatchEvent]:
         """Every message for `host` after `from_revision`, then live ones, forever.
 
         Heartbeats are yielded too (kind "heartbeat", object None): all up to their revision
         has been sent. Raises Compacted (HTTP 410: list the view again) or ServerUnavailable
-        (unreachable, stream ended, or silent for `idle_timeout` seconds).
+        (unreachable, stream ended, or silent for `idle_timeout` seconds). With
+        `standby_for`, the stream also covers that host's networks (see the view).
         """
         import aiohttp
 
+        params = {
+            "from": str(from_revision),
+            **({"standby_for": standby_for} if standby_for else {}),
+        }
         url = f"{self.base_url}/v1/hosts/{_q(host)}/watch"
         timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=idle_timeout)
         try:
-            async with self._open().get(
-                url, params={"from": str(from_revision)}, timeout=timeout
-            ) as resp:
+            async with self._open().get(url, params=params, timeout=timeout) as resp:
                 if resp.status >= 400:
                     _raise_for(resp.status, await resp.read())
                 async for line in resp.content:

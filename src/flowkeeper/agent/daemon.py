@@ -58,6 +58,8 @@ class AgentConfig:
     token: str | None = None
     l2pop: bool = True
     arp_responder: bool = True
+    # A hot upgrade's new switch slot: also hold this host's networks before its VMs move.
+    standby_for: str = ""
 
 
 @dataclass
@@ -196,7 +198,7 @@ class Agent(OvsGuard):
             try:
                 if need_list:
                     await self._register("syncing")
-                    view = await self.client.view(self.cfg.host)
+                    view = await self.client.view(self.cfg.host, self.cfg.standby_for)
                     self.mirror.load(view.revision, view.networks, view.ports)
                     self.persist.note_list()
                     log.info(
@@ -208,7 +210,9 @@ class Agent(OvsGuard):
                     self.in_sync = True
                     need_list = False
                     self.wake.set()
-                async for event in self.client.watch(self.cfg.host, self.mirror.revision):
+                async for event in self.client.watch(
+                    self.cfg.host, self.mirror.revision, standby_for=self.cfg.standby_for
+                ):
                     backoff = BACKOFF_MIN_S
                     if event.kind == "heartbeat":
                         # Everything up to this revision has been sent: caught up.
@@ -290,6 +294,8 @@ class Agent(OvsGuard):
         vifs = await asyncio.to_thread(ovs.vifs)
         bound = bound_ports(mirror, self.cfg.host, [LocalVif(v.device, v.iface_id) for v in vifs])
         needed = {mirror.ports[p].network_id for p in bound}
+        if self.cfg.standby_for:  # the server sent exactly our and our standby's networks
+            needed |= set(mirror.networks)
         # Before the first list, keep every VLAN we already had: never renumber blindly.
         vlans = allocate(self.vlans, needed | (set() if in_sync else set(self.vlans)))
         view = assemble(

@@ -34,6 +34,13 @@ def register(sub: Any) -> None:
     agent.add_argument("--token-file", type=Path, help="API token file (env FLOWKEEPER_TOKEN)")
     agent.add_argument("--no-l2pop", action="store_true", help="flood and learn instead")
     agent.add_argument("--no-arp-responder", action="store_true")
+    agent.add_argument(
+        "--standby-for",
+        default="",
+        metavar="HOST",
+        help="hot upgrade: this is the new switch slot that takes over HOST's VMs; hold "
+        "HOST's networks (tunnels, flood and FDB flows) before the first VM moves",
+    )
     agent.set_defaults(func=_agent)
 
 
@@ -58,6 +65,12 @@ def _agent(args: argparse.Namespace) -> int:
         raise UsageError(f"--tunnel-ip: not an IPv4 address: {args.tunnel_ip!r}") from None
     if not args.ovsdb.startswith("unix:"):
         raise UsageError("--ovsdb must be unix:PATH: the agent touches only its own host's OVS")
+    if args.standby_for:
+        from flowkeeper.validation import check_name
+
+        check_name(args.standby_for, "--standby-for host")
+        if args.standby_for == args.host:
+            raise UsageError("--standby-for must name another host")
     sock = Path(args.ovsdb.removeprefix("unix:"))
     from flowkeeper.client import resolve_token
 
@@ -77,6 +90,7 @@ def _agent(args: argparse.Namespace) -> int:
         token=token,
         l2pop=not args.no_l2pop,
         arp_responder=not args.no_arp_responder,
+        standby_for=args.standby_for,
     )
     logging.getLogger("flowkeeper.agent").info(
         "agent %s starting (modules loaded in %.0f ms)",

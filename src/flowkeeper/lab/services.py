@@ -107,6 +107,8 @@ def agent_argv(state: LabState, host: HostState, l2pop: bool = True) -> list[str
         "--token-file",
         str(ensure_token(state)),
     ]
+    if host.standby_for:
+        argv += ["--standby-for", host.standby_for]
     return argv if l2pop else [*argv, "--no-l2pop"]
 
 

@@ -21,6 +21,7 @@ class HostState:
     tunnel_ip: str
     dir: str
     pids: dict[str, int] = field(default_factory=dict)
+    standby_for: str = ""  # a hot upgrade's new slot: the host whose VMs it takes over
 
     def path(self, name: str) -> str:
         return str(Path(self.dir) / name)

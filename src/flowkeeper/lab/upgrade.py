@@ -7,7 +7,9 @@ costs each VM only its own cut-over.
 
 The new switch is a second OVS instance (its own ovsdb-server and ovs-vswitchd, the new
 binary in a real upgrade) in a sibling "slot" of the host, with its own agent and its own
-tunnel IP (DiDi's second VF). Per VM:
+tunnel IP (DiDi's second VF). Its agent runs with `--standby-for OLD`: the server gives it
+the old slot's networks, so tunnels, flood, ARP and FDB flows are all in place before the
+first VM moves, and a cut-over changes only that VM's few flows. Per VM:
 
 1. the VIF's host end moves from the old switch to the new one (a netns move of the veth
    here; DiDi switches QEMU's vhost-user connection), already described in the new
@@ -93,7 +95,9 @@ def prepare(
     began = time.monotonic()
     progress(f"upgrade {host_name}: starting the new switch in slot {new_name}")
     lab.make_host(state, new_name, new_index, tunnel_ip(new_index))
-    services.start_agent(state, state.host(new_name))
+    new = state.host(new_name)
+    new.standby_for = host_name  # its agent holds the old slot's networks before VMs move
+    services.start_agent(state, new)
     _wait_in_sync(lab, state, new_name)
     return UpgradeReport(host_name, new_name, time.monotonic() - began)
 
@@ -115,6 +119,7 @@ def cut_over(
         progress(f"upgrade {old.name}: {vm.name} moved to {new.name}")
         time.sleep(settle)
     lab.wait_ports_active(state)
+    new.standby_for = ""  # the running agent keeps the flag; a restarted one needs none
     retire(state, old)
     progress(f"upgrade {old.name}: old slot stopped; {len(vms)} VMs on {new.name}")
     report.total_s = time.monotonic() - began

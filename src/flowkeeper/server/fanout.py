@@ -29,13 +29,19 @@ class HostState:
     host: str
     own: dict[str, str] = field(default_factory=dict)  # own port id -> its network id
     counts: dict[str, int] = field(default_factory=dict)  # network id -> own ports on it
+    standby_for: str = ""  # a standby host's view also holds this host's networks
 
     @classmethod
-    def from_world(cls, host: str, world: WorldView) -> HostState:
-        state = cls(host)
-        for port in world.ports_of(host):
-            state.bind(port.id, port.network_id)
+    def from_world(cls, host: str, world: WorldView, standby_for: str = "") -> HostState:
+        state = cls(host, standby_for=standby_for)
+        for member in (host, standby_for) if standby_for else (host,):
+            for port in world.ports_of(member):
+                state.bind(port.id, port.network_id)
         return state
+
+    def holds(self, port: Port) -> bool:
+        """True if the port counts towards this host's view (its own, or its standby's)."""
+        return port.host == self.host or (bool(self.standby_for) and port.host == self.standby_for)
 
     def networks(self) -> set[str]:
         return set(self.counts)
@@ -77,7 +83,7 @@ def _port_event(
         return []  # the common case at scale: not this host's port, not its networks
     before = state.networks()
     port_id = new.id if new is not None else old.id if old is not None else ""
-    if new is not None and new.host == state.host:
+    if new is not None and state.holds(new):
         state.bind(port_id, new.network_id)
     else:
         state.unbind(port_id)
@@ -99,7 +105,7 @@ def _port_event(
 
 
 def _unrelated(state: HostState, port: Port | None) -> bool:
-    return port is None or (port.host != state.host and port.network_id not in state.counts)
+    return port is None or (not state.holds(port) and port.network_id not in state.counts)
 
 
 def _full_network(revision: int, network_id: str, world: WorldView) -> list[WatchEvent]:

@@ -110,11 +110,11 @@ class Hub:
             )
         return self.revision
 
-    async def view(self, host: str) -> View:
+    async def view(self, host: str, standby_for: str = "") -> View:
         await self.sync()
-        return build_view(self.world, host, self.revision)
+        return build_view(self.world, host, self.revision, standby_for)
 
-    async def subscribe(self, host: str, from_revision: int) -> Watcher:
+    async def subscribe(self, host: str, from_revision: int, standby_for: str = "") -> Watcher:
         """A watcher that first gets the messages for every event after `from_revision`."""
         if self.closed:
             raise StoreError("the server is shutting down")
@@ -127,7 +127,7 @@ class Hub:
         events = await self._events_after(from_revision)
         # From here on no await: the World stays at self.revision while we rewind it.
         rewound = Rewound(self.world, events)
-        state = HostState.from_world(host, rewound)
+        state = HostState.from_world(host, rewound, standby_for)
         watcher = Watcher(host, state, from_revision, self.max_pending)
         for event in events:
             rewound.apply(event)

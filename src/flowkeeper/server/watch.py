@@ -21,21 +21,27 @@ CHUNK = 2000  # messages per socket write during a large catch-up
 
 @routes.get("/v1/hosts/{name}/view")
 async def view(request: web.Request) -> web.Response:
-    check_query(request.query, ())
+    check_query(request.query, ("standby_for",))
     st = request.app[STATE]
     name = check_name(request.match_info["name"], "host")
-    return ok((await st.hub.view(name)).to_dict())
+    return ok((await st.hub.view(name, _standby_for(request))).to_dict())
+
+
+def _standby_for(request: web.Request) -> str:
+    """?standby_for=HOST: the view also holds HOST's networks (a hot upgrade's new slot)."""
+    other = request.query.get("standby_for", "")
+    return check_name(other, "standby_for host") if other else ""
 
 
 @routes.get("/v1/hosts/{name}/watch")
 async def watch(request: web.Request) -> web.StreamResponse:
     """Every message after ?from=R for this host, a heartbeat once the catch-up is sent,
     then live messages, with a heartbeat whenever the stream was idle for a while."""
-    check_query(request.query, ("from",))
+    check_query(request.query, ("from", "standby_for"))
     st = request.app[STATE]
     name = check_name(request.match_info["name"], "host")
     from_revision = parse_revision(request.query.get("from"))
-    watcher = await st.hub.subscribe(name, from_revision)  # 410 here if compacted
+    watcher = await st.hub.subscribe(name, from_revision, _standby_for(request))  # 410: compacted
     response = web.StreamResponse(
         headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"}
     )

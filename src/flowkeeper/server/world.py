@@ -28,9 +28,14 @@ def resolve(port: Port, world: WorldView) -> Port:
     return port if port.tunnel_ip == tip else replace(port, tunnel_ip=tip)
 
 
-def build_view(world: WorldView, host: str, revision: int) -> View:
-    """The networks where `host` has ports, and every port of those networks."""
-    net_ids = sorted({p.network_id for p in world.ports_of(host)})
+def build_view(world: WorldView, host: str, revision: int, standby_for: str = "") -> View:
+    """The networks where `host` has ports, and every port of those networks.
+
+    A standby host (a new switch slot that will take over `standby_for`'s VMs) also gets
+    the networks where `standby_for` has ports, so it is ready before the first VM moves.
+    """
+    members = [host, standby_for] if standby_for else [host]
+    net_ids = sorted({p.network_id for m in members for p in world.ports_of(m)})
     networks = [n for n in (world.network(i) for i in net_ids) if n is not None]
     ports = [resolve(p, world) for n in networks for p in sorted(world.ports_on(n.id), key=_id)]
     return View(revision, networks, ports)

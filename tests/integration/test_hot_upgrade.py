@@ -1,0 +1,74 @@
+"""Hot OVS upgrade VM by VM on real OVS: a new switch slot beside the old one, each VM's
+VIF moved over on its own, the old slot retired, every VM reachable throughout."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from flowkeeper.lab.procs import is_ours
+from flowkeeper.lab.run import LabError, list_netns
+from flowkeeper.lab.upgrade import hot_upgrade, slot_peer
+from flowkeeper.naming import BR_TUN, tunnel_port_name
+from tests.conftest import LabFactory
+from tests.integration.test_restarts import probe, result
+
+pytestmark = pytest.mark.lab
+
+
+def test_hot_upgrade_moves_every_vm_to_a_new_switch_one_at_a_time(
+    lab_factory: LabFactory,
+) -> None:
+    lab, state = lab_factory(hosts=2, vms_per_host=2)
+    old = state.host("h1")
+    old_pids = dict(old.pids)
+    src = next(vm for vm in state.vms if vm.host == "h2")
+    targets = [vm for vm in state.vms if vm.host == "h1"]
+    probes = [probe(lab, state, src.name, vm.name, seconds=8.0) for vm in targets]
+
+    report = hot_upgrade(lab, "h1", settle=0.3)
+
+    assert report.new == "h1b" and [m.vm for m in report.moves] == [vm.name for vm in targets]
+    after = lab.state()
+    assert {vm.host for vm in after.vms if vm.name in {t.name for t in targets}} == {"h1b"}
+    client = lab.client(after)
+    for vm in targets:
+        port = client.get_port(vm.iface_id)
+        assert (port.host, port.status) == ("h1b", "ACTIVE")
+    # The old slot is gone: its namespace, its daemons (by the PIDs the lab recorded).
+    assert old.ns not in list_netns()
+    assert "h1" not in [h.name for h in after.hosts]
+    assert not any(is_ours(pid, old.dir) for pid in old_pids.values())
+    # Peers tunnel to the new slot only.
+    h2_tunnels = lab.bridge_ports(after.host("h2"), BR_TUN)
+    new_ip, old_ip = after.host("h1b").tunnel_ip, old.tunnel_ip
+    assert tunnel_port_name("vxlan", new_ip) in h2_tunnels
+    assert tunnel_port_name("vxlan", old_ip) not in h2_tunnels
+    # Every VM answered before its move and again after it (the probes ran throughout).
+    for proc in probes:
+        res = result(proc)
+        answered = [offset for offset, rtt in res.timeline if rtt is not None]
+        assert answered, res
+        assert answered[0] < 0.5 and answered[-1] > res.timeline[-1][0] - 0.5, res
+    # A plain ping from a VM on the new slot works too.
+    assert lab.ping(targets[0].name, src.name, count=3, interval=0.05).lost == 0
+
+
+def test_a_second_upgrade_goes_back_to_the_first_slot(lab_factory: LabFactory) -> None:
+    lab, _state = lab_factory(hosts=2, vms_per_host=1)
+    hot_upgrade(lab, "h1", settle=0.0)
+    back = hot_upgrade(lab, "h1b", settle=0.0)
+    assert back.new == "h1"
+    after = lab.state()
+    a = next(vm for vm in after.vms if vm.host == "h1")
+    b = next(vm for vm in after.vms if vm.host == "h2")
+    assert lab.ping(a.name, b.name, count=3, interval=0.05).lost == 0
+    assert slot_peer(after.host("h1")) == ("h1b", after.host("h1").index + 100)
+
+
+def test_upgrade_refuses_a_lab_without_agents(lab_factory: LabFactory) -> None:
+    lab, _state = lab_factory(hosts=1, vms_per_host=1, agents=False)
+    with pytest.raises(LabError, match="needs the lab's server and agents"):
+        hot_upgrade(lab, "h1")
+    assert os.path.isdir(lab.dir)
