@@ -34,7 +34,6 @@ from flowkeeper.flows.flowset import FlowSet, diff
 from flowkeeper.model import PortStatus
 from flowkeeper.ovs.ovsdb import InterfaceInfo
 from flowkeeper.pipeline.build import build_flows
-from flowkeeper.pipeline.learned import stale_learned
 from flowkeeper.pipeline.tables import cookie_for
 from flowkeeper.pipeline.view import tunnel_peers
 from flowkeeper.pipeline.vlans import allocate
@@ -330,7 +329,6 @@ class Agent(OvsGuard):
             delta.delete = []  # stale flows go only once we are in sync
         if delta:
             await asyncio.to_thread(ovs.apply, delta)
-            await asyncio.to_thread(ovs.delete_learned, stale_learned(delta.delete))
             for flow in delta.delete:
                 self.installed.discard(flow.key)
             for flow in [*delta.add, *delta.modify]:

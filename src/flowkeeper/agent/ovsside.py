@@ -12,7 +12,7 @@ from flowkeeper.flows.flowset import FlowDelta, FlowSet
 from flowkeeper.naming import BR_INT, BR_TUN, PATCH_INT, PATCH_TUN, tunnel_port_name
 from flowkeeper.ovs.ofwire import WireBridge
 from flowkeeper.ovs.ovsdb import InterfaceInfo, Ovsdb
-from flowkeeper.pipeline.learned import learned_spec
+from flowkeeper.pipeline.learned import learned_spec, stale_learned
 from flowkeeper.pipeline.tables import LEARNED_COOKIE
 
 log = logging.getLogger(__name__)
@@ -169,10 +169,12 @@ class HostOvs:
         self.bridges[bridge].ofctl.add_lines(lines)
 
     def apply(self, delta: FlowDelta) -> None:
-        """One atomic bundle per bridge; the bridges' bundles go out in parallel."""
+        """One atomic bundle per bridge; the bridges' bundles go out in parallel. Then the
+        MAC-learned flows the deletions made stale go too (see pipeline.learned)."""
         jobs = [self._pool.submit(self._apply_one, delta.for_bridge(b)) for b in delta.bridges()]
         for job in jobs:
             job.result()
+        self.delete_learned(stale_learned(delta.delete))
 
     def _apply_one(self, delta: FlowDelta) -> None:
         """Small deltas in-process (no process to start: ~1 ms); bulk ones through

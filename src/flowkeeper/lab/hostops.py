@@ -88,30 +88,31 @@ def plug_vif(host: HostState, vms: Sequence[VmState], *, renumber: bool = False)
     base = _next_ofport_base(host) if renumber else 0
     for i, vm in enumerate(vms):
         run(["ip", "link", "set", vm.tap, "up"], ns=host.ns)
-        ids = [
-            f"external_ids:iface-id={vm.iface_id}",
-            f"external_ids:attached-mac={vm.mac}",
-            "external_ids:iface-status=active",
-            f"external_ids:vm-id={vm.name}",
-        ]
         argv = ["--", "--if-exists", "del-port", BR_INT, vm.tap] if renumber else []
-        argv += [
-            "--",
-            "--may-exist",
-            "add-port",
-            BR_INT,
-            vm.tap,
-            "--",
-            "set",
-            "Interface",
-            vm.tap,
-            *ids,
-        ]
+        argv += ["--", *add_vif_args(vm)]
         if renumber:
             argv.append(f"ofport_request={base + i}")
         ovsproc.vsctl(host, *argv)
     with Ovsdb(f"unix:{host.db_sock}") as db:
         db.wait_ofports([vm.tap for vm in vms])
+
+
+def add_vif_args(vm: VmState) -> list[str]:
+    """ovs-vsctl arguments adding the VM's tap to br-int as Nova/os-vif does."""
+    return [
+        "--may-exist",
+        "add-port",
+        BR_INT,
+        vm.tap,
+        "--",
+        "set",
+        "Interface",
+        vm.tap,
+        f"external_ids:iface-id={vm.iface_id}",
+        f"external_ids:attached-mac={vm.mac}",
+        "external_ids:iface-status=active",
+        f"external_ids:vm-id={vm.name}",
+    ]
 
 
 def _next_ofport_base(host: HostState) -> int:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flowkeeper.errors import FlowkeeperError
-from flowkeeper.lab import ovsproc, procs, services
+from flowkeeper.lab import hostops, ovsproc, procs, services
 from flowkeeper.lab.plan import tunnel_ip
 from flowkeeper.lab.run import LabError, del_netns, run
 from flowkeeper.lab.state import HostState, LabState, VmState
@@ -146,22 +146,7 @@ def move_vm(lab: Lab, state: LabState, vm: VmState, old: HostState, new: HostSta
 
 def _describe_vif(host: HostState, vm: VmState) -> None:
     """The VIF's Interface row, as Nova writes it, before the device exists."""
-    ovsproc.vsctl(
-        host,
-        "--no-wait",
-        "--may-exist",
-        "add-port",
-        BR_INT,
-        vm.tap,
-        "--",
-        "set",
-        "Interface",
-        vm.tap,
-        f"external_ids:iface-id={vm.iface_id}",
-        f"external_ids:attached-mac={vm.mac}",
-        "external_ids:iface-status=active",
-        f"external_ids:vm-id={vm.name}",
-    )
+    ovsproc.vsctl(host, "--no-wait", *hostops.add_vif_args(vm))
 
 
 def _wait_ofport(host: HostState, device: str, timeout: float = 10.0) -> None:
