@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flowkeeper.agent.guard import OvsGuard
-from flowkeeper.agent.mirror import LocalVif, Mirror, assemble, bound_ports
+from flowkeeper.agent.mirror import LocalVif, Mirror, assemble, bound_ports, vlan_records
 from flowkeeper.agent.ovsside import BRIDGES, HostOvs
 from flowkeeper.agent.persist import Inputs, Persistence, mirror_from
 from flowkeeper.agent.restore import (
@@ -30,16 +30,18 @@ from flowkeeper.agent.restore import (
 )
 from flowkeeper.client import AsyncClient, Compacted, ServerUnavailable
 from flowkeeper.errors import FlowkeeperError
-from flowkeeper.flows.flowset import FlowSet, diff
+from flowkeeper.flows.flowset import FlowDelta, FlowSet, diff
 from flowkeeper.model import PortStatus
 from flowkeeper.ovs.ovsdb import InterfaceInfo
-from flowkeeper.pipeline.build import build_flows
+from flowkeeper.pipeline.incremental import IncrementalBuild, diff_keys
 from flowkeeper.pipeline.tables import cookie_for
-from flowkeeper.pipeline.view import tunnel_peers
+from flowkeeper.pipeline.view import HostView, tunnel_peers
 from flowkeeper.pipeline.vlans import allocate
 from flowkeeper.snapshot.store import LoadReport
 
 log = logging.getLogger("flowkeeper.agent")
+
+Step = tuple[FlowSet, int]
 
 DEBOUNCE_S = 0.005
 HEARTBEAT_S = 5.0
@@ -91,6 +93,8 @@ class Agent(OvsGuard):
         self.tunnels: set[tuple[str, str]] = set()
         self.ovs_lock = asyncio.Lock()  # one writer of OVS flows at a time
         self.verify_installed = False  # installed came from the snapshot: check it later
+        self.pipeline = IncrementalBuild()
+        self.step: Step | None = None  # (installed, its version) when it equalled desired
 
     # --- start-up -----------------------------------------------------------
     async def run(self) -> None:
@@ -285,6 +289,7 @@ class Agent(OvsGuard):
         ovs = self.ovs
         assert ovs is not None
         started = time.monotonic()
+        step, self.step = self.step, None  # valid again only if this reconcile is exact
         # One consistent copy: watch events keep arriving while we await OVS below.
         mirror = self.mirror.copy()
         in_sync = self.in_sync  # taken with the copy: both describe the same moment
@@ -292,43 +297,23 @@ class Agent(OvsGuard):
         revision = mirror.revision
         vifs = await asyncio.to_thread(ovs.vifs)
         bound = bound_ports(mirror, self.cfg.host, [LocalVif(v.device, v.iface_id) for v in vifs])
-        needed = {mirror.ports[p].network_id for p in bound}
-        if self.cfg.standby_for:  # the server sent exactly our and our standby's networks
-            needed |= set(mirror.networks)
-        # Before the first list, keep every VLAN we already had: never renumber blindly.
-        vlans = allocate(self.vlans, needed | (set() if in_sync else set(self.vlans)))
-        view = assemble(
-            mirror,
-            host=self.cfg.host,
-            tunnel_ip=self.cfg.tunnel_ip,
-            l2pop=self.cfg.l2pop,
-            arp_responder=self.cfg.arp_responder,
-            cookie=self.cookie,
-            bound=bound,
-            vlans=vlans,
-        )
-        for net in view.networks:
-            for port_id, device in bound.items():
-                if mirror.ports[port_id].network_id == net.id:
-                    await asyncio.to_thread(
-                        ovs.record_vlan, device, net.id, net.type, net.segmentation_id, net.vlan
-                    )
-        self.vlans = vlans
+        view = self._view(mirror, bound, in_sync)
+        await asyncio.to_thread(ovs.record_vlans, vlan_records(view, bound, mirror))
+        self.vlans = {net.id: net.vlan for net in view.networks}
         peers = tunnel_peers(view)
         if not in_sync:
             peers |= self.tunnels  # keep restored tunnels until we know better
         await asyncio.to_thread(ovs.ensure_tunnels, peers, self.cfg.tunnel_ip)
-        desired = build_flows(view)
         # A VIF whose device is gone (after a reboot, before Nova re-plugs it) keeps its
         # network and VLAN, but flows naming it wait until OVS has the port again.
         missing = {v.device for v in vifs if v.ofport is None}
-        if missing:
-            desired = without_ports(desired, missing)
-        delta = diff(desired, self.installed, ignore_cookie=True)
+        delta = self._delta(view, missing, step)
+        exact = in_sync and not missing  # installed will equal desired, stale flows gone
         if not in_sync:
             delta.delete = []  # stale flows go only once we are in sync
         if delta:
-            await asyncio.to_thread(ovs.apply, delta)
+            result = await asyncio.to_thread(ovs.apply, delta)
+            delta = result.applied
             for flow in delta.delete:
                 self.installed.discard(flow.key)
             for flow in [*delta.add, *delta.modify]:
@@ -341,6 +326,15 @@ class Agent(OvsGuard):
                 (time.monotonic() - started) * 1000,
                 revision,
             )
+            if result.deferred:
+                exact = False
+                log.info(
+                    "%d flows wait for ports the switch does not have now: %s",
+                    len(result.deferred),
+                    ", ".join(sorted(result.missing)),
+                )
+        if exact:
+            self.step = (self.installed, self.installed.version)
         self.tunnels = peers
         self.devices = {dev: mirror.ports[p].network_id for p, dev in bound.items()}
         if delta or events or not self.persist.store.exists():
@@ -365,6 +359,35 @@ class Agent(OvsGuard):
                 log.info("in sync at revision %d: %d flows", revision, len(self.installed))
                 with contextlib.suppress(FlowkeeperError):
                     await self._register("in-sync")
+
+    def _view(self, mirror: Mirror, bound: dict[str, str], in_sync: bool) -> HostView:
+        needed = {mirror.ports[p].network_id for p in bound}
+        if self.cfg.standby_for:  # the server sent exactly our and our standby's networks
+            needed |= set(mirror.networks)
+        # Before the first list, keep every VLAN we already had: never renumber blindly.
+        vlans = allocate(self.vlans, needed | (set() if in_sync else set(self.vlans)))
+        return assemble(
+            mirror,
+            host=self.cfg.host,
+            tunnel_ip=self.cfg.tunnel_ip,
+            l2pop=self.cfg.l2pop,
+            arp_responder=self.cfg.arp_responder,
+            cookie=self.cookie,
+            bound=bound,
+            vlans=vlans,
+        )
+
+    def _delta(self, view: HostView, missing: set[str], step: Step | None) -> FlowDelta:
+        """Desired minus installed. When the last reconcile left installed equal to what
+        it desired and nothing has touched installed since (`step`), only the flows the
+        pipeline changed are compared; otherwise every flow is."""
+        changed = self.pipeline.update(view)
+        desired = self.pipeline.desired
+        if missing:
+            return diff(without_ports(desired, missing), self.installed, ignore_cookie=True)
+        if step is not None and step[0] is self.installed and step[1] == self.installed.version:
+            return diff_keys(desired, self.installed, changed)
+        return diff(desired, self.installed, ignore_cookie=True)
 
     async def _report_ports(self, mirror: Mirror, bound: dict[str, str]) -> None:
         want: dict[str, PortStatus] = {p: "ACTIVE" for p in bound}

@@ -68,11 +68,12 @@ def assemble(
     bound: Mapping[str, str],
     vlans: Mapping[str, int],
 ) -> HostView:
-    """Pure: the HostView for this host. Networks without a local VLAN are left out."""
+    """Pure: the HostView for this host: every network given a local VLAN (those of its
+    bound ports; a standby slot's too; before the first sync, those it had)."""
     nets = []
-    for net_id in sorted({mirror.ports[p].network_id for p in bound}):
-        net = mirror.networks[net_id]
-        if net_id in vlans:
+    for net_id in sorted(vlans):
+        net = mirror.networks.get(net_id)
+        if net is not None:
             nets.append(NetworkView(net.id, net.type, net.segmentation_id, vlans[net_id]))
     present = {n.id for n in nets}
     local = tuple(
@@ -90,3 +91,17 @@ def assemble(
         and p.tunnel_ip != tunnel_ip
     )
     return HostView(tunnel_ip, l2pop, arp_responder, cookie, tuple(nets), local, remote)
+
+
+def vlan_records(
+    view: HostView, bound: Mapping[str, str], mirror: Mirror
+) -> list[tuple[str, NetworkView]]:
+    """(device, network) for every bound VIF whose network is in the view: what each VIF's
+    Port other_config must say (Neutron's net_uuid, network_type, segmentation_id, tag)."""
+    nets = {net.id: net for net in view.networks}
+    out = []
+    for port_id, device in sorted(bound.items()):
+        net = nets.get(mirror.ports[port_id].network_id)
+        if net is not None:
+            out.append((device, net))
+    return out

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flowkeeper.flows.flowset import FlowDelta, FlowSet
+from flowkeeper.flows.ports import Resolved, resolve_ports
 from flowkeeper.naming import BR_INT, BR_TUN, PATCH_INT, PATCH_TUN, tunnel_port_name
 from flowkeeper.ovs.ofwire import WireBridge
 from flowkeeper.ovs.ovsdb import InterfaceInfo, Ovsdb
 from flowkeeper.pipeline.learned import learned_spec, stale_learned
 from flowkeeper.pipeline.tables import LEARNED_COOKIE
+from flowkeeper.pipeline.view import NetworkView
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ class HostOvs:
         # dumps and anything the encoder cannot express go through ovs-ofctl.
         self.bridges = {b: WireBridge(b, str(rundir / f"{b}.mgmt")) for b in BRIDGES}
         self._recorded: dict[str, tuple[str, str, int, int]] = {}  # device -> VLAN record
+        self._numbers: dict[str, dict[str, int]] = {}  # bridge -> port name -> last ofport
         self._pool = ThreadPoolExecutor(max_workers=len(BRIDGES), thread_name_prefix="ofctl")
 
     def close(self) -> None:
@@ -91,6 +94,12 @@ class HostOvs:
             if net and tag and tag.isdigit():
                 result.setdefault(net, int(tag))
         return result
+
+    def record_vlans(self, records: Iterable[tuple[str, NetworkView]]) -> None:
+        """Write each VIF's network and local VLAN into its Port other_config (skipped
+        when this agent already wrote the same)."""
+        for device, net in records:
+            self.record_vlan(device, net.id, net.type, net.segmentation_id, net.vlan)
 
     def record_vlan(self, device: str, network_id: str, net_type: str, seg: int, vlan: int) -> None:
         record = (network_id, net_type, seg, vlan)
@@ -168,22 +177,35 @@ class HostOvs:
     def add_lines(self, bridge: str, lines: list[str]) -> None:
         self.bridges[bridge].ofctl.add_lines(lines)
 
-    def apply(self, delta: FlowDelta) -> None:
+    def apply(self, delta: FlowDelta) -> Resolved:
         """One atomic bundle per bridge; the bridges' bundles go out in parallel. Then the
-        MAC-learned flows the deletions made stale go too (see pipeline.learned)."""
-        jobs = [self._pool.submit(self._apply_one, delta.for_bridge(b)) for b in delta.bridges()]
-        for job in jobs:
-            job.result()
-        self.delete_learned(stale_learned(delta.delete))
+        MAC-learned flows the deletions made stale go too (see pipeline.learned).
 
-    def _apply_one(self, delta: FlowDelta) -> None:
+        Flows naming ports a bridge lacks are not sent (see flows.ports.resolve_ports):
+        the result says what was applied and what waits.
+        """
+        jobs = [self._pool.submit(self._apply_one, delta.for_bridge(b)) for b in delta.bridges()]
+        result = Resolved()
+        for job in jobs:
+            result.merge(job.result())
+        self.delete_learned(stale_learned(result.applied.delete))
+        return result
+
+    def _apply_one(self, delta: FlowDelta) -> Resolved:
         """Small deltas in-process (no process to start: ~1 ms); bulk ones through
         ovs-ofctl, whose C parser beats Python encoding beyond a few hundred flows."""
-        bridge = self.bridges[delta.bridges()[0]]
-        if len(delta) <= WIRE_MAX_FLOWS:
-            bridge.apply(delta)
-        else:
-            bridge.ofctl.apply(delta)
+        name = delta.bridges()[0]
+        bridge = self.bridges[name]
+        present = bridge.port_numbers()
+        known = self._numbers.setdefault(name, {})
+        known.update(present)
+        result = resolve_ports(delta, present, known)
+        send = result.send
+        if send and len(send) <= WIRE_MAX_FLOWS:
+            bridge.apply(send)
+        elif send:
+            bridge.ofctl.apply(send)
+        return result
 
     def watch(self, callback: object) -> None:
         self.db.watch_interfaces(callback)  # type: ignore[arg-type]

@@ -11,10 +11,11 @@ from flowkeeper.flows.record import Flow, FlowKey
 class FlowSet:
     """Flows by key (bridge, table, priority, match); a later flow with the same key wins."""
 
-    __slots__ = ("_flows",)
+    __slots__ = ("_flows", "version")
 
     def __init__(self, flows: Iterable[Flow] = ()) -> None:
         self._flows: dict[FlowKey, Flow] = {f.key: f for f in flows}
+        self.version = 0  # counts changes: tells a caller whether the set moved under it
 
     def __len__(self) -> int:
         return len(self._flows)
@@ -36,9 +37,11 @@ class FlowSet:
 
     def add(self, flow: Flow) -> None:
         self._flows[flow.key] = flow
+        self.version += 1
 
     def discard(self, key: FlowKey) -> None:
         self._flows.pop(key, None)
+        self.version += 1
 
     def bridges(self) -> list[str]:
         return sorted({key[0] for key in self._flows})
@@ -85,7 +88,7 @@ def diff(desired: FlowSet, installed: FlowSet, *, ignore_cookie: bool = False) -
         have = installed.get(flow.key)
         if have is None:
             delta.add.append(flow)
-        elif have != flow and not (ignore_cookie and _same_but_cookie(have, flow)):
+        elif have != flow and not (ignore_cookie and same_but_cookie(have, flow)):
             delta.modify.append(flow)
     for flow in installed:
         if desired.get(flow.key) is None:
@@ -93,7 +96,7 @@ def diff(desired: FlowSet, installed: FlowSet, *, ignore_cookie: bool = False) -
     return delta
 
 
-def _same_but_cookie(a: Flow, b: Flow) -> bool:
+def same_but_cookie(a: Flow, b: Flow) -> bool:
     return (a.actions, a.idle_timeout, a.hard_timeout) == (
         b.actions,
         b.idle_timeout,

@@ -105,7 +105,8 @@ class WireBridge:
         self.ofctl.delete_all()
 
     def port_numbers(self) -> dict[str, int]:
-        return self.conn.port_numbers()
+        with self._lock:
+            return self.conn.port_numbers()
 
     def _install(self, items: list[tuple[Flow, int]], fallback: Callable[[], None]) -> None:
         if not items:

@@ -6,8 +6,7 @@ to the current ofports when flows are installed.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
+from dataclasses import dataclass
 
 from flowkeeper.flows.actions import canonical_actions
 from flowkeeper.flows.fields import FIELD_ALIASES, PROTOCOL_SHORTHANDS, canonical_value
@@ -15,7 +14,7 @@ from flowkeeper.flows.flowset import FlowSet
 from flowkeeper.flows.record import Flow
 from flowkeeper.naming import BR_INT, BR_TUN, PATCH_INT, PATCH_TUN, tunnel_port_name
 from flowkeeper.pipeline import tables as t
-from flowkeeper.pipeline.view import HostView, NetworkView, RemotePort, tunnel_peers
+from flowkeeper.pipeline.view import HostView, LocalPort, NetworkView, RemotePort, tunnel_peers
 
 UNICAST = "00:00:00:00:00:00/01:00:00:00:00:00"
 MULTICAST = "01:00:00:00:00:00/01:00:00:00:00:00"
@@ -54,62 +53,64 @@ class _Flows:
         self.flows.append(Flow(bridge, table, priority, match, actions, self.cookie))
 
 
+@dataclass(frozen=True)
+class Options:
+    """The host-wide settings every network's flows depend on."""
+
+    l2pop: bool
+    arp_responder: bool
+    cookie: int
+
+    @classmethod
+    def of(cls, view: HostView) -> Options:
+        return cls(view.l2pop, view.arp_responder and view.l2pop, view.cookie)
+
+
+@dataclass(frozen=True)
+class NetworkInputs:
+    """Everything one network's flows are made from: equal inputs, equal flows."""
+
+    options: Options
+    network: NetworkView
+    local: tuple[LocalPort, ...]  # sorted
+    remote: tuple[RemotePort, ...]  # sorted; reached through a tunnel
+
+
 def build_flows(view: HostView) -> FlowSet:
     """Every flow of br-int and br-tun for this host."""
-    out = _Flows(view.cookie)
-    nets = {n.id: n for n in view.networks}
-    _br_int(out, view, nets)
-    _br_tun(out, view, nets)
-    return FlowSet(out.flows)
+    flows = base_flows(view)
+    for inputs in by_network(view):
+        flows += network_flows(inputs)
+    return FlowSet(flows)
 
 
-def _br_int(out: _Flows, view: HostView, nets: dict[str, NetworkView]) -> None:
-    out.add(BR_INT, t.INT_DISPATCH, 0, "", "drop")
-    out.add(BR_INT, t.INT_DISPATCH, 10, f"in_port={PATCH_TUN}", f"resubmit(,{t.INT_SWITCH})")
-    out.add(BR_INT, t.INT_SWITCH, 0, "", "drop")
-    taps: dict[str, list[str]] = defaultdict(list)
+def by_network(view: HostView) -> list[NetworkInputs]:
+    """The view cut into one NetworkInputs per network (ports of absent networks left out)."""
+    options = Options.of(view)
+    local: dict[str, list[LocalPort]] = {n.id: [] for n in view.networks}
+    remote: dict[str, list[RemotePort]] = {n.id: [] for n in view.networks}
     for port in sorted(view.local_ports):
-        net = nets.get(port.network_id)
-        if net is None:
-            continue
-        taps[net.id].append(port.device)
-        out.add(
-            BR_INT,
-            t.INT_DISPATCH,
-            10,
-            f"in_port={port.device}",
-            f"mod_vlan_vid:{net.vlan},resubmit(,{t.INT_SWITCH})",
-        )
-        out.add(
-            BR_INT,
-            t.INT_SWITCH,
-            20,
-            f"dl_vlan={net.vlan},dl_dst={port.mac}",
-            f"strip_vlan,output:{port.device}",
-        )
-    for net in view.networks:
-        local = ",".join(f"output:{dev}" for dev in taps.get(net.id, []))
-        flood = f"output:{PATCH_TUN}" + (f",strip_vlan,{local}" if local else "")
-        out.add(BR_INT, t.INT_SWITCH, 5, f"dl_vlan={net.vlan}", flood)
-    if view.l2pop:
-        to_tun = f"output:{PATCH_TUN}"
-        for rport in _remote(view, nets):
-            vlan = str(nets[rport.network_id].vlan)
-            out.fast(BR_INT, t.INT_SWITCH, 10, (("dl_dst", rport.mac), ("dl_vlan", vlan)), to_tun)
-
-
-def _remote(view: HostView, nets: dict[str, NetworkView]) -> Iterable[RemotePort]:
+        if port.network_id in local:
+            local[port.network_id].append(port)
     for rport in sorted(view.remote_ports):
-        if rport.network_id in nets and rport.tunnel_ip != view.tunnel_ip:
-            yield rport
+        if rport.network_id in remote and rport.tunnel_ip != view.tunnel_ip:
+            remote[rport.network_id].append(rport)
+    return [
+        NetworkInputs(options, net, tuple(local[net.id]), tuple(remote[net.id]))
+        for net in view.networks
+    ]
 
 
-def _br_tun(out: _Flows, view: HostView, nets: dict[str, NetworkView]) -> None:
+def base_flows(view: HostView) -> list[Flow]:
+    """The flows that belong to no network: table defaults and one dispatch per tunnel."""
+    out = _Flows(view.cookie)
     add = out.add
+    add(BR_INT, t.INT_DISPATCH, 0, "", "drop")
+    add(BR_INT, t.INT_DISPATCH, 10, f"in_port={PATCH_TUN}", f"resubmit(,{t.INT_SWITCH})")
+    add(BR_INT, t.INT_SWITCH, 0, "", "drop")
     add(BR_TUN, t.TUN_DISPATCH, 0, "", "drop")
     add(BR_TUN, t.TUN_DISPATCH, 1, f"in_port={PATCH_INT}", f"resubmit(,{t.FROM_INT})")
-    peers = sorted(tunnel_peers(view))
-    for kind, ip in peers:
+    for kind, ip in sorted(tunnel_peers(view)):
         add(
             BR_TUN,
             t.TUN_DISPATCH,
@@ -119,8 +120,7 @@ def _br_tun(out: _Flows, view: HostView, nets: dict[str, NetworkView]) -> None:
         )
     add(BR_TUN, t.FROM_INT, 0, f"dl_dst={UNICAST}", f"resubmit(,{t.UCAST_TO_TUN})")
     add(BR_TUN, t.FROM_INT, 0, f"dl_dst={MULTICAST}", f"resubmit(,{t.FLOOD_TO_TUN})")
-    arp_responder = view.arp_responder and view.l2pop
-    if arp_responder:
+    if view.arp_responder and view.l2pop:
         add(BR_TUN, t.FROM_INT, 1, f"arp,dl_dst={BROADCAST}", f"resubmit(,{t.ARP_RESPONDER})")
         add(BR_TUN, t.ARP_RESPONDER, 0, "", f"resubmit(,{t.FLOOD_TO_TUN})")
     add(BR_TUN, t.FROM_GRE, 0, "", "drop")
@@ -128,42 +128,64 @@ def _br_tun(out: _Flows, view: HostView, nets: dict[str, NetworkView]) -> None:
     add(BR_TUN, t.LEARN, 1, "", f"{_learn()},output:{PATCH_INT}")
     add(BR_TUN, t.UCAST_TO_TUN, 0, "", f"resubmit(,{t.FLOOD_TO_TUN})")
     add(BR_TUN, t.FLOOD_TO_TUN, 0, "", "drop")
-    flood_ports: dict[str, set[str]] = defaultdict(set)
-    for rport in _remote(view, nets):
-        net = nets[rport.network_id]
-        port = tunnel_port_name(net.type, rport.tunnel_ip)
-        flood_ports[net.id].add(port)
-        vlan = str(net.vlan)
-        if view.l2pop:
-            out.fast(
-                BR_TUN,
-                t.UCAST_TO_TUN,
-                2,
-                (("dl_dst", rport.mac), ("dl_vlan", vlan)),
-                f"pop_vlan,set_field:{net.segmentation_id:#x}->tun_id,output:{port}",
-            )
-        if arp_responder:
+    return out.flows
+
+
+def network_flows(inputs: NetworkInputs) -> list[Flow]:
+    """One network's flows on both bridges."""
+    opts, net = inputs.options, inputs.network
+    out = _Flows(opts.cookie)
+    vlan = str(net.vlan)
+    for port in inputs.local:
+        out.add(
+            BR_INT,
+            t.INT_DISPATCH,
+            10,
+            f"in_port={port.device}",
+            f"mod_vlan_vid:{vlan},resubmit(,{t.INT_SWITCH})",
+        )
+        out.add(
+            BR_INT,
+            t.INT_SWITCH,
+            20,
+            f"dl_vlan={vlan},dl_dst={port.mac}",
+            f"strip_vlan,output:{port.device}",
+        )
+    local = ",".join(f"output:{port.device}" for port in inputs.local)
+    flood = f"output:{PATCH_TUN}" + (f",strip_vlan,{local}" if local else "")
+    out.add(BR_INT, t.INT_SWITCH, 5, f"dl_vlan={vlan}", flood)
+    to_tun = f"output:{PATCH_TUN}"
+    seg = net.segmentation_id
+    tunnels: set[str] = set()
+    for rport in inputs.remote:
+        tunnel = tunnel_port_name(net.type, rport.tunnel_ip)
+        tunnels.add(tunnel)
+        dst = (("dl_dst", rport.mac), ("dl_vlan", vlan))
+        if opts.l2pop:
+            set_tun = f"pop_vlan,set_field:{seg:#x}->tun_id,output:{tunnel}"
+            out.fast(BR_INT, t.INT_SWITCH, 10, dst, to_tun)
+            out.fast(BR_TUN, t.UCAST_TO_TUN, 2, dst, set_tun)
+        if opts.arp_responder:
             for ip in rport.ips:
                 match = (("arp_tpa", ip), ("dl_type", "0x806"), ("dl_vlan", vlan))
                 out.fast(BR_TUN, t.ARP_RESPONDER, 1, match, _arp_reply(rport.mac, ip))
-    for net in view.networks:
-        add(
+    out.add(
+        BR_TUN,
+        t.FROM_TUNNEL[net.type],
+        1,
+        f"tun_id={seg}",
+        f"mod_vlan_vid:{vlan},resubmit(,{t.LEARN})",
+    )
+    if tunnels:
+        outs = ",".join(f"output:{p}" for p in sorted(tunnels))
+        out.add(
             BR_TUN,
-            t.FROM_TUNNEL[net.type],
+            t.FLOOD_TO_TUN,
             1,
-            f"tun_id={net.segmentation_id}",
-            f"mod_vlan_vid:{net.vlan},resubmit(,{t.LEARN})",
+            f"dl_vlan={vlan}",
+            f"strip_vlan,set_field:{seg}->tun_id,{outs}",
         )
-        ports = sorted(flood_ports.get(net.id, ()))
-        if ports:
-            outs = ",".join(f"output:{p}" for p in ports)
-            add(
-                BR_TUN,
-                t.FLOOD_TO_TUN,
-                1,
-                f"dl_vlan={net.vlan}",
-                f"strip_vlan,set_field:{net.segmentation_id}->tun_id,{outs}",
-            )
+    return out.flows
 
 
 def _learn() -> str:
