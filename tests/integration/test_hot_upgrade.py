@@ -9,8 +9,9 @@ import pytest
 
 from flowkeeper.lab.procs import is_ours
 from flowkeeper.lab.run import LabError, list_netns
-from flowkeeper.lab.upgrade import hot_upgrade, slot_peer
+from flowkeeper.lab.upgrade import cut_over, hot_upgrade, prepare, slot_peer
 from flowkeeper.naming import BR_TUN, tunnel_port_name
+from flowkeeper.pipeline.tables import FROM_VXLAN, UCAST_TO_TUN
 from tests.conftest import LabFactory
 from tests.integration.test_restarts import probe, result
 
@@ -53,6 +54,28 @@ def test_hot_upgrade_moves_every_vm_to_a_new_switch_one_at_a_time(
         assert answered[0] < 0.5 and answered[-1] > res.timeline[-1][0] - 0.5, res
     # A plain ping from a VM on the new slot works too.
     assert lab.ping(targets[0].name, src.name, count=3, interval=0.05).lost == 0
+
+
+def test_the_new_slot_holds_every_network_and_tunnel_before_any_vm_moves(
+    lab_factory: LabFactory,
+) -> None:
+    """So that a cut-over changes only the moving VM's own flows."""
+    lab, state = lab_factory(hosts=2, vms_per_host=1)
+    report = prepare(lab, "h1")
+    new = lab.state().host(report.new)
+    vm = next(vm for vm in state.vms if vm.host == "h1")
+    peer = next(vm for vm in state.vms if vm.host == "h2")
+    tun = lab.bridge(new, BR_TUN).dump_flows()
+    # The network's decapsulation, and unicast to the peer VM through its host's tunnel.
+    assert [f for f in tun if f.table == FROM_VXLAN and f.priority == 1], tun
+    to_peer = [
+        f for f in tun if f.table == UCAST_TO_TUN and dict(f.match).get("dl_dst") == peer.mac
+    ]
+    assert to_peer and tunnel_port_name("vxlan", state.host("h2").tunnel_ip) in to_peer[0].actions
+    # Not one VM moved yet; the cut-over then completes as usual.
+    assert all(vm.host != report.new for vm in lab.state().vms)
+    cut_over(lab, report, settle=0.0)
+    assert lab.ping(vm.name, peer.name, count=3, interval=0.05).lost == 0
 
 
 def test_a_second_upgrade_goes_back_to_the_first_slot(lab_factory: LabFactory) -> None:
