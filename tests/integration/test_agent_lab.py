@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +13,7 @@ from flowkeeper.flows.record import Flow
 from flowkeeper.lab.lab import Lab
 from flowkeeper.lab.state import HostState, LabState
 from flowkeeper.naming import BR_INT, BR_TUN, tunnel_port_name
-from flowkeeper.pipeline.tables import LEARNED_COOKIE, UCAST_TO_TUN
+from flowkeeper.pipeline.tables import INT_DISPATCH, LEARNED_COOKIE, UCAST_TO_TUN
 from tests.conftest import LabFactory, wait_for
 
 pytestmark = pytest.mark.lab
@@ -148,12 +149,21 @@ def test_deleting_a_port_removes_its_flows_everywhere_and_unused_tunnels(
     # goes, that learned flow (towards a tunnel port about to be deleted) must go too.
     assert pings(lab, a.name, b.name)
     assert any(f.cookie == LEARNED_COOKIE for f in _flows_for_mac(lab, h1, b.mac))
-    lab.delete_vm(b.name)
-    for host in ("h1", "h3"):
+
+    def dispatch_on_h2() -> list[Flow]:
+        flows = lab.bridge(h2, BR_INT).dump_flows()
+        return [f for f in flows if (f.table, f.priority) == (INT_DISPATCH, 10)]
+
+    assert len(dispatch_on_h2()) == 2  # from patch-tun, and from b's VIF
+    lab.delete_vm(b.name)  # unplugged first (OVS forgets its port), then the port deleted
+    for host in ("h1", "h2", "h3"):
         wait_for(
             lambda host=host: not flows_mentioning(lab, state, host, b.mac),  # type: ignore[misc]
             what=f"{b.mac} gone from {host}",
         )
+    # b's in_port flow went too, by the number the port had: OVS no longer knows its name.
+    wait_for(lambda: len(dispatch_on_h2()) == 1, what="b's in_port flow gone from h2")
+    assert "reconcile failed" not in (Path(h2.dir) / "agent.log").read_text()
     # h1 and h2 share no network any more: the tunnel port goes, with every flow naming it.
     wait_for(lambda: tun_to_h2 not in lab.bridge_ports(h1, BR_TUN), what="tunnel removal")
     assert not flows_mentioning(lab, state, "h1", tun_to_h2)
