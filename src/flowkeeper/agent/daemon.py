@@ -19,6 +19,7 @@ from flowkeeper.agent.guard import OvsGuard
 from flowkeeper.agent.mirror import LocalVif, Mirror, assemble, bound_ports, vlan_records
 from flowkeeper.agent.ovsside import BRIDGES, HostOvs
 from flowkeeper.agent.persist import Inputs, Persistence, mirror_from
+from flowkeeper.agent.phases import Phases
 from flowkeeper.agent.restore import (
     RestoreResult,
     as_flowset,
@@ -26,7 +27,6 @@ from flowkeeper.agent.restore import (
     lost_bridges,
     restore,
     snapshot_flows,
-    without_ports,
 )
 from flowkeeper.client import AsyncClient, Compacted, ServerUnavailable
 from flowkeeper.errors import FlowkeeperError
@@ -288,7 +288,7 @@ class Agent(OvsGuard):
     async def _reconcile_with(self, events: list[dict[str, Any]]) -> None:
         ovs = self.ovs
         assert ovs is not None
-        started = time.monotonic()
+        phases = Phases()
         step, self.step = self.step, None  # valid again only if this reconcile is exact
         # One consistent copy: watch events keep arriving while we await OVS below.
         mirror = self.mirror.copy()
@@ -297,42 +297,27 @@ class Agent(OvsGuard):
         revision = mirror.revision
         vifs = await asyncio.to_thread(ovs.vifs)
         bound = bound_ports(mirror, self.cfg.host, [LocalVif(v.device, v.iface_id) for v in vifs])
-        view = self._view(mirror, bound, in_sync)
-        await asyncio.to_thread(ovs.record_vlans, vlan_records(view, bound, mirror))
+        # A VIF whose device is gone (after a reboot, before Nova re-plugs it) keeps its
+        # network and VLAN, but its flows wait until OVS has the port again.
+        missing = {v.device for v in vifs if v.ofport is None}
+        view = self._view(mirror, bound, in_sync, missing)
         self.vlans = {net.id: net.vlan for net in view.networks}
         peers = tunnel_peers(view)
         if not in_sync:
             peers |= self.tunnels  # keep restored tunnels until we know better
+        phases.mark("view")
         await asyncio.to_thread(ovs.ensure_tunnels, peers, self.cfg.tunnel_ip)
-        # A VIF whose device is gone (after a reboot, before Nova re-plugs it) keeps its
-        # network and VLAN, but flows naming it wait until OVS has the port again.
-        missing = {v.device for v in vifs if v.ofport is None}
-        delta = self._delta(view, missing, step)
-        exact = in_sync and not missing  # installed will equal desired, stale flows gone
+        phases.mark("tunnels")
+        delta = self._delta(view, step)
+        exact = in_sync  # installed will equal desired, stale flows gone
         if not in_sync:
             delta.delete = []  # stale flows go only once we are in sync
+        phases.mark("build+diff")
         if delta:
-            result = await asyncio.to_thread(ovs.apply, delta)
-            delta = result.applied
-            for flow in delta.delete:
-                self.installed.discard(flow.key)
-            for flow in [*delta.add, *delta.modify]:
-                self.installed.add(flow)
-            log.info(
-                "applied +%d ~%d -%d flows in %.0f ms (revision %d)",
-                len(delta.add),
-                len(delta.modify),
-                len(delta.delete),
-                (time.monotonic() - started) * 1000,
-                revision,
-            )
-            if result.deferred:
-                exact = False
-                log.info(
-                    "%d flows wait for ports the switch does not have now: %s",
-                    len(result.deferred),
-                    ", ".join(sorted(result.missing)),
-                )
+            delta, complete = await self._apply(ovs, delta, phases, revision)
+            exact = exact and complete
+        # Neutron's record of each VIF's network and VLAN: after the flows, off their path.
+        await asyncio.to_thread(ovs.record_vlans, vlan_records(view, bound, mirror))
         if exact:
             self.step = (self.installed, self.installed.version)
         self.tunnels = peers
@@ -360,7 +345,37 @@ class Agent(OvsGuard):
                 with contextlib.suppress(FlowkeeperError):
                     await self._register("in-sync")
 
-    def _view(self, mirror: Mirror, bound: dict[str, str], in_sync: bool) -> HostView:
+    async def _apply(
+        self, ovs: HostOvs, delta: FlowDelta, phases: Phases, revision: int
+    ) -> tuple[FlowDelta, bool]:
+        """Apply a delta and record it in `installed`: (what was applied, all of it?)."""
+        result = await asyncio.to_thread(ovs.apply, delta)
+        phases.mark("bundles")
+        applied = result.applied
+        for flow in applied.delete:
+            self.installed.discard(flow.key)
+        for flow in [*applied.add, *applied.modify]:
+            self.installed.add(flow)
+        log.info(
+            "applied +%d ~%d -%d flows in %.0f ms (revision %d; %s ms)",
+            len(applied.add),
+            len(applied.modify),
+            len(applied.delete),
+            phases.total_ms(),
+            revision,
+            phases.summary(),
+        )
+        if result.deferred:
+            log.info(
+                "%d flows wait for ports the switch does not have now: %s",
+                len(result.deferred),
+                ", ".join(sorted(result.missing)),
+            )
+        return applied, not result.deferred
+
+    def _view(
+        self, mirror: Mirror, bound: dict[str, str], in_sync: bool, missing: set[str]
+    ) -> HostView:
         needed = {mirror.ports[p].network_id for p in bound}
         if self.cfg.standby_for:  # the server sent exactly our and our standby's networks
             needed |= set(mirror.networks)
@@ -373,18 +388,16 @@ class Agent(OvsGuard):
             l2pop=self.cfg.l2pop,
             arp_responder=self.cfg.arp_responder,
             cookie=self.cookie,
-            bound=bound,
+            bound={p: dev for p, dev in bound.items() if dev not in missing},
             vlans=vlans,
         )
 
-    def _delta(self, view: HostView, missing: set[str], step: Step | None) -> FlowDelta:
+    def _delta(self, view: HostView, step: Step | None) -> FlowDelta:
         """Desired minus installed. When the last reconcile left installed equal to what
         it desired and nothing has touched installed since (`step`), only the flows the
         pipeline changed are compared; otherwise every flow is."""
         changed = self.pipeline.update(view)
         desired = self.pipeline.desired
-        if missing:
-            return diff(without_ports(desired, missing), self.installed, ignore_cookie=True)
         if step is not None and step[0] is self.installed and step[1] == self.installed.version:
             return diff_keys(desired, self.installed, changed)
         return diff(desired, self.installed, ignore_cookie=True)

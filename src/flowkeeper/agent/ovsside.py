@@ -11,6 +11,7 @@ from pathlib import Path
 from flowkeeper.flows.flowset import FlowDelta, FlowSet
 from flowkeeper.flows.ports import Resolved, resolve_ports
 from flowkeeper.naming import BR_INT, BR_TUN, PATCH_INT, PATCH_TUN, tunnel_port_name
+from flowkeeper.ovs.errors import OpenFlowError
 from flowkeeper.ovs.ofwire import WireBridge
 from flowkeeper.ovs.ovsdb import InterfaceInfo, Ovsdb
 from flowkeeper.pipeline.learned import learned_spec, stale_learned
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 GENERATION_KEY = "flowkeeper-generation"
 BRIDGES = (BR_INT, BR_TUN)
 TUNNEL_PREFIXES = ("vxlan-", "gre-")
+APPLY_ATTEMPTS = 3  # a bundle refused because ports changed under it is re-resolved
 WIRE_MAX_FLOWS = 200  # measured crossover: ~0.6 ms + 100 us/flow vs ~16 ms + 17 us/flow
 
 
@@ -196,16 +198,25 @@ class HostOvs:
         ovs-ofctl, whose C parser beats Python encoding beyond a few hundred flows."""
         name = delta.bridges()[0]
         bridge = self.bridges[name]
-        present = bridge.port_numbers()
         known = self._numbers.setdefault(name, {})
-        known.update(present)
-        result = resolve_ports(delta, present, known)
-        send = result.send
-        if send and len(send) <= WIRE_MAX_FLOWS:
-            bridge.apply(send)
-        elif send:
-            bridge.ofctl.apply(send)
-        return result
+        present = bridge.port_numbers()
+        for attempt in range(APPLY_ATTEMPTS):
+            known.update(present)
+            result = resolve_ports(delta, present, known)
+            send = result.send
+            try:
+                if send and len(send) <= WIRE_MAX_FLOWS:
+                    bridge.apply(send)
+                elif send:
+                    bridge.ofctl.apply(send)
+                return result
+            except OpenFlowError:
+                # A port came or went between reading the ports and the bundle (which
+                # then changed nothing): once more with the ports as they are now.
+                before, present = present, bridge.port_numbers()
+                if present == before or attempt == APPLY_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def watch(self, callback: object) -> None:
         self.db.watch_interfaces(callback)  # type: ignore[arg-type]

@@ -47,11 +47,6 @@ class RestoreResult:
         return as_flowset(self.lines)
 
 
-def without_ports(flows: FlowSet, missing: set[str]) -> FlowSet:
-    """The flows that name none of the `missing` ports."""
-    return FlowSet(f for f in flows if not (ports_named(f.render()) & missing))
-
-
 def is_ours(cookie: int) -> bool:
     return cookie >> 48 == COOKIE_TAG >> 48
 

@@ -12,8 +12,8 @@ the old slot's networks, so tunnels, flood, ARP and FDB flows are all in place b
 first VM moves, and a cut-over changes only that VM's few flows. Per VM:
 
 1. the VIF's host end moves from the old switch to the new one (a netns move of the veth
-   here; DiDi switches QEMU's vhost-user connection), already described in the new
-   switch's OVSDB so it opens the device the moment it appears;
+   here; DiDi switches QEMU's vhost-user connection); every VIF was described in the new
+   switch's OVSDB before the first cut, so it opens the device the moment it appears;
 2. the port's binding moves to the new slot through the API, so the new agent installs
    its local flows and every peer points its tunnel flows at the new tunnel IP;
 3. the VIF is removed from the old switch's OVSDB.
@@ -114,6 +114,11 @@ def cut_over(
     state = lab.state()
     old, new = state.host(report.old), state.host(report.new)
     vms = [vm for vm in state.vms if vm.host == old.name]
+    # Every VIF is described in the new switch first, as Nova's pre-plug would: the new
+    # agent takes note of them all before the first cut, not once per cut.
+    for vm in vms:
+        _describe_vif(new, vm)
+    time.sleep(settle)
     for vm in vms:
         report.moves.append(move_vm(lab, state, vm, old, new))
         progress(f"upgrade {old.name}: {vm.name} moved to {new.name}")
@@ -126,8 +131,8 @@ def cut_over(
 
 
 def move_vm(lab: Lab, state: LabState, vm: VmState, old: HostState, new: HostState) -> VmMove:
-    """One VM's cut-over from the old switch to the new one (see the module docstring)."""
-    _describe_vif(new, vm)  # before the cut: the new switch opens the device on arrival
+    """One VM's cut-over from the old switch to the new one (see the module docstring).
+    Its VIF must be described in the new switch already (see cut_over)."""
     started = time.time()
     t0 = time.monotonic()
     run(["ip", "-n", old.ns, "link", "set", "dev", vm.tap, "netns", new.ns])
