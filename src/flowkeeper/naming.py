@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 BR_INT = "br-int"
 BR_TUN = "br-tun"
@@ -11,6 +12,7 @@ PATCH_TUN = "patch-tun"  # on br-int, towards br-tun
 PATCH_INT = "patch-int"  # on br-tun, towards br-int
 
 
+@lru_cache(maxsize=65536)  # called per remote port on every rebuild: parse each IP once
 def tunnel_port_name(kind: str, remote_ip: str) -> str:
     """'vxlan-c6120002' for a VXLAN tunnel to 198.18.0.2, as the Neutron agent names it."""
     packed = int(ipaddress.IPv4Address(remote_ip))

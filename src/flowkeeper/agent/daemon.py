@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from flowkeeper.agent.guard import OvsGuard
-from flowkeeper.agent.mirror import LocalVif, Mirror, assemble, bound_ports, vlan_records
+from flowkeeper.agent.mirror import (
+    LocalVif,
+    Mirror,
+    RemoteMemo,
+    assemble,
+    bound_ports,
+    vlan_records,
+)
 from flowkeeper.agent.ovsside import BRIDGES, HostOvs
 from flowkeeper.agent.persist import Inputs, Persistence, mirror_from
 from flowkeeper.agent.phases import Phases
@@ -94,6 +101,7 @@ class Agent(OvsGuard):
         self.ovs_lock = asyncio.Lock()  # one writer of OVS flows at a time
         self.verify_installed = False  # installed came from the snapshot: check it later
         self.pipeline = IncrementalBuild()
+        self.remote_memo: RemoteMemo = {}
         self.step: Step | None = None  # (installed, its version) when it equalled desired
 
     # --- start-up -----------------------------------------------------------
@@ -390,6 +398,7 @@ class Agent(OvsGuard):
             cookie=self.cookie,
             bound={p: dev for p, dev in bound.items() if dev not in missing},
             vlans=vlans,
+            memo=self.remote_memo,
         )
 
     def _delta(self, view: HostView, step: Step | None) -> FlowDelta:

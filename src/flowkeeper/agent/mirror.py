@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from flowkeeper.model import Network, Port
 from flowkeeper.pipeline.view import HostView, LocalPort, NetworkView, RemotePort
@@ -67,9 +68,15 @@ def assemble(
     cookie: int,
     bound: Mapping[str, str],
     vlans: Mapping[str, int],
+    memo: RemoteMemo | None = None,
 ) -> HostView:
     """Pure: the HostView for this host: every network given a local VLAN (those of its
-    bound ports; a standby slot's too; before the first sync, those it had)."""
+    bound ports; a standby slot's too; before the first sync, those it had).
+
+    With a `memo` kept between calls, an unchanged port gives the very same RemotePort
+    as last time, so that comparing views (pipeline.incremental) is mostly identity.
+    """
+    memo = {} if memo is None else memo
     nets = []
     for net_id in sorted(vlans):
         net = mirror.networks.get(net_id)
@@ -81,16 +88,29 @@ def assemble(
         for p in (mirror.ports[pid] for pid in sorted(bound))
         if p.network_id in present
     )
-    remote = tuple(
-        RemotePort(p.id, p.network_id, p.mac, p.tunnel_ip, tuple(p.fixed_ips))
-        for p in sorted(mirror.ports.values(), key=lambda p: p.id)
-        if p.network_id in present
-        and p.host != host
-        and p.status == "ACTIVE"
-        and p.tunnel_ip
-        and p.tunnel_ip != tunnel_ip
-    )
-    return HostView(tunnel_ip, l2pop, arp_responder, cookie, tuple(nets), local, remote)
+    remote = []
+    for p in sorted(mirror.ports.values(), key=_by_id):
+        if (
+            p.network_id in present
+            and p.host != host
+            and p.status == "ACTIVE"
+            and p.tunnel_ip
+            and p.tunnel_ip != tunnel_ip
+        ):
+            seen = memo.get(p.id)
+            if seen is None or seen[0] is not p:
+                seen = (p, RemotePort(p.id, p.network_id, p.mac, p.tunnel_ip, p.fixed_ips))
+                memo[p.id] = seen
+            remote.append(seen[1])
+    if len(memo) > 2 * len(mirror.ports) + 64:  # ports deleted long ago
+        for pid in [pid for pid in memo if pid not in mirror.ports]:
+            del memo[pid]
+    return HostView(tunnel_ip, l2pop, arp_responder, cookie, tuple(nets), local, tuple(remote))
+
+
+_by_id = attrgetter("id")
+# port id -> (the Port last seen, its RemotePort)
+RemoteMemo = dict[str, tuple[Port, RemotePort]]
 
 
 def vlan_records(

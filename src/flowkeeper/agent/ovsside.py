@@ -206,7 +206,7 @@ class HostOvs:
             send = result.send
             try:
                 if send and len(send) <= WIRE_MAX_FLOWS:
-                    bridge.apply(send)
+                    bridge.apply(send, present)
                 elif send:
                     bridge.ofctl.apply(send)
                 return result

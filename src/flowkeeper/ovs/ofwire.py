@@ -69,11 +69,14 @@ class WireBridge:
     def close(self) -> None:
         self.conn.close()
 
-    def apply(self, delta: FlowDelta) -> None:
-        """Apply a delta as ONE atomic bundle: deletes, then modifies and adds (as ADDs)."""
+    def apply(self, delta: FlowDelta, ports: dict[str, int] | None = None) -> None:
+        """Apply a delta as ONE atomic bundle: deletes, then modifies and adds (as ADDs).
+
+        `ports`: the bridge's port map, just read by the caller (saves a round trip).
+        """
         items = [(f, DELETE_STRICT) for f in delta.delete]
         items += [(f, ADD) for f in (*delta.modify, *delta.add)]
-        self._install(items, lambda: self.ofctl.apply(delta))
+        self._install(items, lambda: self.ofctl.apply(delta), ports)
 
     def add_flows(self, flows: Iterable[Flow]) -> None:
         """Add flows in one atomic bundle (restore path: no dump, no diff)."""
@@ -108,15 +111,28 @@ class WireBridge:
         with self._lock:
             return self.conn.port_numbers()
 
-    def _install(self, items: list[tuple[Flow, int]], fallback: Callable[[], None]) -> None:
+    def _install(
+        self,
+        items: list[tuple[Flow, int]],
+        fallback: Callable[[], None],
+        ports: dict[str, int] | None = None,
+    ) -> None:
         if not items:
             return
         with self._lock:
-            self._install_locked(items, fallback)
+            self._install_locked(items, fallback, ports)
 
-    def _install_locked(self, items: list[tuple[Flow, int]], fallback: Callable[[], None]) -> None:
+    def _install_locked(
+        self,
+        items: list[tuple[Flow, int]],
+        fallback: Callable[[], None],
+        ports: dict[str, int] | None,
+    ) -> None:
         refreshed = False
-        if self._encoder is None or not self.cache_ports:
+        if ports is not None:
+            self._use_ports(ports)
+            refreshed = True
+        elif self._encoder is None or not self.cache_ports:
             self._refresh_ports()
             refreshed = True
         while True:
@@ -142,7 +158,9 @@ class WireBridge:
             return
 
     def _refresh_ports(self) -> None:
-        ports = self.conn.port_numbers()
+        self._use_ports(self.conn.port_numbers())
+
+    def _use_ports(self, ports: dict[str, int]) -> None:
         if self._encoder is None or self._encoder.ports != ports:
             self._encoder = FlowModEncoder(ports)  # a new map: drop the encoder's caches
 

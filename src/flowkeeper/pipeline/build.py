@@ -7,6 +7,7 @@ to the current ofports when flows are installed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 
 from flowkeeper.flows.actions import canonical_actions
 from flowkeeper.flows.fields import FIELD_ALIASES, PROTOCOL_SHORTHANDS, canonical_value
@@ -89,16 +90,20 @@ def by_network(view: HostView) -> list[NetworkInputs]:
     options = Options.of(view)
     local: dict[str, list[LocalPort]] = {n.id: [] for n in view.networks}
     remote: dict[str, list[RemotePort]] = {n.id: [] for n in view.networks}
-    for port in sorted(view.local_ports):
+    # Ports are ordered by id (unique in a view): a C-level key, not dataclass ordering.
+    for port in sorted(view.local_ports, key=_by_id):
         if port.network_id in local:
             local[port.network_id].append(port)
-    for rport in sorted(view.remote_ports):
+    for rport in sorted(view.remote_ports, key=_by_id):
         if rport.network_id in remote and rport.tunnel_ip != view.tunnel_ip:
             remote[rport.network_id].append(rport)
     return [
         NetworkInputs(options, net, tuple(local[net.id]), tuple(remote[net.id]))
         for net in view.networks
     ]
+
+
+_by_id = attrgetter("id")
 
 
 def base_flows(view: HostView) -> list[Flow]:
