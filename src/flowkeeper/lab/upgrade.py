@@ -135,8 +135,8 @@ def move_vm(lab: Lab, state: LabState, vm: VmState, old: HostState, new: HostSta
     Its VIF must be described in the new switch already (see cut_over)."""
     started = time.time()
     t0 = time.monotonic()
-    run(["ip", "-n", old.ns, "link", "set", "dev", vm.tap, "netns", new.ns])
-    run(["ip", "-n", new.ns, "link", "set", "dev", vm.tap, "up"])
+    # One netlink request: the device changes namespace and comes up there.
+    run(["ip", "-n", old.ns, "link", "set", "dev", vm.tap, "netns", new.ns, "up"])
     moved = time.monotonic()
     # The new agent waits for the port's ofport itself: binding now keeps the (slow, here:
     # process-spawning) ofport check off the cut-over's critical path.
