@@ -127,6 +127,12 @@ def _measure_hot_upgrade(
     return out
 
 
+def plot_window(runs: list[dict[str, Any]]) -> float:
+    """Seconds of timeline to plot: 10, or up to 30 to show a whole VM-by-VM cut-over."""
+    ends = [float(t) for run in runs for t, _share in run["timeline"]]
+    return min(30.0, max([10.0, *ends]))
+
+
 def _summary(
     scenario: str, pairs: list[tuple[str, str]], results: list[ProbeResult], began: float
 ) -> dict[str, Any]:

@@ -172,7 +172,7 @@ def _restart(args: argparse.Namespace) -> int:
         runs,
         path.with_suffix(".png"),
         f"Restarts under traffic, {data['flows_on_h1']} flows on the host",
-        window_s=10.0,
+        window_s=restart.plot_window(data["runs"]),
         zero_label="restart begins",
     )
     print(f"saved {path}\nsaved {png}")
