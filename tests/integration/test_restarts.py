@@ -4,16 +4,20 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
+from flowkeeper.lab import services
 from flowkeeper.lab.lab import Lab
 from flowkeeper.lab.probe import ProbeResult
 from flowkeeper.lab.run import in_ns
 from flowkeeper.lab.state import LabState
 from flowkeeper.naming import BR_INT, BR_TUN
+from flowkeeper.ovs.ovsdb import Ovsdb
 from tests.conftest import LabFactory, wait_for
 
 pytestmark = pytest.mark.lab
@@ -123,3 +127,52 @@ def test_server_outage_keeps_forwarding_and_changes_arrive_after(
     )
     hosts = {h.name: h for h in lab.client(state).list_hosts()}
     assert hosts["h1"].state == "in-sync" and hosts["h1"].revision > 0
+
+
+def vlan_tags(state: LabState, host: str) -> dict[str, str]:
+    """Each VIF's local VLAN as the agent recorded it (Neutron's Port other_config tag)."""
+    with Ovsdb(f"unix:{state.host(host).db_sock}") as db:
+        return {
+            vm.tap: db.port_other_config(vm.tap).get("tag", "")
+            for vm in state.vms
+            if vm.host == host
+        }
+
+
+def test_an_agent_restarted_without_its_snapshot_keeps_its_local_vlans(
+    lab_factory: LabFactory,
+) -> None:
+    """With no snapshot the VLANs come back from OVSDB: nothing is renumbered, even when
+    the agent runs a while before it can list (the server is down)."""
+    lab, state = lab_factory(hosts=2, vms_per_host=2, networks=2)
+    h1 = state.host("h1")
+    tags = vlan_tags(state, "h1")
+    on_h1 = sorted((v for v in state.vms if v.host == "h1"), key=lambda v: int(tags[v.tap]))
+    gone, kept = on_h1  # one VM per network; `gone` holds the lower VLAN
+    peer = next(v for v in state.vms if v.host == "h2" and v.network == kept.network)
+    lab.delete_vm(gone.name)
+    wait_for(lambda: gone.mac not in str(ages(lab, state, "h1")), what="gone's flows removed")
+    # A fresh allocation would now give kept's network the lowest VLAN instead.
+    assert int(tags[kept.tap]) > 1
+    state = lab.state()
+    assert lab.ping(kept.name, peer.name, count=5, interval=0.02).lost <= 1
+    before = ages(lab, state, "h1")
+    log = Path(h1.dir) / "agent.log"
+    offset = len(log.read_text())
+    services.stop_agent(h1, hard=True)
+    shutil.rmtree(Path(h1.path("agent")) / "snapshot")
+    started = time.monotonic()
+    lab.stop_server()
+    services.start_agent(state, h1)
+    wait_for(lambda: "server unavailable" in log.read_text()[offset:], what="agent up")
+    time.sleep(1.0)  # it reconciles what it has: OVS's flows and OVSDB's VLANs
+    lab.start_server()
+    wait_for(lambda: "in sync at revision" in log.read_text()[offset:], what="sync")
+    assert "no usable snapshot" in log.read_text()[offset:]
+    assert vlan_tags(lab.state(), "h1")[kept.tap] == tags[kept.tap]
+    assert lab.ping(kept.name, peer.name, count=5, interval=0.02).lost == 0
+    # Same flows, none rewritten: a renumbered VLAN would have modified them.
+    after = ages(lab, state, "h1")
+    assert set(after) == set(before)
+    elapsed = time.monotonic() - started
+    assert [k for k, age in after.items() if age < before[k] + elapsed - 2.0] == []

@@ -53,6 +53,7 @@ Step = tuple[FlowSet, int]
 DEBOUNCE_S = 0.005
 HEARTBEAT_S = 5.0
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
+RETRY_MIN_S, RETRY_MAX_S = 0.05, 2.0  # flows waiting for a port the switch lacks
 
 
 @dataclass
@@ -103,6 +104,7 @@ class Agent(OvsGuard):
         self.pipeline = IncrementalBuild()
         self.remote_memo: RemoteMemo = {}
         self.step: Step | None = None  # (installed, its version) when it equalled desired
+        self.retry_s = 0.0  # the current wait before retrying deferred flows
 
     # --- start-up -----------------------------------------------------------
     async def run(self) -> None:
@@ -308,8 +310,8 @@ class Agent(OvsGuard):
         # A VIF whose device is gone (after a reboot, before Nova re-plugs it) keeps its
         # network and VLAN, but its flows wait until OVS has the port again.
         missing = {v.device for v in vifs if v.ofport is None}
-        view = self._view(mirror, bound, in_sync, missing)
-        self.vlans = {net.id: net.vlan for net in view.networks}
+        self.vlans = self._vlans(mirror, bound, in_sync)
+        view = self._view(mirror, {p: d for p, d in bound.items() if d not in missing})
         peers = tunnel_peers(view)
         if not in_sync:
             peers |= self.tunnels  # keep restored tunnels until we know better
@@ -373,22 +375,32 @@ class Agent(OvsGuard):
             revision,
             phases.summary(),
         )
-        if result.deferred:
-            log.info(
-                "%d flows wait for ports the switch does not have now: %s",
-                len(result.deferred),
-                ", ".join(sorted(result.missing)),
-            )
-        return applied, not result.deferred
+        if not result.deferred:
+            self.retry_s = 0.0
+            return applied, True
+        # The port's arrival usually wakes us (an OVSDB event), but not always: after a
+        # reboot OVSDB can show a VIF's old ofport before the switch has the port, and
+        # nothing changes in OVSDB when it gets it back. So try again, backing off.
+        self.retry_s = min(self.retry_s * 2, RETRY_MAX_S) if self.retry_s else RETRY_MIN_S
+        asyncio.get_running_loop().call_later(self.retry_s, self.wake.set)
+        log.info(
+            "%d flows wait for ports the switch does not have now: %s; retry in %.2f s",
+            len(result.deferred),
+            ", ".join(sorted(result.missing)),
+            self.retry_s,
+        )
+        return applied, False
 
-    def _view(
-        self, mirror: Mirror, bound: dict[str, str], in_sync: bool, missing: set[str]
-    ) -> HostView:
+    def _vlans(self, mirror: Mirror, bound: dict[str, str], in_sync: bool) -> dict[str, int]:
+        """Local VLANs: the networks of bound VIFs (a standby slot: every network it was
+        sent); before the first sync also every network that had one."""
         needed = {mirror.ports[p].network_id for p in bound}
         if self.cfg.standby_for:  # the server sent exactly our and our standby's networks
             needed |= set(mirror.networks)
-        # Before the first list, keep every VLAN we already had: never renumber blindly.
-        vlans = allocate(self.vlans, needed | (set() if in_sync else set(self.vlans)))
+        return allocate(self.vlans, needed | (set() if in_sync else set(self.vlans)))
+
+    def _view(self, mirror: Mirror, present: dict[str, str]) -> HostView:
+        """The pipeline's input; `present`: bound VIFs whose device OVS has."""
         return assemble(
             mirror,
             host=self.cfg.host,
@@ -396,8 +408,8 @@ class Agent(OvsGuard):
             l2pop=self.cfg.l2pop,
             arp_responder=self.cfg.arp_responder,
             cookie=self.cookie,
-            bound={p: dev for p, dev in bound.items() if dev not in missing},
-            vlans=vlans,
+            bound=present,
+            vlans=self.vlans,
             memo=self.remote_memo,
         )
 
