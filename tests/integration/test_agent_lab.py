@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from flowkeeper.flows.record import Flow
+from flowkeeper.lab import ovsproc
+from flowkeeper.lab.hostops import add_vif_args
 from flowkeeper.lab.lab import Lab
 from flowkeeper.lab.state import HostState, LabState
 from flowkeeper.naming import BR_INT, BR_TUN, tunnel_port_name
@@ -183,3 +185,25 @@ def test_a_deleted_remote_port_takes_its_learned_flow_while_the_tunnel_stays(
     wait_for(lambda: not _flows_for_mac(lab, h1, b.mac), what=f"{b.mac} gone from h1's br-tun")
     # b2 still lives on h2: the tunnel and b2's forwarding stay.
     assert pings(lab, a.name, b2.name)
+
+
+def test_a_vif_replugged_with_another_ofport_gets_its_flows_back(lab_factory: LabFactory) -> None:
+    """OVS keeps the number a flow was installed with. A VIF re-plugged under the same name
+    but with another number (as after a reboot) needs its flows installed again."""
+    lab, state = lab_factory(hosts=2, vms_per_host=1)
+    a = next(v for v in state.vms if v.host == "h1")
+    b = next(v for v in state.vms if v.host == "h2")
+    h1 = state.host("h1")
+    assert pings(lab, a.name, b.name)
+    old = int(ovsproc.vsctl(h1, "get", "Interface", a.tap, "ofport"))
+    new = old + 40
+    # One OVSDB transaction: the agent never sees the VIF missing, only its new number.
+    ovsproc.vsctl(h1, "del-port", BR_INT, a.tap, "--", *add_vif_args(a), f"ofport_request={new}")
+    wait_for(
+        lambda: ovsproc.vsctl(h1, "get", "Interface", a.tap, "ofport").strip() == str(new),
+        what="the new ofport",
+    )
+    wait_for(lambda: pings(lab, a.name, b.name), what="a reachable again")
+    # No flow is left on the old number.
+    stale = [f for f in lab.bridge(h1, BR_INT).dump_flows() if ("in_port", str(old)) in f.match]
+    assert stale == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flowkeeper.flows.flowset import FlowDelta
-from flowkeeper.flows.ports import flow_ports, resolve_ports
+from flowkeeper.flows.ports import flow_ports, renumbered, resolve_ports, stale_by_number
 from flowkeeper.flows.record import Flow, parse_flow
 
 
@@ -53,3 +53,19 @@ def test_a_gone_port_with_no_known_number_waits() -> None:
     out = resolve_ports(FlowDelta(delete=[DISPATCH]), {}, {})
     assert not out.send and out.deferred.delete == [DISPATCH]
     assert out.missing == {"tapA"}
+
+
+def test_a_port_recreated_with_another_number_is_found() -> None:
+    used = {"tapA": 5, "tapB": 6, "vxlan-c6120002": 2}
+    now = {"tapA": 105, "tapB": 6, "patch-tun": 1}
+    assert renumbered(used, now) == {"tapA": 5}  # tapB kept its number; the tunnel is gone
+    assert renumbered({}, now) == {}
+
+
+def test_flows_of_a_renumbered_port_are_forgotten_and_its_in_port_flow_deleted_by_number() -> None:
+    other = flow("table=0,priority=10,in_port=tapB,actions=mod_vlan_vid:2,resubmit(,60)")
+    forget, deletes = stale_by_number([DISPATCH, TO_A, FLOOD, other, NUMBERED], {"tapA": 5})
+    assert forget == [DISPATCH, TO_A, FLOOD]
+    # Only the in_port flow needs a delete: adding the others by name replaces them.
+    assert [d.match for d in deletes] == [(("in_port", "5"),)]
+    assert deletes[0].table == DISPATCH.table and deletes[0].priority == DISPATCH.priority

@@ -38,6 +38,8 @@ from flowkeeper.agent.restore import (
 from flowkeeper.client import AsyncClient, Compacted, ServerUnavailable
 from flowkeeper.errors import FlowkeeperError
 from flowkeeper.flows.flowset import FlowDelta, FlowSet, diff
+from flowkeeper.flows.ports import renumbered, stale_by_number
+from flowkeeper.flows.record import Flow
 from flowkeeper.model import PortStatus
 from flowkeeper.ovs.ovsdb import InterfaceInfo
 from flowkeeper.pipeline.incremental import IncrementalBuild, diff_keys
@@ -105,6 +107,8 @@ class Agent(OvsGuard):
         self.remote_memo: RemoteMemo = {}
         self.step: Step | None = None  # (installed, its version) when it equalled desired
         self.retry_s = 0.0  # the current wait before retrying deferred flows
+        # Port name -> the OpenFlow number the installed flows naming it resolved to.
+        self.flow_numbers: dict[str, int] = {}
 
     # --- start-up -----------------------------------------------------------
     async def run(self) -> None:
@@ -165,6 +169,7 @@ class Agent(OvsGuard):
             self.installed = await asyncio.to_thread(ovs.installed_flows, others)
             for flow in await asyncio.to_thread(as_flowset, quick.lines):
                 self.installed.add(flow)
+            self.flow_numbers = dict(quick.numbers)
         elif report.data is not None and await asyncio.to_thread(counts_match, ovs, report.data):
             # OVS kept its flows and holds as many of ours as the snapshot: take the
             # snapshot's records instead of dumping and parsing every flow (the slow part of
@@ -187,6 +192,7 @@ class Agent(OvsGuard):
         lost = lost_bridges(self.installed, BRIDGES)
         if lost:
             result = await asyncio.to_thread(restore, ovs, data, self.cfg.tunnel_ip, lost)
+            self.flow_numbers = dict(result.numbers)
             for flow in await asyncio.to_thread(as_flowset, result.lines):
                 self.installed.add(flow)
         await asyncio.to_thread(ovs.clear_flow_restore_wait)
@@ -306,6 +312,8 @@ class Agent(OvsGuard):
         epoch = self.persist.list_epoch
         revision = mirror.revision
         vifs = await asyncio.to_thread(ovs.vifs)
+        numbers = await asyncio.to_thread(ovs.port_numbers)
+        renumbered_deletes = self._forget_renumbered(numbers)
         bound = bound_ports(mirror, self.cfg.host, [LocalVif(v.device, v.iface_id) for v in vifs])
         # A VIF whose device is gone (after a reboot, before Nova re-plugs it) keeps its
         # network and VLAN, but its flows wait until OVS has the port again.
@@ -322,12 +330,14 @@ class Agent(OvsGuard):
         exact = in_sync  # installed will equal desired, stale flows gone
         if not in_sync:
             delta.delete = []  # stale flows go only once we are in sync
+        delta.delete += renumbered_deletes  # not stale: broken, and never in installed
         phases.mark("build+diff")
         if delta:
             delta, complete = await self._apply(ovs, delta, phases, revision)
             exact = exact and complete
         # Neutron's record of each VIF's network and VLAN: after the flows, off their path.
         await asyncio.to_thread(ovs.record_vlans, vlan_records(view, bound, mirror))
+        self.flow_numbers = numbers
         if exact:
             self.step = (self.installed, self.installed.version)
         self.tunnels = peers
@@ -390,6 +400,23 @@ class Agent(OvsGuard):
             self.retry_s,
         )
         return applied, False
+
+    def _forget_renumbered(self, numbers: dict[str, int]) -> list[Flow]:
+        """Ports re-created with another number (a VIF re-plugged, a switch restarted):
+        forget the installed flows naming them, so that the diff puts them back by name,
+        and return deletes by the old number for their in_port flows."""
+        moved = renumbered(self.flow_numbers, numbers)
+        if not moved:
+            return []
+        forget, deletes = stale_by_number(self.installed, moved)
+        for flow in forget:
+            self.installed.discard(flow.key)
+        log.info(
+            "ports re-created with new numbers (%s): re-installing %d flows",
+            ", ".join(f"{name} {old}->{numbers[name]}" for name, old in sorted(moved.items())),
+            len(forget),
+        )
+        return deletes
 
     def _vlans(self, mirror: Mirror, bound: dict[str, str], in_sync: bool) -> dict[str, int]:
         """Local VLANs: the networks of bound VIFs (a standby slot: every network it was

@@ -16,7 +16,7 @@ from flowkeeper.snapshot.store import LoadReport, SnapshotStore
 
 log = logging.getLogger("flowkeeper.agent")
 OURS = f"cookie={COOKIE_TAG:#x}/{0xFFFF << 48:#x}"
-_PORT_DESC = re.compile(r"^ *\d+\(([^)]+)\):", re.MULTILINE)
+_PORT_DESC = re.compile(r"^ *(\d+)\(([^)]+)\):", re.MULTILINE)
 
 
 class FastBootError(Exception):
@@ -50,17 +50,17 @@ class CliTarget:
                 return int(token.split("=", 1)[1])
         raise FastBootError("no flow_count in dump-aggregate reply")
 
-    def port_names(self) -> set[str]:
+    def port_numbers(self) -> dict[str, int]:
         """The ports the switch itself has now (OpenFlow port descriptions, not OVSDB:
         right after a restart, OVSDB still shows old ofports for devices that are gone)."""
-        names: set[str] = set()
+        numbers: dict[str, int] = {}
         for bridge in (BR_INT, BR_TUN):
             out = self._run(["ovs-ofctl", "-O", "OpenFlow15", "dump-ports-desc", self.mgmt(bridge)])
-            names |= set(_PORT_DESC.findall(out))
-        return names
+            numbers.update((name, int(num)) for num, name in _PORT_DESC.findall(out))
+        return numbers
 
     def ensure_tunnels(self, peers: set[tuple[str, str]], local_ip: str) -> None:
-        have = self.port_names()
+        have = self.port_numbers()
         if any(tunnel_port_name(k, ip) not in have for k, ip in peers):
             raise FastBootError("tunnel ports missing: the full boot path creates them")
 

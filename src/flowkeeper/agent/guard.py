@@ -25,6 +25,7 @@ class OvsGuard:
     wake: asyncio.Event
     verify_installed: bool
     tunnel_ip: str
+    flow_numbers: dict[str, int]
 
     async def _verify_installed(self, ovs: HostOvs) -> None:
         """If installed was taken from the snapshot, compare it with a real dump once."""
@@ -63,6 +64,7 @@ class OvsGuard:
                 key, line = flow_line(flow)
                 data.flows.setdefault(flow.bridge, {})[key] = line
         result = await asyncio.to_thread(restore, ovs, data, self.tunnel_ip, lost)
+        self.flow_numbers.update(result.numbers)
         kept = await asyncio.to_thread(as_flowset, result.lines)
         for bridge in lost:  # what OVS holds now; deferred flows go in at the next reconcile
             for flow in list(self.installed.for_bridge(bridge)):

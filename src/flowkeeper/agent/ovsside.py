@@ -125,13 +125,14 @@ class HostOvs:
             self.db.set_global_other_config("flow-restore-wait", None)
             log.info("cleared other_config:flow-restore-wait")
 
-    def port_names(self) -> set[str]:
-        """The ports the switch has now (OpenFlow port descriptions: right after a restart
-        OVSDB may still show old ofports for devices that are gone)."""
-        names: set[str] = set()
+    def port_numbers(self) -> dict[str, int]:
+        """The ports the switch has now, by name, over both bridges (OpenFlow port
+        descriptions: right after a restart OVSDB may still show old ofports for devices
+        that are gone)."""
+        numbers: dict[str, int] = {}
         for bridge in self.bridges.values():
-            names |= set(bridge.port_numbers())
-        return names
+            numbers.update(bridge.port_numbers())
+        return numbers
 
     def forget(self, device: str) -> None:
         self._recorded.pop(device, None)

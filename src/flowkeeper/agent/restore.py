@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from flowkeeper.flows.flowset import FlowSet
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 class RestoreTarget(Protocol):
     """What a restore needs from OVS."""
 
-    def port_names(self) -> set[str]: ...
+    def port_numbers(self) -> dict[str, int]: ...
 
     def ensure_tunnels(self, peers: set[tuple[str, str]], local_ip: str) -> None: ...
 
@@ -40,6 +40,9 @@ class RestoreResult:
     restored: int
     deferred: int  # flows naming a port OVS does not have (yet): the next reconcile adds them
     seconds: float  # until the flows were in OVS
+    # The ports' numbers when the restore began: what the flows' port names resolved to
+    # (the agent re-installs the flows of any port that has another number by now).
+    numbers: dict[str, int] = field(default_factory=dict)
 
     @property
     def flows(self) -> FlowSet:
@@ -86,7 +89,8 @@ def restore(
     """
     started = time.monotonic()
     target.ensure_tunnels(set(data.tunnels), tunnel_ip)
-    lines, deferred = plan(data, target.port_names())
+    numbers = target.port_numbers()
+    lines, deferred = plan(data, set(numbers))
     if bridges is not None:
         lines = {b: ls for b, ls in lines.items() if b in bridges}
     with ThreadPoolExecutor(max_workers=max(1, len(lines))) as pool:
@@ -102,7 +106,7 @@ def restore(
         seconds * 1000,
         deferred,
     )
-    return RestoreResult(lines, restored, deferred, seconds)
+    return RestoreResult(lines, restored, deferred, seconds, numbers)
 
 
 def _install(
@@ -118,7 +122,7 @@ def _install(
             if attempt == 2 or "unknown port" not in str(exc):
                 raise
             log.info("restore of %s: a port changed under us (%s); planning again", bridge, exc)
-            fresh, _ = plan(data, target.port_names())
+            fresh, _ = plan(data, set(target.port_numbers()))
             kept = fresh.get(bridge, [])
             dropped += len(lines) - len(kept)
             lines = kept

@@ -4,7 +4,7 @@ switch's current ports allow."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
@@ -110,3 +110,32 @@ def _by_number(flow: Flow, present: Mapping[str, int], known: Mapping[str, int])
         else:
             match.append((name, value))
     return flow if tuple(match) == flow.match else replace(flow, match=tuple(match))
+
+
+def renumbered(used: Mapping[str, int], now: Mapping[str, int]) -> dict[str, int]:
+    """Ports that were re-created with another number since flows naming them went in
+    (`used`: the numbers those flows were resolved against): name -> old number."""
+    return {name: old for name, old in used.items() if name in now and now[name] != old}
+
+
+def stale_by_number(
+    flows: Iterable[Flow], moved: Mapping[str, int]
+) -> tuple[list[Flow], list[Flow]]:
+    """For ports re-created with another number (`moved`: name -> old number).
+
+    OVS keeps the number a flow was installed with, so every flow naming such a port now
+    points at the old number. Returns (those flows, for the agent to forget so that the
+    diff installs them again by name; deletes of the in_port ones by the old number,
+    which an ADD by name would not replace).
+    """
+    forget: list[Flow] = []
+    deletes: list[Flow] = []
+    for flow in flows:
+        named = flow_ports(flow) & moved.keys()
+        if not named:
+            continue
+        forget.append(flow)
+        wire = _by_number(flow, {}, moved)
+        if wire is not None and wire is not flow:
+            deletes.append(wire)
+    return forget, deletes
