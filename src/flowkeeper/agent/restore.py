@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from flowkeeper.flows.flowset import FlowSet
-from flowkeeper.flows.ports import ports_named
+from flowkeeper.flows.ports import ports_named, renumbered, stale_by_number
 from flowkeeper.flows.record import parse_rendered
 from flowkeeper.pipeline.tables import COOKIE_TAG
 
@@ -98,6 +98,7 @@ def restore(
         for bridge, job in jobs.items():
             lines[bridge], more_deferred = job.result()
             deferred += more_deferred
+    numbers = _fix_renumbered(target, lines, numbers)
     seconds = time.monotonic() - started
     restored = sum(len(v) for v in lines.values())
     log.info(
@@ -129,6 +130,32 @@ def _install(
             if not lines:
                 break
     return lines, dropped
+
+
+def _fix_renumbered(
+    target: RestoreTarget, lines: dict[str, list[str]], before: dict[str, int]
+) -> dict[str, int]:
+    """A VIF re-plugged while its flows went in (as Nova re-plugs after a boot) left them
+    on its old number: install them again by name, delete its old in_port flows by number.
+    Returns the numbers the flows now use."""
+    after = target.port_numbers()
+    moved = renumbered(before, after)
+    if not moved:
+        return after
+    for bridge, bridge_lines in lines.items():
+        again = [line for line in bridge_lines if ports_named(line) & moved.keys()]
+        if not again:
+            continue
+        _forget, deletes = stale_by_number((parse_rendered(x, bridge) for x in again), moved)
+        fix = [f"delete_strict {flow.render_key()}" for flow in deletes] + again
+        target.add_lines(bridge, fix)
+        log.info(
+            "restore of %s: %s re-plugged meanwhile; %d flows installed again",
+            bridge,
+            ", ".join(sorted(moved)),
+            len(again),
+        )
+    return after
 
 
 def as_flowset(lines: dict[str, list[str]]) -> FlowSet:
