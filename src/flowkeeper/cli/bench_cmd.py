@@ -205,7 +205,7 @@ def _controlplane(args: argparse.Namespace) -> int:
         for p in data["phases"]:
             lat = p["latency_ms"]
             print(
-                f"{p['hosts']:>6} {lat['p50']:>8} {lat['p99']:>8} {lat['max']:>8} "
+                f"{p['hosts']:>6} {lat['p50']:>8.1f} {lat['p99']:>8.1f} {lat['max']:>8.1f} "
                 f"{p['hosts_reached_per_port_event']:>12} "
                 f"{p['fanout_to_all_per_port_event']:>12} {p['reduction_vs_fanout_to_all']:>9}x"
             )
