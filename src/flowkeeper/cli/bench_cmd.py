@@ -41,6 +41,13 @@ def register(sub: Any) -> None:
     rec.add_argument("--ports", type=int, default=4000)
     rec.add_argument("--networks", type=int, default=10)
     rec.add_argument("--virtual-hosts", type=int, default=100)
+    rec.add_argument(
+        "--ips-per-port",
+        type=int,
+        default=3,
+        help="addresses per remote port (one ARP-responder flow each); 8 with 20000 ports "
+        "gives ~200k flows",
+    )
     rec.add_argument("--methods", default="snapshot,cold-resync,ofctl-replace,port-by-port")
     rec.add_argument(
         "--port-by-port-limit",
@@ -119,13 +126,18 @@ def _recovery(args: argparse.Namespace) -> int:
         raise UsageError("--ports must be 100..20000 and --networks 1..50")
     if not 1 <= args.virtual_hosts <= 1000 or not 1 <= args.repeats <= 10:
         raise UsageError("--virtual-hosts must be 1..1000 and --repeats 1..10")
+    if not 1 <= args.ips_per_port <= 20:
+        raise UsageError("--ips-per-port must be 1..20")
     sizes = _sizes(args.restore_sizes) if args.restore_sizes else []
     data: dict[str, Any] = {"benchmark": "recovery"}
     if sizes:
         data["restore"] = restore.run(sizes, args.repeats, args.lab_dir, progress)["results"]
     if methods:
         spec = TopologySpec(
-            ports=args.ports, networks=args.networks, virtual_hosts=args.virtual_hosts
+            ports=args.ports,
+            networks=args.networks,
+            ips_per_port=args.ips_per_port,
+            virtual_hosts=args.virtual_hosts,
         )
         data["reboot"] = recovery.run(
             spec, methods, args.lab_dir, progress, port_by_port_limit=args.port_by_port_limit
