@@ -411,7 +411,7 @@ class Agent(OvsGuard):
         forget, deletes = stale_by_number(self.installed, moved)
         for flow in forget:
             self.installed.discard(flow.key)
-        log.info(
+        (log.info if forget else log.debug)(
             "ports re-created with new numbers (%s): re-installing %d flows",
             ", ".join(f"{name} {old}->{numbers[name]}" for name, old in sorted(moved.items())),
             len(forget),
