@@ -131,8 +131,7 @@ def stale_by_number(
     forget: list[Flow] = []
     deletes: list[Flow] = []
     for flow in flows:
-        named = flow_ports(flow) & moved.keys()
-        if not named:
+        if not flow_ports(flow) & moved.keys():
             continue
         forget.append(flow)
         wire = _by_number(flow, {}, moved)
