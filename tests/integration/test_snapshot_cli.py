@@ -84,7 +84,13 @@ def test_show_verify_diff_and_restore(lab_factory: LabFactory, tmp_path: Path) -
         "--tunnel-ip", h1.tunnel_ip,
     )  # fmt: skip
     assert restored["restored"] == verify["flows"] and restored["deferred"] == 0
-    assert lab.ping(a.name, b.name, count=3, interval=0.05).lost == 0
+    # The datapath drops the packets of the cut until its revalidators see the new table:
+    # on a busy machine that can outlast a few pings, so wait for it (bounded).
+    wait_for(
+        lambda: lab.ping(a.name, b.name, count=3, interval=0.05).lost == 0,
+        timeout=10,
+        what="forwarding after the CLI restore",
+    )
     # A second restore refuses to overwrite what OVS holds, in one line.
     again = fk("snapshot", "restore", "--state-dir", state_dir, "--ovsdb", ovsdb,
                "--tunnel-ip", h1.tunnel_ip)  # fmt: skip
