@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -230,3 +231,26 @@ def test_a_crash_at_any_point_of_compaction_leaves_old_or_new_state(crash_at: in
             assert report.data.flows == new.flows and report.data.revision == 20
         else:
             assert report.data.flows in (expected_old.flows, new.flows)
+
+
+@pytest.mark.xfail(strict=True, reason="appends land after the torn bytes")
+def test_an_append_after_a_torn_tail_survives_the_next_load(tmp_path: Path) -> None:
+    """A crash mid-append left half a record; the restarted agent appends: nothing is lost."""
+    store = SnapshotStore(tmp_path)
+    store.write(sample(4), INDEX)
+    first = JournalDelta(
+        revision=8,
+        generation=3,
+        add={"br-tun": [line("table=22,priority=1,dl_vlan=1,actions=drop")[1]]},
+    )
+    store.append(first)
+    torn = records.encode(records.JOURNAL, JournalDelta(revision=9, generation=3).encode())
+    with _journal_file(tmp_path).open("ab") as f:
+        f.write(torn[: len(torn) // 2])
+    restarted = SnapshotStore(tmp_path)
+    assert restarted.load().journal_records == 1
+    k_after, l_after = line("table=22,priority=1,dl_vlan=2,actions=drop")
+    restarted.append(JournalDelta(revision=10, generation=4, add={"br-tun": [l_after]}))
+    report = SnapshotStore(tmp_path).load()
+    assert report.data is not None and report.journal_records == 2, report.problems
+    assert k_after in report.data.flows["br-tun"] and report.data.revision == 10
