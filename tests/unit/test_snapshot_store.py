@@ -382,3 +382,17 @@ def test_a_well_formed_record_that_cannot_be_applied_ends_the_journal(tmp_path: 
     report = SnapshotStore(tmp_path).load()
     assert report.data is not None and report.journal_records == 1
     assert report.data.revision == 10 and "undecodable" in report.problems[0]
+
+
+def test_a_journal_shortened_behind_the_stores_back_is_never_padded(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path)
+    store.write(sample(4), INDEX)
+    store.append(LATER)
+    store.append(LATER)
+    journal = _journal_file(tmp_path)
+    raw = journal.read_bytes()
+    journal.write_bytes(raw[: len(raw) // 2 + 3])  # one record and a bit of the second
+    store.append(JournalDelta(revision=12, generation=4))
+    report = SnapshotStore(tmp_path).load()
+    assert report.problems == [] and report.journal_records == 2
+    assert report.data is not None and report.data.revision == 12
