@@ -120,6 +120,7 @@ class Agent(OvsGuard):
         if self.early is not None:
             ovs = await asyncio.to_thread(HostOvs, self.cfg.ovsdb, self.cfg.rundir)
             report = self.early[0]
+            self.persist.adopt(report)  # loaded (and repaired) by the quick boot
         else:
             ovs, report = await asyncio.gather(
                 asyncio.to_thread(HostOvs, self.cfg.ovsdb, self.cfg.rundir),
@@ -342,14 +343,14 @@ class Agent(OvsGuard):
             self.step = (self.installed, self.installed.version)
         self.tunnels = peers
         self.devices = {dev: mirror.ports[p].network_id for p, dev in bound.items()}
-        if delta or events or not self.persist.store.exists():
+        if delta or events or self.persist.compaction_due():
             now = Inputs(
                 revision=revision,
                 generation=self.generation,
                 vlans=dict(self.vlans),
                 tunnels=set(self.tunnels),
                 mirror=mirror,
-                installed=self.installed.copy() if self.persist.compaction_due() else FlowSet(),
+                installed=self.persist.snapshot_input(self.installed),
                 devices=dict(self.devices),
                 epoch=epoch,
             )
