@@ -122,13 +122,15 @@ def run_model(
         return check(works, scratch, until=until)
 
 
-def test_every_crash_state_loads_as_its_history_allows(tmp_path: Path) -> None:
+def test_every_crash_state_loads_as_its_history_allows(
+    tmp_path: Path, report_line: Callable[[str], None]
+) -> None:
     verdict = run_model(tmp_path)
     summary = (
         f"crash model: {verdict.states} distinct crash states checked "
         f"({verdict.checked} crash points x states), violations: {verdict.counts or 0}"
     )
-    print(summary)
+    report_line(summary)
     assert not verdict.violations, "\n".join(verdict.violations)
     assert verdict.states >= MIN_STATES, summary
 
