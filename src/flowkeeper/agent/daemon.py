@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flowkeeper.agent.bridges import DEFAULT_DATAPATH_TYPE
 from flowkeeper.agent.guard import OvsGuard
 from flowkeeper.agent.mirror import (
     LocalVif,
@@ -71,6 +72,7 @@ class AgentConfig:
     arp_responder: bool = True
     # A hot upgrade's new switch slot: also hold this host's networks before its VMs move.
     standby_for: str = ""
+    datapath_type: str = DEFAULT_DATAPATH_TYPE  # of the bridges the agent creates
 
 
 @dataclass
@@ -118,11 +120,11 @@ class Agent(OvsGuard):
         t0 = time.monotonic()
         # Reading the snapshot and connecting to OVSDB overlap: both are on the boot path.
         if self.early is not None:
-            ovs = await asyncio.to_thread(HostOvs, self.cfg.ovsdb, self.cfg.rundir)
+            ovs = await asyncio.to_thread(self._connect_ovs)
             report = self.early[0]
         else:
             ovs, report = await asyncio.gather(
-                asyncio.to_thread(HostOvs, self.cfg.ovsdb, self.cfg.rundir),
+                asyncio.to_thread(self._connect_ovs),
                 asyncio.to_thread(self.persist.load),
             )
         self.ovs = ovs
@@ -155,6 +157,9 @@ class Agent(OvsGuard):
         await self.client.close()
         await asyncio.to_thread(ovs.close)
         log.info("agent stopped; flows left in place")
+
+    def _connect_ovs(self) -> HostOvs:
+        return HostOvs(self.cfg.ovsdb, self.cfg.rundir, self.cfg.datapath_type)
 
     async def _boot(self, ovs: HostOvs, report: LoadReport) -> bool:
         """Installed flows and inputs from OVS and the snapshot; restore if OVS lost its flows.

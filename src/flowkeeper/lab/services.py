@@ -106,6 +106,8 @@ def agent_argv(state: LabState, host: HostState, l2pop: bool = True) -> list[str
         host.path("agent"),
         "--token-file",
         str(ensure_token(state)),
+        "--datapath-type",
+        "netdev",  # the lab's switches are userspace ones
     ]
     if host.standby_for:
         argv += ["--standby-for", host.standby_for]
