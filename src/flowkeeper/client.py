@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowkeeper.cperrors import Compacted
 from flowkeeper.errors import FlowkeeperError, UsageError
-from flowkeeper.model import Host, Network, Port, PortStatus, View, WatchEvent
+from flowkeeper.model import CLUSTER_HEADER, Host, Network, Port, PortStatus, View, WatchEvent
 
 if TYPE_CHECKING:  # aiohttp is imported when an AsyncClient first needs it
     import aiohttp
@@ -282,6 +282,8 @@ class AsyncClient:
         self.token = token
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+        # The server's store identity, from the last response (None: not sent).
+        self.cluster_id: str | None = None
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -308,6 +310,7 @@ class AsyncClient:
                 method, self.base_url + path, json=body, timeout=timeout
             ) as resp:
                 raw = await resp.read()
+                self.cluster_id = resp.headers.get(CLUSTER_HEADER)
                 _raise_for(resp.status, raw)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise ServerUnavailable(
@@ -380,6 +383,7 @@ class AsyncClient:
         timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=idle_timeout)
         try:
             async with self._open().get(url, params=params, timeout=timeout) as resp:
+                self.cluster_id = resp.headers.get(CLUSTER_HEADER)
                 if resp.status >= 400:
                     _raise_for(resp.status, await resp.read())
                 async for line in resp.content:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flowkeeper.agent.bridges import DEFAULT_DATAPATH_TYPE
+from flowkeeper.agent.catchup import gate_deletes, must_record, same_history
 from flowkeeper.agent.guard import OvsGuard
 from flowkeeper.agent.mirror import (
     LocalVif,
@@ -82,6 +83,17 @@ class AgentStatus:
     reported: dict[str, str] = field(default_factory=dict)  # port id -> status told
 
 
+@dataclass(frozen=True)
+class Moment:
+    """What one reconcile works from, taken together: the mirror copy, whether the agent
+    was in sync, the list epoch and the store the copy came from."""
+
+    mirror: Mirror
+    in_sync: bool
+    epoch: int
+    cluster_id: str
+
+
 class Agent(OvsGuard):
     def __init__(
         self, cfg: AgentConfig, early: tuple[LoadReport, RestoreResult | None] | None = None
@@ -111,6 +123,9 @@ class Agent(OvsGuard):
         self.retry_s = 0.0  # the current wait before retrying deferred flows
         # Port name -> the OpenFlow number the installed flows naming it resolved to.
         self.flow_numbers: dict[str, int] = {}
+        self.cluster_id = ""  # the server store the mirror comes from ("": not known)
+        self.backoff = BACKOFF_MIN_S  # before the next try to reach the server
+        self.recorded_epoch = 0  # the list epoch of the last snapshot record
 
     # --- start-up -----------------------------------------------------------
     async def run(self) -> None:
@@ -202,6 +217,7 @@ class Agent(OvsGuard):
                 self.installed.add(flow)
         await asyncio.to_thread(ovs.clear_flow_restore_wait)
         self.mirror = mirror_from(data)
+        self.cluster_id = data.cluster_id
         self.vlans = dict(data.vlans)
         self.tunnels = set(data.tunnels)
         log.info(
@@ -217,13 +233,14 @@ class Agent(OvsGuard):
 
     # --- control plane: list, then watch from the revision -------------------
     async def _control_plane(self, need_list: bool) -> None:
-        backoff = BACKOFF_MIN_S
+        self.backoff = BACKOFF_MIN_S
         while not self.stop.is_set():
             try:
                 if need_list:
                     await self._register("syncing")
                     view = await self.client.view(self.cfg.host, self.cfg.standby_for)
                     self.mirror.load(view.revision, view.networks, view.ports)
+                    self.cluster_id = self.client.cluster_id or ""
                     self.persist.note_list()
                     log.info(
                         "listed revision %d: %d networks, %d ports",
@@ -234,33 +251,59 @@ class Agent(OvsGuard):
                     self.in_sync = True
                     need_list = False
                     self.wake.set()
-                async for event in self.client.watch(
-                    self.cfg.host, self.mirror.revision, standby_for=self.cfg.standby_for
-                ):
-                    backoff = BACKOFF_MIN_S
-                    if event.kind == "heartbeat":
-                        # Everything up to this revision has been sent: caught up.
-                        self.mirror.revision = max(self.mirror.revision, event.revision)
-                        if not self.in_sync:
-                            log.info("caught up with the server at revision %d", event.revision)
-                            self.in_sync = True
-                            self.wake.set()
-                        continue
-                    self.mirror.apply(event.revision, event.kind, event.op, event.object)
-                    self.persist.note_event(event)
-                    self.wake.set()
+                need_list = await self._follow()
             except Compacted:
                 log.warning("revision %d was compacted away: listing again", self.mirror.revision)
                 need_list = True
             except ServerUnavailable as exc:
                 self.status.state = "disconnected"
-                log.warning("server unavailable (%s); dataplane kept; retry in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                log.warning(
+                    "server unavailable (%s); dataplane kept; retry in %.1fs", exc, self.backoff
+                )
+                await asyncio.sleep(self.backoff)
+                self.backoff = min(self.backoff * 2, BACKOFF_MAX_S)
             except FlowkeeperError as exc:  # e.g. the server refused our registration
-                log.error("control plane: %s; retry in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                log.error("control plane: %s; retry in %.1fs", exc, self.backoff)
+                await asyncio.sleep(self.backoff)
+                self.backoff = min(self.backoff * 2, BACKOFF_MAX_S)
+
+    async def _follow(self) -> bool:
+        """Watch from the mirror's revision until the stream ends. True: list again (the
+        server's store is not the one the mirror came from)."""
+        stream = self.client.watch(
+            self.cfg.host, self.mirror.revision, standby_for=self.cfg.standby_for
+        )
+        checked = False
+        try:
+            async for event in stream:
+                if not checked:  # the response's headers are in: whose history is this?
+                    checked = True
+                    if not same_history(self.cluster_id, self.client.cluster_id):
+                        log.warning(
+                            "the server's store is cluster %s, our state comes from %s: "
+                            "listing again instead of watching from revision %d",
+                            self.client.cluster_id,
+                            self.cluster_id or "an unknown one",
+                            self.mirror.revision,
+                        )
+                        return True
+                self.backoff = BACKOFF_MIN_S
+                if event.kind == "heartbeat":
+                    # Everything up to this revision has been sent: caught up.
+                    self.mirror.revision = max(self.mirror.revision, event.revision)
+                    if not self.in_sync:
+                        log.info("caught up with the server at revision %d", event.revision)
+                        self.in_sync = True
+                        self.wake.set()
+                    continue
+                self.mirror.apply(event.revision, event.kind, event.op, event.object)
+                self.persist.note_event(event)
+                self.wake.set()
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        return False
 
     async def _register(self, state: str) -> None:
         self.status.state = state
@@ -312,10 +355,8 @@ class Agent(OvsGuard):
         phases = Phases()
         step, self.step = self.step, None  # valid again only if this reconcile is exact
         # One consistent copy: watch events keep arriving while we await OVS below.
-        mirror = self.mirror.copy()
-        in_sync = self.in_sync  # taken with the copy: both describe the same moment
-        epoch = self.persist.list_epoch
-        revision = mirror.revision
+        now = self._moment()
+        mirror, in_sync, revision = now.mirror, now.in_sync, now.mirror.revision
         vifs = await asyncio.to_thread(ovs.vifs)
         numbers = await asyncio.to_thread(ovs.port_numbers)
         renumbered_deletes = self._forget_renumbered(numbers)
@@ -331,11 +372,8 @@ class Agent(OvsGuard):
         phases.mark("view")
         await asyncio.to_thread(ovs.ensure_tunnels, peers, self.cfg.tunnel_ip)
         phases.mark("tunnels")
-        delta = self._delta(view, step)
+        delta = gate_deletes(self._delta(view, step), in_sync, renumbered_deletes)
         exact = in_sync  # installed will equal desired, stale flows gone
-        if not in_sync:
-            delta.delete = []  # stale flows go only once we are in sync
-        delta.delete += renumbered_deletes  # not stale: broken, and never in installed
         phases.mark("build+diff")
         if delta:
             delta, complete = await self._apply(ovs, delta, phases, revision)
@@ -347,18 +385,7 @@ class Agent(OvsGuard):
             self.step = (self.installed, self.installed.version)
         self.tunnels = peers
         self.devices = {dev: mirror.ports[p].network_id for p, dev in bound.items()}
-        if delta or events or not self.persist.store.exists():
-            now = Inputs(
-                revision=revision,
-                generation=self.generation,
-                vlans=dict(self.vlans),
-                tunnels=set(self.tunnels),
-                mirror=mirror,
-                installed=self.installed.copy() if self.persist.compaction_due() else FlowSet(),
-                devices=dict(self.devices),
-                epoch=epoch,
-            )
-            await asyncio.to_thread(self.persist.record, now, delta, events)
+        await self._record(now, delta, events)
         if in_sync:
             gone = await asyncio.to_thread(ovs.remove_unused_tunnels, peers)
             if gone:
@@ -369,6 +396,28 @@ class Agent(OvsGuard):
                 log.info("in sync at revision %d: %d flows", revision, len(self.installed))
                 with contextlib.suppress(FlowkeeperError):
                     await self._register("in-sync")
+
+    def _moment(self) -> Moment:
+        """One consistent copy: watch events keep arriving while the reconcile awaits OVS."""
+        return Moment(self.mirror.copy(), self.in_sync, self.persist.list_epoch, self.cluster_id)
+
+    async def _record(self, now: Moment, delta: FlowDelta, events: list[dict[str, Any]]) -> None:
+        listed = now.epoch != self.recorded_epoch
+        if not must_record(bool(delta), bool(events), listed, self.persist.store.exists()):
+            return
+        inputs = Inputs(
+            revision=now.mirror.revision,
+            generation=self.generation,
+            vlans=dict(self.vlans),
+            tunnels=set(self.tunnels),
+            mirror=now.mirror,
+            installed=self.installed.copy() if self.persist.compaction_due() else FlowSet(),
+            devices=dict(self.devices),
+            epoch=now.epoch,
+            cluster_id=now.cluster_id,
+        )
+        await asyncio.to_thread(self.persist.record, inputs, delta, events)
+        self.recorded_epoch = now.epoch
 
     async def _apply(
         self, ovs: HostOvs, delta: FlowDelta, phases: Phases, revision: int

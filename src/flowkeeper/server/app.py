@@ -15,6 +15,7 @@ from aiohttp import web
 
 from flowkeeper.cperrors import http_status
 from flowkeeper.errors import FlowkeeperError, UsageError
+from flowkeeper.model import CLUSTER_HEADER
 from flowkeeper.server import api, watch
 from flowkeeper.server.asyncstore import AsyncStore
 from flowkeeper.server.auth import check_bearer, load_token
@@ -100,6 +101,11 @@ def build_app(state: ServerState) -> web.Application:
     app.add_routes(api.routes)
     app.add_routes(watch.routes)
 
+    async def cluster_header(_request: web.Request, response: web.StreamResponse) -> None:
+        response.headers[CLUSTER_HEADER] = state.cluster_id  # which history this is
+
+    app.on_response_prepare.append(cluster_header)
+
     async def on_shutdown(_app: web.Application) -> None:
         await state.hub.close()  # ends every watch stream so shutdown does not wait on them
 
@@ -131,7 +137,8 @@ async def start(config: ServerConfig) -> RunningServer:
     try:
         token, token_source = load_token(config.token_file, config.env, config.store)
         await hub.start()
-        state = ServerState(db, hub, stats, token, config.heartbeat_s)
+        cluster_id = await db.run(db.store.cluster_id)
+        state = ServerState(db, hub, stats, token, config.heartbeat_s, cluster_id)
         runner = web.AppRunner(build_app(state), access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
