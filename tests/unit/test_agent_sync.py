@@ -173,8 +173,7 @@ def test_in_sync_gating_is_a_pure_rule() -> None:
 
 
 def test_a_list_is_always_recorded_even_with_no_flow_change() -> None:
-    assert not must_record(False, False, False, True)
-    assert must_record(False, False, True, True)  # listed since the last record
-    assert must_record(False, False, False, False)  # no snapshot yet
-    assert must_record(True, False, False, True)
-    assert must_record(False, True, False, True)
+    assert not must_record(False, False, False)
+    assert must_record(False, False, True)  # e.g. listed since the last compaction
+    assert must_record(True, False, False)
+    assert must_record(False, True, False)

@@ -31,8 +31,9 @@ def gate_deletes(delta: FlowDelta, in_sync: bool, broken: list[Flow]) -> FlowDel
     return delta
 
 
-def must_record(delta: bool, events: bool, listed: bool, snapshot_exists: bool) -> bool:
+def must_record(delta: bool, events: bool, compaction_due: bool) -> bool:
     """Does this reconcile write to the snapshot? When it changed flows or consumed watch
-    events, when a list replaced the mirror since the last record (the snapshot must name
-    the revision and store listed, even if no flow changed), or when there is none yet."""
-    return delta or events or listed or not snapshot_exists
+    events, or when a compaction is due: a list replaced the mirror since the last one (the
+    snapshot must name the revision and store listed, even if no flow changed), there is
+    no usable snapshot yet, or the journal is long."""
+    return delta or events or compaction_due

@@ -125,7 +125,6 @@ class Agent(OvsGuard):
         self.flow_numbers: dict[str, int] = {}
         self.cluster_id = ""  # the server store the mirror comes from ("": not known)
         self.backoff = BACKOFF_MIN_S  # before the next try to reach the server
-        self.recorded_epoch = 0  # the list epoch of the last snapshot record
 
     # --- start-up -----------------------------------------------------------
     async def run(self) -> None:
@@ -137,6 +136,7 @@ class Agent(OvsGuard):
         if self.early is not None:
             ovs = await asyncio.to_thread(self._connect_ovs)
             report = self.early[0]
+            self.persist.adopt(report)  # loaded (and repaired) by the quick boot
         else:
             ovs, report = await asyncio.gather(
                 asyncio.to_thread(self._connect_ovs),
@@ -402,8 +402,7 @@ class Agent(OvsGuard):
         return Moment(self.mirror.copy(), self.in_sync, self.persist.list_epoch, self.cluster_id)
 
     async def _record(self, now: Moment, delta: FlowDelta, events: list[dict[str, Any]]) -> None:
-        listed = now.epoch != self.recorded_epoch
-        if not must_record(bool(delta), bool(events), listed, self.persist.store.exists()):
+        if not must_record(bool(delta), bool(events), self.persist.compaction_due()):
             return
         inputs = Inputs(
             revision=now.mirror.revision,
@@ -411,13 +410,12 @@ class Agent(OvsGuard):
             vlans=dict(self.vlans),
             tunnels=set(self.tunnels),
             mirror=now.mirror,
-            installed=self.installed.copy() if self.persist.compaction_due() else FlowSet(),
+            installed=self.persist.snapshot_input(self.installed),
             devices=dict(self.devices),
             epoch=now.epoch,
             cluster_id=now.cluster_id,
         )
         await asyncio.to_thread(self.persist.record, inputs, delta, events)
-        self.recorded_epoch = now.epoch
 
     async def _apply(
         self, ovs: HostOvs, delta: FlowDelta, phases: Phases, revision: int
