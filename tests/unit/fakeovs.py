@@ -18,7 +18,7 @@ from flowkeeper.flows.ports import Resolved, resolve_ports
 from flowkeeper.flows.record import Flow, FlowKey, parse_rendered
 from flowkeeper.naming import BR_INT, BR_TUN, PATCH_INT, PATCH_TUN, tunnel_port_name
 from flowkeeper.ovs.errors import OpenFlowError
-from flowkeeper.pipeline.tables import LEARNED_COOKIE
+from flowkeeper.pipeline.tables import COOKIE_TAG, LEARNED_COOKIE
 from flowkeeper.pipeline.view import NetworkView
 
 _COOKIE = re.compile(r"cookie=(0x[0-9a-f]+)/(0x[0-9a-f]+)")
@@ -205,6 +205,10 @@ class FakeSwitch:
 
     def delete_learned(self, specs: list[str]) -> None:
         pass
+
+    # --- the quick boot's CliTarget ------------------------------------------------
+    def our_flow_count(self, bridge: str) -> int:
+        return self.bridges[bridge].flow_count(f"cookie={COOKIE_TAG:#x}/{0xFFFF << 48:#x}")
 
     # --- RestoreTarget -----------------------------------------------------------
     def add_lines(self, bridge: str, lines: list[str]) -> None:

@@ -9,7 +9,7 @@ from typing import cast
 
 import pytest
 
-from flowkeeper.agent import daemon, guard
+from flowkeeper.agent import follow, guard
 from flowkeeper.agent.ovsside import HostOvs
 from flowkeeper.agent.watchdog import OvsWatch
 from flowkeeper.naming import BR_INT, BR_TUN
@@ -20,7 +20,7 @@ from tests.unit.fakeserver import FakeServer
 
 @pytest.fixture(autouse=True)
 def quick(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(daemon, "BACKOFF_MIN_S", 0.001)
+    monkeypatch.setattr(follow, "BACKOFF_MIN_S", 0.001)
     monkeypatch.setattr(guard, "VERIFY_AFTER_S", 0.0)
 
 

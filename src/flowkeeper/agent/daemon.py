@@ -11,12 +11,12 @@ import contextlib
 import logging
 import signal
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from flowkeeper.agent.bridges import DEFAULT_DATAPATH_TYPE
-from flowkeeper.agent.catchup import gate_deletes, must_record, same_history
+from flowkeeper.agent.catchup import gate_deletes, must_record
+from flowkeeper.agent.config import AgentConfig, AgentStatus
+from flowkeeper.agent.follow import BACKOFF_MIN_S, ServerFollower
 from flowkeeper.agent.guard import OvsGuard
 from flowkeeper.agent.mirror import (
     LocalVif,
@@ -37,7 +37,7 @@ from flowkeeper.agent.restore import (
     restore,
     snapshot_flows,
 )
-from flowkeeper.client import AsyncClient, Compacted, ServerUnavailable
+from flowkeeper.client import AsyncClient
 from flowkeeper.errors import FlowkeeperError
 from flowkeeper.flows.flowset import FlowDelta, FlowSet, diff
 from flowkeeper.flows.ports import renumbered, stale_by_number
@@ -55,32 +55,7 @@ log = logging.getLogger("flowkeeper.agent")
 Step = tuple[FlowSet, int]
 
 DEBOUNCE_S = 0.005
-HEARTBEAT_S = 5.0
-BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
 RETRY_MIN_S, RETRY_MAX_S = 0.05, 2.0  # flows waiting for a port the switch lacks
-
-
-@dataclass
-class AgentConfig:
-    host: str
-    tunnel_ip: str
-    server: str
-    ovsdb: str
-    rundir: Path
-    state_dir: Path
-    token: str | None = None
-    l2pop: bool = True
-    arp_responder: bool = True
-    # A hot upgrade's new switch slot: also hold this host's networks before its VMs move.
-    standby_for: str = ""
-    datapath_type: str = DEFAULT_DATAPATH_TYPE  # of the bridges the agent creates
-
-
-@dataclass
-class AgentStatus:
-    state: str = "starting"  # starting -> syncing -> in-sync (-> disconnected)
-    applied_revision: int = 0
-    reported: dict[str, str] = field(default_factory=dict)  # port id -> status told
 
 
 @dataclass(frozen=True)
@@ -94,7 +69,7 @@ class Moment:
     cluster_id: str
 
 
-class Agent(OvsGuard):
+class Agent(OvsGuard, ServerFollower):
     def __init__(
         self, cfg: AgentConfig, early: tuple[LoadReport, RestoreResult | None] | None = None
     ) -> None:
@@ -230,96 +205,6 @@ class Agent(OvsGuard):
             report.journal_records,
         )
         return False
-
-    # --- control plane: list, then watch from the revision -------------------
-    async def _control_plane(self, need_list: bool) -> None:
-        self.backoff = BACKOFF_MIN_S
-        while not self.stop.is_set():
-            try:
-                if need_list:
-                    await self._register("syncing")
-                    view = await self.client.view(self.cfg.host, self.cfg.standby_for)
-                    self.mirror.load(view.revision, view.networks, view.ports)
-                    self.cluster_id = self.client.cluster_id or ""
-                    self.persist.note_list()
-                    log.info(
-                        "listed revision %d: %d networks, %d ports",
-                        view.revision,
-                        len(view.networks),
-                        len(view.ports),
-                    )
-                    self.in_sync = True
-                    need_list = False
-                    self.wake.set()
-                need_list = await self._follow()
-            except Compacted:
-                log.warning("revision %d was compacted away: listing again", self.mirror.revision)
-                need_list = True
-            except ServerUnavailable as exc:
-                self.status.state = "disconnected"
-                log.warning(
-                    "server unavailable (%s); dataplane kept; retry in %.1fs", exc, self.backoff
-                )
-                await asyncio.sleep(self.backoff)
-                self.backoff = min(self.backoff * 2, BACKOFF_MAX_S)
-            except FlowkeeperError as exc:  # e.g. the server refused our registration
-                log.error("control plane: %s; retry in %.1fs", exc, self.backoff)
-                await asyncio.sleep(self.backoff)
-                self.backoff = min(self.backoff * 2, BACKOFF_MAX_S)
-
-    async def _follow(self) -> bool:
-        """Watch from the mirror's revision until the stream ends. True: list again (the
-        server's store is not the one the mirror came from)."""
-        stream = self.client.watch(
-            self.cfg.host, self.mirror.revision, standby_for=self.cfg.standby_for
-        )
-        checked = False
-        try:
-            async for event in stream:
-                if not checked:  # the response's headers are in: whose history is this?
-                    checked = True
-                    if not same_history(self.cluster_id, self.client.cluster_id):
-                        log.warning(
-                            "the server's store is cluster %s, our state comes from %s: "
-                            "listing again instead of watching from revision %d",
-                            self.client.cluster_id,
-                            self.cluster_id or "an unknown one",
-                            self.mirror.revision,
-                        )
-                        return True
-                self.backoff = BACKOFF_MIN_S
-                if event.kind == "heartbeat":
-                    # Everything up to this revision has been sent: caught up.
-                    self.mirror.revision = max(self.mirror.revision, event.revision)
-                    if not self.in_sync:
-                        log.info("caught up with the server at revision %d", event.revision)
-                        self.in_sync = True
-                        self.wake.set()
-                    continue
-                self.mirror.apply(event.revision, event.kind, event.op, event.object)
-                self.persist.note_event(event)
-                self.wake.set()
-        finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        return False
-
-    async def _register(self, state: str) -> None:
-        self.status.state = state
-        await self.client.register_host(
-            self.cfg.host,
-            self.cfg.tunnel_ip,
-            l2pop=self.cfg.l2pop,
-            state=state,
-            revision=self.status.applied_revision,
-        )
-
-    async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(HEARTBEAT_S)
-            with contextlib.suppress(FlowkeeperError):
-                await self._register(self.status.state)
 
     # --- reconcile: desired vs installed, one bundle per bridge --------------
     async def _reconciler(self) -> None:
