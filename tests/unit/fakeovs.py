@@ -8,6 +8,7 @@ and a record of every call, so tests assert on tables and on what was sent.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -80,6 +81,10 @@ class FakeSwitch:
     calls: list[str] = field(default_factory=list)
     vlan_records: dict[str, tuple[str, int]] = field(default_factory=dict)  # device -> net, tag
     fail_next_add: str = ""  # the next add_lines raises this once (e.g. "unknown port")
+    # When set, vifs() (the reconcile's first OVS read) waits for it: a test can hold a
+    # reconcile in flight; `entered` tells the test it is held.
+    hold: threading.Event | None = None
+    entered: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.bridges = {b: FakeBridge(self, b) for b in BRIDGES}
@@ -126,6 +131,10 @@ class FakeSwitch:
         return self.generation
 
     def vifs(self) -> list[Vif]:
+        if self.hold is not None:
+            self.entered.set()
+            if not self.hold.wait(10):
+                raise AssertionError("the test never released the held reconcile")
         out = []
         for device, (iface_id, mac) in sorted(self.vifs_by_device.items()):
             number = self.ports.get(device, ("", None))[1]

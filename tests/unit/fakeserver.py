@@ -29,6 +29,7 @@ class FakeServer:
         self.statuses: dict[str, PortStatus] = {}
         self._live = asyncio.Event()
         self._closed = asyncio.Event()
+        self._streams = 0  # bumped to break the open watch streams
 
     # --- the test's hands -------------------------------------------------------
     def put_network(self, net: Network) -> Network:
@@ -52,6 +53,11 @@ class FakeServer:
 
     def _emit(self, event: WatchEvent) -> None:
         self.events.append(event)
+        self._live.set()
+
+    def break_streams(self) -> None:
+        """Open watch streams break (a proxy restarts); the server stays up."""
+        self._streams += 1
         self._live.set()
 
     def end_streams(self) -> None:
@@ -102,7 +108,8 @@ class FakeServer:
             raise Compacted(f"revision {from_revision} is gone or ahead: list again")
         sent = from_revision
         first = True
-        while self.up:
+        stream = self._streams
+        while self.up and stream == self._streams:
             new = [e for e in self.events if e.revision > sent]
             for event in new:
                 yield event

@@ -4,6 +4,7 @@ catching up from a snapshot, listing again (compaction, another store)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,37 @@ def test_a_list_is_always_recorded_even_with_no_flow_change() -> None:
     assert must_record(False, False, True)  # e.g. listed since the last compaction
     assert must_record(True, False, False)
     assert must_record(False, True, False)
+
+
+def test_a_list_during_a_reconcile_is_recorded_by_the_next_one(tmp_path: Path) -> None:
+    """List epochs: a reconcile that copied the mirror before a full list must not stand
+    for the list in the snapshot; the next reconcile, on the listed mirror, compacts."""
+
+    async def go() -> None:
+        switch, server = FakeSwitch(), FakeServer()
+        world(server, switch)
+        run = Running(make_agent(tmp_path, switch, server), switch)
+        await run.start()
+        await until(lambda: run.agent.in_sync, "the list")
+        await run.reconcile()
+        listed_before = run.agent.persist.list_epoch
+        switch.hold, switch.entered = threading.Event(), threading.Event()
+        held = asyncio.create_task(run.reconcile())  # copies the mirror, then waits on OVS
+        await until(switch.entered.is_set, "the reconcile to be held")
+        server.put_port(port(6, host="h2"))
+        server.compact_revision = server.revision  # our revision's events are gone ...
+        server.break_streams()  # ... and the watch reconnects: 410, list again
+        await until(lambda: server.views == 2, "the second list")
+        assert run.agent.persist.list_epoch == listed_before + 1
+        switch.hold.set()
+        await held
+        assert run.agent.persist.compaction_due()  # the held one did not stand for the list
+        switch.hold = None
+        await run.reconcile()
+        assert not run.agent.persist.compaction_due()
+        data = SnapshotStore(tmp_path / "snapshot").load().data
+        assert data is not None and data.revision == server.revision and "p6" in data.ports
+        assert data.flow_count() == len(run.agent.installed)
+        await run.stop()
+
+    asyncio.run(go())
