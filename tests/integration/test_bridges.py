@@ -169,3 +169,27 @@ def test_lab_restart_ovs_does_what_ovs_ctl_restart_does(lab_factory: LabFactory)
         lambda: lab.ping(a.name, b.name, count=3, interval=0.05).lost == 0,
         what="forwarding after the restart",
     )
+
+
+def test_agent_creates_a_missing_bridge_with_its_datapath_type(lab_factory: LabFactory) -> None:
+    lab, state = lab_factory(hosts=2, vms_per_host=1, networks=1)
+    h1 = state.host("h1")
+    a, b = state.vms
+    services.stop_agent(h1)
+    ovsproc.vsctl(h1, "del-br", BR_TUN)  # br-tun is gone (with its tunnels and flows)
+    before = {br: bridge_row(h1, br) for br in (BR_INT, BR_PHY)}
+    starts = agent_log(h1).count("caught up with the server")
+    services.start_agent(state, h1)  # the lab passes --datapath-type netdev
+    state.save()
+    wait_for(
+        lambda: agent_log(h1).count("caught up with the server") > starts,
+        what="the agent to catch up",
+    )
+    assert "created bridge br-tun (datapath_type netdev)" in agent_log(h1)
+    row = bridge_row(h1, BR_TUN)
+    assert "datapath_type       : netdev" in row and "fail_mode           : secure" in row
+    assert {br: bridge_row(h1, br) for br in (BR_INT, BR_PHY)} == before
+    wait_for(
+        lambda: lab.ping(a.name, b.name, count=3, interval=0.05).lost == 0,
+        what="forwarding through the new br-tun",
+    )
