@@ -55,6 +55,22 @@ class FakeServer:
         self.events.append(event)
         self._live.set()
 
+    def replace_store(self, cluster_id: str, drop: str = "") -> None:
+        """The DB is replaced by another store: the same objects but `drop`, and a history
+        of its own, further on than this one's (an agent watching from its old revision
+        would never hear that `drop` is gone). Open streams break."""
+        networks, ports = list(self.networks.values()), list(self.ports.values())
+        start = self.revision + 3
+        self.serves = cluster_id
+        self.networks, self.ports, self.events = {}, {}, []
+        self.revision = start
+        for net in networks:
+            self.put_network(net)
+        for p in ports:
+            if p.id != drop:
+                self.put_port(p)
+        self.break_streams()
+
     def break_streams(self) -> None:
         """Open watch streams break (a proxy restarts); the server stays up."""
         self._streams += 1

@@ -1,5 +1,6 @@
 """A property of the whole agent on the fakes: whatever the server's history, with agent
-restarts and outages in between, the agent ends with the flows a cold start computes."""
+restarts, outages and a replaced server DB in between, the agent ends with the flows a
+cold start computes."""
 
 from __future__ import annotations
 
@@ -16,12 +17,8 @@ from tests.unit.fakeovs import FakeSwitch
 from tests.unit.fakeserver import FakeServer
 
 Op = tuple[str, int]
-OPS = st.lists(
-    st.tuples(
-        st.sampled_from(["port", "port", "restart", "outage", "reconcile"]), st.integers(3, 9)
-    ),
-    max_size=14,
-)
+KINDS = st.sampled_from(["port", "port", "restart", "outage", "reconcile", "replace"])
+OPS = st.lists(st.tuples(KINDS, st.integers(3, 9)), max_size=14)
 
 
 async def until_current(run: Running, server: FakeServer) -> None:
@@ -54,6 +51,9 @@ async def history(state_dir: Path, ops: list[Op]) -> tuple[FakeSwitch, FakeServe
             await run.reconcile()
             server.up = True
             server._closed = asyncio.Event()
+        elif kind == "replace":  # the server's DB is replaced; one remote port is lost
+            gone = next((p for p in sorted(server.ports) if p != "p1"), "")
+            server.replace_store(server.serves + "+", drop=gone)
         else:
             await run.reconcile()
     await until_current(run, server)
