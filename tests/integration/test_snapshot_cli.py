@@ -13,6 +13,7 @@ import pytest
 
 from flowkeeper.lab import services
 from flowkeeper.naming import BR_INT, BR_TUN
+from flowkeeper.pipeline.tables import COOKIE_TAG
 from tests.conftest import LabFactory, wait_for
 
 pytestmark = pytest.mark.lab
@@ -73,6 +74,10 @@ def test_show_verify_diff_and_restore(lab_factory: LabFactory, tmp_path: Path) -
     assert not (srv["ports_only_in_snapshot"] or srv["ports_only_on_server"])
     assert not srv["ports_changed"]
 
+    # Forwarding works (and the VMs know each other's MAC: were the first ARP request sent
+    # while the flows are gone below, the VM would mark the neighbour FAILED and stay
+    # silent for a while after the flows are back, whatever restored them).
+    assert lab.ping(a.name, b.name, count=2, interval=0.05).lost == 0
     # OVS loses every flow; the snapshot brings them back.
     for bridge in (BR_INT, BR_TUN):
         lab.bridge(h1, bridge).delete_all()
@@ -95,6 +100,19 @@ def test_show_verify_diff_and_restore(lab_factory: LabFactory, tmp_path: Path) -
                "--tunnel-ip", h1.tunnel_ip)  # fmt: skip
     assert again.returncode != 0 and "--force" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1
+    # --force replaces flowkeeper's flows with the snapshot's: a stray one of ours goes.
+    stray = f"cookie={COOKIE_TAG | 0xDEAD:#x},table=22,priority=77,dl_vlan=4000,actions=drop"
+    lab.bridge(h1, BR_TUN).add_lines([stray])
+    before = fk_json("snapshot", "diff", "--state-dir", state_dir, "--ovsdb", ovsdb)["flows"]
+    assert before["only_in_ovs"] == 1
+    forced = fk_json(
+        "snapshot", "restore", "--state-dir", state_dir, "--ovsdb", ovsdb,
+        "--tunnel-ip", h1.tunnel_ip, "--force",
+    )  # fmt: skip
+    assert forced["replaced"] and forced["restored"] == verify["flows"]
+    after = fk_json("snapshot", "diff", "--state-dir", state_dir, "--ovsdb", ovsdb)["flows"]
+    assert (after["only_in_snapshot"], after["only_in_ovs"], after["different"]) == (0, 0, 0)
+    assert lab.ping(a.name, b.name, count=3, interval=0.05).lost == 0
 
     # A damaged partition is found by verify (on a copy: the agent's own stays intact).
     copy = tmp_path / "state"

@@ -19,7 +19,7 @@ from flowkeeper.snapshot import records
 from flowkeeper.snapshot.content import JournalDelta, SnapshotData
 from flowkeeper.snapshot.crashsim import FSYNC, FSYNC_DIR, RecordingFs
 from flowkeeper.snapshot.crashstates import crash_states, materialise
-from flowkeeper.snapshot.fsio import FileSystem, is_tmp, write_all
+from flowkeeper.snapshot.fsio import OS, FileSystem, is_tmp, write_all
 from flowkeeper.snapshot.partition import PartitionIndex
 from flowkeeper.snapshot.store import SnapshotStore
 
@@ -199,28 +199,22 @@ def scratch_dir() -> Iterator[Path]:
 
 def evaluate(files: Path, make_store: StoreClass) -> Outcome:
     """Load a crash state read-only; then as the agent would: repair, append, reload."""
-    report = make_store(files, _os()).load()
+    report = make_store(files, OS).load()
     loaded = canon(report.data)
     recovery = None
     if report.data is not None:
-        store = make_store(files, _os())
+        store = make_store(files, OS)
         again = store.load(repair=True)
         if canon(again.data) != loaded:
             recovery = "the agent's load differs from the read-only load"
         else:
             store.append(PROBE)
-            after = make_store(files, _os()).load()
+            after = make_store(files, OS).load()
             if canon(after.data) != Logical.of(report.data).after(PROBE).canon():
                 recovery = f"an append after the restart was lost ({after.problems})"
             elif after.problems or any(is_tmp(n) for n in os.listdir(files)):
                 recovery = f"damage left after the agent's load: {after.problems}"
     return Outcome(loaded, report.problems, recovery)
-
-
-def _os() -> FileSystem:
-    from flowkeeper.snapshot.fsio import OS
-
-    return OS
 
 
 HISTORY = "loaded a state its history does not allow"
@@ -241,8 +235,11 @@ class Verdict:
             self.violations.append(f"{kind}: {text}")
 
 
-def check(workloads: list[Workload], scratch: Path, limit: int = 20) -> Verdict:
-    """Every crash state of every workload must load as a state its history allows."""
+def check(
+    workloads: list[Workload], scratch: Path, limit: int = 20, until: set[str] | None = None
+) -> Verdict:
+    """Every crash state of every workload must load as a state its history allows.
+    `until`: stop as soon as violations of all these kinds were found."""
     verdict = Verdict()
     seen: dict[tuple[int, str], Outcome] = {}
     distinct: set[str] = set()
@@ -267,5 +264,7 @@ def check(workloads: list[Workload], scratch: Path, limit: int = 20) -> Verdict:
                 verdict.add(HISTORY, f"{where}: {outcome.problems}", limit)
             if outcome.recovery:
                 verdict.add(RECOVERY, f"{where}: {outcome.recovery}", limit)
+            if until and until <= verdict.counts.keys():
+                return verdict
     verdict.states = len(distinct)
     return verdict

@@ -369,3 +369,30 @@ def test_temp_files_are_removed_and_a_missing_journal_is_started(tmp_path: Path)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert _journal_file(tmp_path).stat().st_size == 0
     assert SnapshotStore(tmp_path).load().problems == []
+
+
+def test_a_well_formed_record_that_cannot_be_applied_ends_the_journal(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path)
+    store.write(sample(4), INDEX)
+    store.append(LATER)
+    bad = JournalDelta(revision=11, generation=4, events=[{"kind": "port", "op": "put"}])
+    with _journal_file(tmp_path).open("ab") as f:
+        f.write(records.encode(records.JOURNAL, bad.encode()))
+        f.write(records.encode(records.JOURNAL, JournalDelta(revision=12, generation=4).encode()))
+    report = SnapshotStore(tmp_path).load()
+    assert report.data is not None and report.journal_records == 1
+    assert report.data.revision == 10 and "undecodable" in report.problems[0]
+
+
+def test_a_journal_shortened_behind_the_stores_back_is_never_padded(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path)
+    store.write(sample(4), INDEX)
+    store.append(LATER)
+    store.append(LATER)
+    journal = _journal_file(tmp_path)
+    raw = journal.read_bytes()
+    journal.write_bytes(raw[: len(raw) // 2 + 3])  # one record and a bit of the second
+    store.append(JournalDelta(revision=12, generation=4))
+    report = SnapshotStore(tmp_path).load()
+    assert report.problems == [] and report.journal_records == 2
+    assert report.data is not None and report.data.revision == 12

@@ -79,6 +79,9 @@ def append(fs: FileSystem, path: Path, data: bytes, end: int) -> int:
     fd = fs.open(path, os.O_WRONLY | os.O_APPEND)
     try:
         size = fs.size(path)
+        if size < end:  # shorter than what we wrote: never extend it with zeros
+            log.warning("journal %s: shorter than expected (%d < %d bytes)", path, size, end)
+            end = scan(fs.read(path)).good_end
         if size != end:
             log.warning(
                 "journal %s: %d bytes after its good prefix (offset %d): cut before appending",

@@ -123,8 +123,11 @@ class SnapshotStore:
         report = LoadReport(data, partitions=len(manifest["partitions"]), journal=path)
         present = self.fs.exists(path)
         found = jrn.scan(self.fs.read(path)) if present else jrn.JournalScan()
-        for delta in found.deltas:
-            apply_delta(data, delta)
+        try:
+            for delta in found.deltas:
+                apply_delta(data, delta)
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:  # decode checks
+            return LoadReport(None, problems=[f"journal {path}: cannot apply: {exc!r}"])
         report.journal_records = len(found.deltas)
         report.journal_end = found.good_end
         if not present:
