@@ -89,12 +89,7 @@ def test_show_verify_diff_and_restore(lab_factory: LabFactory, tmp_path: Path) -
         "--tunnel-ip", h1.tunnel_ip,
     )  # fmt: skip
     assert restored["restored"] == verify["flows"] and restored["deferred"] == 0
-    # The pings into the empty tables left the VM's ARP entry for b INCOMPLETE; the VM's
-    # kernel asks again only after its retransmit time (1 s), so wait for that.
-    wait_for(
-        lambda: lab.ping(a.name, b.name, count=3, interval=0.05).lost == 0,
-        what="forwarding after the restore",
-    )
+    assert lab.ping(a.name, b.name, count=3, interval=0.05).lost == 0
     # A second restore refuses to overwrite what OVS holds, in one line.
     again = fk("snapshot", "restore", "--state-dir", state_dir, "--ovsdb", ovsdb,
                "--tunnel-ip", h1.tunnel_ip)  # fmt: skip
