@@ -50,6 +50,8 @@ from flowkeeper.pipeline.view import HostView, tunnel_peers
 from flowkeeper.pipeline.vlans import allocate
 from flowkeeper.snapshot.store import LoadReport
 
+__all__ = ["Agent", "AgentConfig", "AgentStatus", "Moment"]  # AgentConfig: as before
+
 log = logging.getLogger("flowkeeper.agent")
 
 Step = tuple[FlowSet, int]
