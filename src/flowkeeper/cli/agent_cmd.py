@@ -85,8 +85,7 @@ def _agent(args: argparse.Namespace) -> int:
     args.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     # Inputs checked: now, before anything heavy is loaded, flows back if OVS lost them.
     early = _quick_restore(args)
-    from flowkeeper.agent.config import AgentConfig
-    from flowkeeper.agent.daemon import Agent
+    from flowkeeper.agent.daemon import Agent, AgentConfig
 
     cfg = AgentConfig(
         host=args.host,
