@@ -157,7 +157,7 @@ async def stats(request: web.Request) -> web.Response:
     st = _st(request)
     hub = st.hub
     counters = st.stats.to_dict(hub.revision, len(hub.watchers), hub.world.host_count())
-    return ok({"cluster_id": st.cluster_id, **counters})
+    return ok({"cluster_id": st.db.store.cluster_id(), **counters})
 
 
 @routes.get("/v1/openapi.json")

@@ -15,7 +15,6 @@ from aiohttp import web
 
 from flowkeeper.cperrors import http_status
 from flowkeeper.errors import FlowkeeperError, UsageError
-from flowkeeper.model import CLUSTER_HEADER
 from flowkeeper.server import api, watch
 from flowkeeper.server.asyncstore import AsyncStore
 from flowkeeper.server.auth import check_bearer, load_token
@@ -100,11 +99,9 @@ def build_app(state: ServerState) -> web.Application:
     app[STATE] = state
     app.add_routes(api.routes)
     app.add_routes(watch.routes)
+    from flowkeeper.server.cluster import add_cluster_header
 
-    async def cluster_header(_request: web.Request, response: web.StreamResponse) -> None:
-        response.headers[CLUSTER_HEADER] = state.cluster_id  # which history this is
-
-    app.on_response_prepare.append(cluster_header)
+    add_cluster_header(app, state.db.store)
 
     async def on_shutdown(_app: web.Application) -> None:
         await state.hub.close()  # ends every watch stream so shutdown does not wait on them
@@ -137,8 +134,7 @@ async def start(config: ServerConfig) -> RunningServer:
     try:
         token, token_source = load_token(config.token_file, config.env, config.store)
         await hub.start()
-        cluster_id = await db.run(db.store.cluster_id)
-        state = ServerState(db, hub, stats, token, config.heartbeat_s, cluster_id)
+        state = ServerState(db, hub, stats, token, config.heartbeat_s)
         runner = web.AppRunner(build_app(state), access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         site = web.TCPSite(runner, host, port)

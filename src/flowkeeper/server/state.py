@@ -18,7 +18,6 @@ class ServerState:
     stats: Stats
     token: str
     heartbeat_s: float = 5.0
-    cluster_id: str = ""  # the store's identity (store.cluster_id())
 
 
 STATE = web.AppKey("flowkeeper", ServerState)
