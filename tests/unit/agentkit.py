@@ -7,8 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
-from flowkeeper.agent.config import AgentConfig
-from flowkeeper.agent.daemon import Agent
+from flowkeeper.agent.daemon import Agent, AgentConfig
 from flowkeeper.agent.ovsside import HostOvs
 from flowkeeper.client import AsyncClient
 from flowkeeper.flows.flowset import FlowSet, diff

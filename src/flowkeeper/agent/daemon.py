@@ -11,11 +11,12 @@ import contextlib
 import logging
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from flowkeeper.agent.bridges import DEFAULT_DATAPATH_TYPE
 from flowkeeper.agent.catchup import gate_deletes, must_record
-from flowkeeper.agent.config import AgentConfig, AgentStatus
 from flowkeeper.agent.follow import BACKOFF_MIN_S, ServerFollower
 from flowkeeper.agent.guard import OvsGuard
 from flowkeeper.agent.mirror import (
@@ -42,7 +43,6 @@ from flowkeeper.errors import FlowkeeperError
 from flowkeeper.flows.flowset import FlowDelta, FlowSet, diff
 from flowkeeper.flows.ports import renumbered, stale_by_number
 from flowkeeper.flows.record import Flow
-from flowkeeper.model import PortStatus
 from flowkeeper.ovs.ovsdb import InterfaceInfo
 from flowkeeper.pipeline.incremental import IncrementalBuild, diff_keys
 from flowkeeper.pipeline.tables import cookie_for
@@ -50,14 +50,35 @@ from flowkeeper.pipeline.view import HostView, tunnel_peers
 from flowkeeper.pipeline.vlans import allocate
 from flowkeeper.snapshot.store import LoadReport
 
-__all__ = ["Agent", "AgentConfig", "AgentStatus", "Moment"]  # AgentConfig: as before
-
 log = logging.getLogger("flowkeeper.agent")
 
 Step = tuple[FlowSet, int]
 
 DEBOUNCE_S = 0.005
 RETRY_MIN_S, RETRY_MAX_S = 0.05, 2.0  # flows waiting for a port the switch lacks
+
+
+@dataclass
+class AgentConfig:
+    host: str
+    tunnel_ip: str
+    server: str
+    ovsdb: str
+    rundir: Path
+    state_dir: Path
+    token: str | None = None
+    l2pop: bool = True
+    arp_responder: bool = True
+    # A hot upgrade's new switch slot: also hold this host's networks before its VMs move.
+    standby_for: str = ""
+    datapath_type: str = DEFAULT_DATAPATH_TYPE  # of the bridges the agent creates
+
+
+@dataclass
+class AgentStatus:
+    state: str = "starting"  # starting -> syncing -> in-sync (-> disconnected)
+    applied_revision: int = 0
+    reported: dict[str, str] = field(default_factory=dict)  # port id -> status told
 
 
 @dataclass(frozen=True)
@@ -388,19 +409,3 @@ class Agent(OvsGuard, ServerFollower):
         if step is not None and step[0] is self.installed and step[1] == self.installed.version:
             return diff_keys(desired, self.installed, changed)
         return diff(desired, self.installed, ignore_cookie=True)
-
-    async def _report_ports(self, mirror: Mirror, bound: dict[str, str]) -> None:
-        want: dict[str, PortStatus] = {p: "ACTIVE" for p in bound}
-        for port_id, port in mirror.ports.items():
-            if port.host == self.cfg.host and port_id not in bound:
-                want[port_id] = "DOWN"
-        for port_id, status in want.items():
-            current = mirror.ports.get(port_id)
-            if current is None or self.status.reported.get(port_id) == status:
-                continue
-            if current.status == status:
-                self.status.reported[port_id] = status
-                continue
-            with contextlib.suppress(FlowkeeperError):
-                await self.client.set_port_status(port_id, status, self.cfg.host)
-                self.status.reported[port_id] = status

@@ -1,19 +1,23 @@
 """The agent's side of list+watch: list the view, follow the watch stream from the
-mirror's revision (if the server's store is the one the mirror came from), register and
-heartbeat."""
+mirror's revision (if the server's store is the one the mirror came from), register,
+heartbeat and report its ports' status."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
 from flowkeeper.agent.catchup import same_history
-from flowkeeper.agent.config import AgentConfig, AgentStatus
 from flowkeeper.agent.mirror import Mirror
 from flowkeeper.agent.persist import Persistence
 from flowkeeper.client import AsyncClient, Compacted, ServerUnavailable
 from flowkeeper.errors import FlowkeeperError
+from flowkeeper.model import PortStatus
+
+if TYPE_CHECKING:
+    from flowkeeper.agent.daemon import AgentConfig, AgentStatus
 
 log = logging.getLogger("flowkeeper.agent")
 
@@ -123,3 +127,19 @@ class ServerFollower:
             await asyncio.sleep(HEARTBEAT_S)
             with contextlib.suppress(FlowkeeperError):
                 await self._register(self.status.state)
+
+    async def _report_ports(self, mirror: Mirror, bound: dict[str, str]) -> None:
+        want: dict[str, PortStatus] = {p: "ACTIVE" for p in bound}
+        for port_id, port in mirror.ports.items():
+            if port.host == self.cfg.host and port_id not in bound:
+                want[port_id] = "DOWN"
+        for port_id, status in want.items():
+            current = mirror.ports.get(port_id)
+            if current is None or self.status.reported.get(port_id) == status:
+                continue
+            if current.status == status:
+                self.status.reported[port_id] = status
+                continue
+            with contextlib.suppress(FlowkeeperError):
+                await self.client.set_port_status(port_id, status, self.cfg.host)
+                self.status.reported[port_id] = status
