@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flowkeeper import model
 from flowkeeper.cperrors import Compacted
 from flowkeeper.errors import FlowkeeperError, UsageError
-from flowkeeper.model import CLUSTER_HEADER, Host, Network, Port, PortStatus, View, WatchEvent
+from flowkeeper.model import Host, Network, Port, PortStatus, View, WatchEvent
 
 if TYPE_CHECKING:  # aiohttp is imported when an AsyncClient first needs it
     import aiohttp
@@ -310,7 +311,7 @@ class AsyncClient:
                 method, self.base_url + path, json=body, timeout=timeout
             ) as resp:
                 raw = await resp.read()
-                self.cluster_id = resp.headers.get(CLUSTER_HEADER)
+                self.cluster_id = resp.headers.get(model.CLUSTER_HEADER)
                 _raise_for(resp.status, raw)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise ServerUnavailable(
@@ -383,7 +384,7 @@ class AsyncClient:
         timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=idle_timeout)
         try:
             async with self._open().get(url, params=params, timeout=timeout) as resp:
-                self.cluster_id = resp.headers.get(CLUSTER_HEADER)
+                self.cluster_id = resp.headers.get(model.CLUSTER_HEADER)
                 if resp.status >= 400:
                     _raise_for(resp.status, await resp.read())
                 async for line in resp.content:

@@ -106,11 +106,10 @@ def agent_argv(state: LabState, host: HostState, l2pop: bool = True) -> list[str
         host.path("agent"),
         "--token-file",
         str(ensure_token(state)),
-        "--datapath-type",
-        "netdev",  # the lab's switches are userspace ones
     ]
     if host.standby_for:
         argv += ["--standby-for", host.standby_for]
+    argv += ["--datapath-type", "netdev"]  # the lab's switches are userspace ones
     return argv if l2pop else [*argv, "--no-l2pop"]
 
 

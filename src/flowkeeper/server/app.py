@@ -99,14 +99,14 @@ def build_app(state: ServerState) -> web.Application:
     app[STATE] = state
     app.add_routes(api.routes)
     app.add_routes(watch.routes)
-    from flowkeeper.server.cluster import add_cluster_header
-
-    add_cluster_header(app, state.db.store)
 
     async def on_shutdown(_app: web.Application) -> None:
         await state.hub.close()  # ends every watch stream so shutdown does not wait on them
 
     app.on_shutdown.append(on_shutdown)
+    from flowkeeper.server.cluster import add_cluster_header
+
+    add_cluster_header(app, state.db.store)
     return app
 
 
