@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flowkeeper import model
 from flowkeeper.cperrors import Compacted
 from flowkeeper.errors import FlowkeeperError, UsageError
 from flowkeeper.model import Host, Network, Port, PortStatus, View, WatchEvent
@@ -282,6 +283,8 @@ class AsyncClient:
         self.token = token
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+        # The server's store identity, from the last response (None: not sent).
+        self.cluster_id: str | None = None
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -308,6 +311,7 @@ class AsyncClient:
                 method, self.base_url + path, json=body, timeout=timeout
             ) as resp:
                 raw = await resp.read()
+                self.cluster_id = resp.headers.get(model.CLUSTER_HEADER)
                 _raise_for(resp.status, raw)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise ServerUnavailable(
@@ -380,6 +384,7 @@ class AsyncClient:
         timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=idle_timeout)
         try:
             async with self._open().get(url, params=params, timeout=timeout) as resp:
+                self.cluster_id = resp.headers.get(model.CLUSTER_HEADER)
                 if resp.status >= 400:
                     _raise_for(resp.status, await resp.read())
                 async for line in resp.content:

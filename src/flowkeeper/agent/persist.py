@@ -34,6 +34,7 @@ class Inputs:
     installed: FlowSet | None
     devices: Mapping[str, str]  # OVS device -> network id
     epoch: int = 0  # the list epoch the mirror copy belongs to
+    cluster_id: str = ""  # the server store the mirror copy came from
 
 
 class Persistence:
@@ -125,6 +126,7 @@ class Persistence:
             ports={p.id: p.to_dict() for p in mirror.ports.values()},
             vlans=dict(now.vlans),
             tunnels=sorted(now.tunnels),
+            cluster_id=now.cluster_id,
         )
         for flow in installed:
             key, line = flow_line(flow)

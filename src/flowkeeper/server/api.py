@@ -156,7 +156,8 @@ async def stats(request: web.Request) -> web.Response:
     check_query(request.query, ())
     st = _st(request)
     hub = st.hub
-    return ok(st.stats.to_dict(hub.revision, len(hub.watchers), hub.world.host_count()))
+    counters = st.stats.to_dict(hub.revision, len(hub.watchers), hub.world.host_count())
+    return ok({"cluster_id": st.db.store.cluster_id(), **counters})
 
 
 @routes.get("/v1/openapi.json")

@@ -31,6 +31,7 @@ class SnapshotData:
     tunnels: list[tuple[str, str]] = field(default_factory=list)
     flows: FlowLines = field(default_factory=dict)
     port_refs: dict[str, set[str]] = field(default_factory=dict)  # bridge -> ports named
+    cluster_id: str = ""  # the server store the inputs came from ("" if not known)
 
     def flow_count(self) -> int:
         return sum(len(lines) for lines in self.flows.values())
@@ -43,6 +44,7 @@ class SnapshotData:
             "ports": self.ports,
             "vlans": self.vlans,
             "tunnels": [list(t) for t in self.tunnels],
+            "cluster_id": self.cluster_id,
         }
 
     @classmethod
@@ -54,6 +56,7 @@ class SnapshotData:
             ports=dict(meta["ports"]),
             vlans={k: int(v) for k, v in meta["vlans"].items()},
             tunnels=[(str(k), str(ip)) for k, ip in meta["tunnels"]],
+            cluster_id=str(meta.get("cluster_id", "")),
         )
 
 
