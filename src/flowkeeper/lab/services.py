@@ -64,7 +64,7 @@ def start_server(state: LabState, url: str = "") -> str:
     state.pids["server"] = _spawn(argv, Path(state.dir) / "server" / "server.log")
     state.server_url = url
     state.save()
-    wait_http(f"{url}/v1/hosts", state.pids["server"], timeout=20)
+    wait_http(f"{url}/v1/openapi.json", state.pids["server"], timeout=20)
     return url
 
 

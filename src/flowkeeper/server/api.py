@@ -18,7 +18,7 @@ from flowkeeper.server.requests import (
     parse_port_create,
     parse_port_status,
 )
-from flowkeeper.server.state import STATE, ServerState
+from flowkeeper.server.state import STATE, ServerState, principal
 from flowkeeper.validation import check_name
 
 routes = web.RouteTableDef()
@@ -110,6 +110,9 @@ async def delete_port(request: web.Request) -> web.Response:
 async def set_port_status(request: web.Request) -> web.Response:
     st = _st(request)
     status, host = parse_port_status(await _body(request))
+    who = principal(request)
+    if who is not None and who.role == "host":
+        host = host or who.host  # a host token reports only as its own host
     port = await st.db.run(st.db.store.set_port_status, request.match_info["id"], status, host)
     await st.hub.sync()
     return ok(port.to_dict())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowkeeper import __version__
+from flowkeeper.server.token_doc import TOKEN_PATHS
 
 J = dict[str, Any]
 
@@ -321,7 +322,7 @@ def openapi_document() -> J:
         "openapi": "3.1.0",
         "info": {"title": "flowkeeper control plane", "version": __version__},
         "servers": [{"url": "http://127.0.0.1:9696"}],
-        "paths": _paths(),
+        "paths": {**_paths(), **TOKEN_PATHS},
         "components": {
             "schemas": SCHEMAS,
             "responses": responses,
