@@ -62,13 +62,13 @@ def describe_tls_error(exc: BaseException, url: str) -> str | None:
     for _ in range(5):  # urllib and aiohttp wrap the ssl error once or twice
         if cause is None:
             return None
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            why = cause.verify_message or _reason(cause)
+        why = getattr(cause, "verify_message", None)  # aiohttp's wrapper has none
+        if isinstance(cause, ssl.SSLCertVerificationError) and why is not None:
             return (
                 f"TLS certificate of {url} not trusted ({why}): "
                 f"give its CA with --ca FILE or ${CA_ENV}"
             )
-        if isinstance(cause, ssl.SSLError):
+        if isinstance(cause, ssl.SSLError) and not isinstance(cause, ssl.CertificateError):
             return f"TLS handshake with {url} failed: {_reason(cause)}"
         cause = _inner(cause)
     return None
