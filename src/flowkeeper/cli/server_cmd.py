@@ -17,6 +17,7 @@ from flowkeeper.store.base import DEFAULT_KEEP_EVENTS
 
 def register(sub: Any) -> None:
     from flowkeeper.server.app import DEFAULT_LISTEN, DEFAULT_STORE
+    from flowkeeper.server.hub import MAX_WATCHERS_PER_HOST
 
     srv = sub.add_parser("server", help="run the control-plane server")
     srv.add_argument(
@@ -44,6 +45,13 @@ def register(sub: Any) -> None:
         help=f"events kept for watchers to catch up (default {DEFAULT_KEEP_EVENTS})",
     )
     srv.add_argument("--heartbeat", type=float, default=5.0, help="watch heartbeat seconds")
+    srv.add_argument(
+        "--max-watchers-per-host",
+        type=_count,
+        default=MAX_WATCHERS_PER_HOST,
+        help="watch streams one host may hold open; more get 429 "
+        f"(default {MAX_WATCHERS_PER_HOST})",
+    )
     srv.set_defaults(func=_server)
 
 
@@ -72,6 +80,7 @@ def _server(args: argparse.Namespace) -> int:
         tls_key=args.tls_key,
         keep_events=args.keep_events,
         heartbeat_s=args.heartbeat,
+        max_watchers_per_host=args.max_watchers_per_host,
     )
     asyncio.run(serve(config, announce=_announce))
     return 0

@@ -19,7 +19,7 @@ from flowkeeper.errors import FlowkeeperError, UsageError
 from flowkeeper.server import api, token_api, watch
 from flowkeeper.server.asyncstore import AsyncStore
 from flowkeeper.server.auth import auth_middleware, load_token
-from flowkeeper.server.hub import Hub
+from flowkeeper.server.hub import MAX_WATCHERS_PER_HOST, Hub
 from flowkeeper.server.state import STATE, ServerState
 from flowkeeper.server.stats import Stats
 from flowkeeper.server.tokens import TokenTable
@@ -43,6 +43,7 @@ class ServerConfig:
     tls_key: Path | None = None
     keep_events: int = DEFAULT_KEEP_EVENTS
     heartbeat_s: float = 5.0
+    max_watchers_per_host: int = MAX_WATCHERS_PER_HOST
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
@@ -65,9 +66,11 @@ def parse_listen(text: str, tls: bool = False) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _error(status: int, message: str) -> web.Response:
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     line = " ".join(message.split()) or "error"
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     return web.json_response({"error": line}, status=status, headers=headers)
 
 
@@ -89,7 +92,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             405: f"method {request.method} not allowed on {request.path}",
             413: "request body too large",
         }.get(exc.status, exc.reason)
-        return _error(exc.status, text)
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return _error(exc.status, text, allow)
     except TimeoutError:
         return _error(503, "timed out waiting for the event log; try again")
 
@@ -129,7 +133,7 @@ async def start(config: ServerConfig) -> RunningServer:
         raise UsageError("--heartbeat must be > 0 seconds")
     db = AsyncStore(open_store(config.store, config.keep_events))  # first: makes the dir 0700
     stats = Stats()
-    hub = Hub(db, stats)
+    hub = Hub(db, stats, max_watchers_per_host=config.max_watchers_per_host)
     try:
         token, token_source = load_token(config.token_file, config.env, config.store)
         tokens = TokenTable(token, await db.run(db.store.list_tokens))

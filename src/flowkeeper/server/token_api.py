@@ -3,55 +3,109 @@
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 from aiohttp import web
+from pydantic import Field
 
-from flowkeeper import validation as v
-from flowkeeper.server.requests import check_query, parse_json
+from flowkeeper.server.endpoint import Input, endpoint
+from flowkeeper.server.requests import TOKEN_PATH_PATTERN, Loose, Name, Strict, Text
 from flowkeeper.server.state import STATE
 from flowkeeper.server.tokens import BOOTSTRAP_ID, new_token
-from flowkeeper.store.tokens import check_token_id
+from flowkeeper.store.tokens import TOKEN_ID_PATTERN
 from flowkeeper.validation import ValidationError
 
 routes = web.RouteTableDef()
+RoleValue = Literal["admin", "read-only", "host"]
 
 
-@routes.post("/v1/tokens")
-async def create_token(request: web.Request) -> web.Response:
-    """Body {"role": "admin"|"read-only"|"host", "host": NAME (host tokens), "note": TEXT}."""
+class TokenCreate(Strict):
+    role: RoleValue
+    host: Name | None = Field(None, description="for a host token: the one host it acts as")
+    note: Text = Field("", description="a free-text label shown by token list")
+
+
+class TokenInfo(Strict):
+    id: str = Field(pattern=TOKEN_ID_PATTERN)
+    role: RoleValue
+    host: str = Field(description="the host of a host token, else empty")
+    created: float = Field(description="Unix time")
+    note: str
+
+
+class TokenCreated(TokenInfo):
+    secret: str = Field(description="shown only in this answer; the server keeps its hash")
+
+
+class TokenList(Strict):
+    tokens: list[TokenInfo]
+
+
+class TokenRevoked(Strict):
+    revoked: str
+    closed_streams: int = Field(description="watch streams of the token that were ended")
+
+
+class TokenPath(Loose):
+    id: str = Field(pattern=TOKEN_PATH_PATTERN)
+
+
+@endpoint(
+    routes,
+    method="POST",
+    path="/v1/tokens",
+    operation_id="createToken",
+    summary="create an API token (admin); the answer holds its secret, shown this once",
+    what="token",
+    ok_status=201,
+    ok_type=TokenCreated,
+    body=TokenCreate,
+)
+async def create_token(request: web.Request, inp: Input) -> web.Response:
     st = request.app[STATE]
-    body = parse_json(await request.read())
-    v.check_fields(body, ["role"], ["host", "note"], "token")
-    record, secret = new_token(
-        v.get_str(body, "role"),
-        v.get_str(body, "host", ""),
-        time.time(),
-        v.check_text(v.get_str(body, "note", ""), "token note"),
-    )
+    spec: TokenCreate = inp.body
+    record, secret = new_token(spec.role, spec.host or "", time.time(), spec.note)
     await st.db.run(st.db.store.add_token, record)
     st.tokens.add(record)
     return web.json_response({**record.public(), "secret": secret}, status=201)
 
 
-@routes.get("/v1/tokens")
-async def list_tokens(request: web.Request) -> web.Response:
-    """Every token but the bootstrap one, without secrets or hashes."""
-    check_query(request.query, ())
+@endpoint(
+    routes,
+    method="GET",
+    path="/v1/tokens",
+    operation_id="listTokens",
+    summary="every API token but the bootstrap one (admin), never a secret or hash",
+    what="tokens",
+    ok_status=200,
+    ok_type=TokenList,
+)
+async def list_tokens(request: web.Request, _inp: Input) -> web.Response:
     st = request.app[STATE]
     return web.json_response({"tokens": [r.public() for r in st.tokens.records()]})
 
 
-@routes.delete("/v1/tokens/{id}")
-async def revoke_token(request: web.Request) -> web.Response:
-    """Refused from the next request on; the token's open watch streams end now."""
+@endpoint(
+    routes,
+    method="DELETE",
+    path="/v1/tokens/{id}",
+    operation_id="revokeToken",
+    summary="revoke a token (admin): refused from the next request on, its watches end",
+    what="token",
+    ok_status=200,
+    ok_type=TokenRevoked,
+    path_params=TokenPath,
+    errors=(404,),
+)
+async def revoke_token(request: web.Request, inp: Input) -> web.Response:
     st = request.app[STATE]
-    token_id = request.match_info["id"]
+    token_id: str = inp.path.id
     if token_id == BOOTSTRAP_ID:
         raise ValidationError(
             "the bootstrap token is not revocable here: change the server's token file "
             "or $FLOWKEEPER_TOKEN and restart it"
         )
-    record = await st.db.run(st.db.store.delete_token, check_token_id(token_id))
+    record = await st.db.run(st.db.store.delete_token, token_id)
     st.tokens.remove(record.id)
     closed = st.streams.close(record.id)
     return web.json_response({"revoked": record.id, "closed_streams": closed})

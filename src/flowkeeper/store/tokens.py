@@ -13,7 +13,8 @@ from flowkeeper.validation import ValidationError
 
 Role = Literal["admin", "read-only", "host"]
 ROLES: tuple[Role, ...] = ("admin", "read-only", "host")
-TOKEN_ID_RE = re.compile(r"^tk[0-9a-f]{12}$")
+TOKEN_ID_PATTERN = r"^tk[0-9a-f]{12}$"  # noqa: S105 - a pattern, not a secret
+TOKEN_ID_RE = re.compile(TOKEN_ID_PATTERN)
 
 
 def check_role(value: str) -> Role:
