@@ -3,26 +3,34 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Annotated, Literal
 
 from aiohttp import web
 from pydantic import Field
 
+from flowkeeper.cperrors import Conflict
 from flowkeeper.server.endpoint import Input, endpoint
 from flowkeeper.server.requests import TOKEN_PATH_PATTERN, Loose, Name, Strict, Text
 from flowkeeper.server.state import STATE
 from flowkeeper.server.tokens import BOOTSTRAP_ID, new_token
 from flowkeeper.store.tokens import TOKEN_ID_PATTERN
-from flowkeeper.validation import ValidationError
 
 routes = web.RouteTableDef()
 RoleValue = Literal["admin", "read-only", "host"]
 
 
-class TokenCreate(Strict):
-    role: RoleValue
-    host: Name | None = Field(None, description="for a host token: the one host it acts as")
+class HostTokenCreate(Strict):
+    role: Literal["host"]
+    host: Name = Field(description="the one host this token may act as")
     note: Text = Field("", description="a free-text label shown by token list")
+
+
+class RoleTokenCreate(Strict):
+    role: Literal["admin", "read-only"]
+    note: Text = Field("", description="a free-text label shown by token list")
+
+
+TokenCreate = Annotated[HostTokenCreate | RoleTokenCreate, Field(discriminator="role")]
 
 
 class TokenInfo(Strict):
@@ -63,8 +71,9 @@ class TokenPath(Loose):
 )
 async def create_token(request: web.Request, inp: Input) -> web.Response:
     st = request.app[STATE]
-    spec: TokenCreate = inp.body
-    record, secret = new_token(spec.role, spec.host or "", time.time(), spec.note)
+    spec: HostTokenCreate | RoleTokenCreate = inp.body
+    host = spec.host if isinstance(spec, HostTokenCreate) else ""
+    record, secret = new_token(spec.role, host, time.time(), spec.note)
     await st.db.run(st.db.store.add_token, record)
     st.tokens.add(record)
     return web.json_response({**record.public(), "secret": secret}, status=201)
@@ -95,13 +104,13 @@ async def list_tokens(request: web.Request, _inp: Input) -> web.Response:
     ok_status=200,
     ok_type=TokenRevoked,
     path_params=TokenPath,
-    errors=(404,),
+    errors=(404, 409),
 )
 async def revoke_token(request: web.Request, inp: Input) -> web.Response:
     st = request.app[STATE]
     token_id: str = inp.path.id
     if token_id == BOOTSTRAP_ID:
-        raise ValidationError(
+        raise Conflict(
             "the bootstrap token is not revocable here: change the server's token file "
             "or $FLOWKEEPER_TOKEN and restart it"
         )
