@@ -42,6 +42,13 @@ def _unique(values: list[str]) -> list[str]:
     return values
 
 
+def _json_int(value: object) -> object:
+    """JSON Schema's integer: 5.0 is one too (a JSON encoder may write an integer so)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**64:
+        return int(value)
+    return value
+
+
 def _wire_int(value: object) -> object:
     """A query string's integer: ASCII digits only (no '²', no '+', no spaces)."""
     if isinstance(value, str):
@@ -67,10 +74,12 @@ IPv4 = Annotated[str, Field(pattern=v.IPV4_PATTERN, examples=["198.18.0.1"])]
 Cidr = Annotated[str, Field(pattern=v.CIDR_PATTERN, examples=["198.19.1.0/24"])]
 Text = Annotated[str, Field(pattern=v.TEXT_PATTERN)]
 State = Annotated[str, Field(pattern=v.STATE_PATTERN, examples=["in-sync"])]
-Revision = Annotated[int, Field(ge=0, le=v.MAX_REVISION)]
+Revision = Annotated[int, Field(ge=0, le=v.MAX_REVISION), BeforeValidator(_json_int)]
 PortStatusValue = Literal["DOWN", "ACTIVE"]
-VxlanSegment = Annotated[int, Field(ge=1, le=v.SEGMENT_RANGES["vxlan"][1])]
-GreSegment = Annotated[int, Field(ge=1, le=v.SEGMENT_RANGES["gre"][1])]
+VxlanSegment = Annotated[
+    int, Field(ge=1, le=v.SEGMENT_RANGES["vxlan"][1]), BeforeValidator(_json_int)
+]
+GreSegment = Annotated[int, Field(ge=1, le=v.SEGMENT_RANGES["gre"][1]), BeforeValidator(_json_int)]
 QueryRevision = Annotated[int, Field(ge=0, le=v.MAX_REVISION), BeforeValidator(_wire_int)]
 Seconds = Annotated[float, Field(ge=0, le=3600), BeforeValidator(_wire_number)]
 FixedIps = Annotated[
@@ -186,7 +195,9 @@ class ViewQuery(Loose):
 
 class WatchQuery(ViewQuery):
     from_: QueryRevision = Field(
-        alias="from", description="send every message after this revision (a view's revision)"
+        alias="from",
+        examples=[0],
+        description="send every message after this revision (a view's revision)",
     )
     timeout: Seconds | None = Field(
         None,
