@@ -291,7 +291,7 @@ def test_a_paged_catch_up_while_the_world_moves_matches_the_live_stream(
     live_first: dict[tuple[str, str], object] = {}
     for event in log.events[start:target]:  # pass 1, with live events in between
         first.setdefault((event.kind, event.id), event.prev)
-        if pending and data.draw(st.booleans()):
+        if data.draw(st.booleans()) and pending:
             e = pending.pop(0)
             live_first.setdefault((e.kind, e.id), e.prev)
             live.feed(e)
@@ -307,7 +307,7 @@ def test_a_paged_catch_up_while_the_world_moves_matches_the_live_stream(
         rewound.apply(event)
         got += fan_out(state, event, rewound)
         position = event.revision
-        if pending and data.draw(st.booleans()):
+        if data.draw(st.booleans()) and pending:
             e = pending.pop(0)
             rewound.record(e)
             live.feed(e)
