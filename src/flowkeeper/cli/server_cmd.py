@@ -20,7 +20,11 @@ def register(sub: Any) -> None:
     from flowkeeper.server.hub import MAX_WATCHERS_PER_HOST
 
     srv = sub.add_parser("server", help="run the control-plane server")
-    srv.add_argument("--listen", default=DEFAULT_LISTEN, help="127.0.0.1:PORT (port 0: any)")
+    srv.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        help="ADDRESS:PORT (port 0: any); without TLS only 127.0.0.0/8",
+    )
     srv.add_argument(
         "--store",
         default=os.environ.get("FLOWKEEPER_STORE", DEFAULT_STORE),
@@ -29,9 +33,11 @@ def register(sub: Any) -> None:
     srv.add_argument(
         "--token-file",
         type=Path,
-        help="API token for writes (else env FLOWKEEPER_TOKEN, else a generated "
+        help="the bootstrap admin token (else env FLOWKEEPER_TOKEN, else a generated "
         "'token' file next to the SQLite database)",
     )
+    srv.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
+    srv.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
     srv.add_argument(
         "--keep-events",
         type=_count,
@@ -70,6 +76,8 @@ def _server(args: argparse.Namespace) -> int:
         listen=args.listen,
         store=args.store,
         token_file=args.token_file,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
         keep_events=args.keep_events,
         heartbeat_s=args.heartbeat,
         max_watchers_per_host=args.max_watchers_per_host,

@@ -22,7 +22,7 @@ from flowkeeper.server.requests import (
     PortsQuery,
     PortStatusUpdate,
 )
-from flowkeeper.server.state import STATE, ServerState
+from flowkeeper.server.state import STATE, ServerState, principal
 
 routes = web.RouteTableDef()
 
@@ -225,7 +225,11 @@ async def delete_port(request: web.Request, inp: Input) -> web.Response:
 async def set_port_status(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
     body: PortStatusUpdate = inp.body
-    port = await st.db.run(st.db.store.set_port_status, inp.path.id, body.status, body.host)
+    host = body.host
+    who = principal(request)
+    if who is not None and who.role == "host":
+        host = host or who.host  # a host token reports only as its own host
+    port = await st.db.run(st.db.store.set_port_status, inp.path.id, body.status, host)
     await st.hub.sync()
     return ok(port.to_dict())
 

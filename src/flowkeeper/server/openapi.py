@@ -9,13 +9,19 @@ from pydantic import BaseModel, TypeAdapter
 
 from flowkeeper import __version__
 from flowkeeper.server.endpoint import OPERATIONS, Operation
+from flowkeeper.server.policy import is_public
 from flowkeeper.server.requests import NetworkCreate
 from flowkeeper.server.responses import Error, WatchMessage
+from flowkeeper.server.token_api import TokenCreate
 
 J = dict[str, Any]
 REF = "#/components/schemas/{model}"
 # Types that are not classes (discriminated unions) get their component name here.
-NAMED: dict[int, str] = {id(NetworkCreate): "NetworkCreate", id(WatchMessage): "WatchMessage"}
+NAMED: dict[int, str] = {
+    id(NetworkCreate): "NetworkCreate",
+    id(WatchMessage): "WatchMessage",
+    id(TokenCreate): "TokenCreate",
+}
 ERRORS = {
     400: "bad input: malformed JSON, unknown field or parameter, wrong type, invalid value",
     401: "missing or wrong bearer token",
@@ -100,7 +106,7 @@ def _operation(op: Operation, comps: _Components) -> J:
     out: J = {
         "operationId": op.operation_id,
         "summary": op.summary,
-        "security": [{"bearer": []}],
+        "security": [] if is_public(op.method, op.path) else [{"bearer": []}],
         "parameters": params,
         "responses": responses,
     }

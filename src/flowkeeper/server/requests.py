@@ -88,6 +88,7 @@ FixedIps = Annotated[
     Field(max_length=64, json_schema_extra={"uniqueItems": True}),
 ]
 
+TOKEN_PATH_PATTERN = "^(tk[0-9a-f]{12}|bootstrap)$"  # noqa: S105 - a pattern, not a secret
 # Human words for the patterns, so a refusal says what would have been accepted.
 PATTERN_HINTS = {
     v.NAME_PATTERN: "use 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit",
@@ -97,6 +98,7 @@ PATTERN_HINTS = {
     v.CIDR_PATTERN: "expected an IPv4 network without host bits, like 198.19.1.0/24",
     v.TEXT_PATTERN: f"at most {v.MAX_TEXT} characters, no control characters",
     v.STATE_PATTERN: "use 1-32 lowercase letters, digits or '-'",
+    TOKEN_PATH_PATTERN: "expected a token id: tk and 12 hex digits",
 }
 
 
