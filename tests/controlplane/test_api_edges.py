@@ -16,6 +16,7 @@ from pydantic import TypeAdapter
 from flowkeeper.client import AsyncClient, Event
 from flowkeeper.server import hub as hub_module
 from flowkeeper.server.openapi import openapi_document
+from flowkeeper.server.policy import is_public
 from flowkeeper.server.responses import WatchMessage
 from tests.controlplane.conftest import TOKEN, LiveServer, ServerFactory
 from tests.unit.cpfake import Replay, normal
@@ -193,8 +194,12 @@ def test_every_operation_declares_bearer_security_and_its_errors() -> None:
     doc = openapi_document()
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
-            assert op["security"] == [{"bearer": []}], (method, path)
+            want = [] if is_public(method.upper(), path) else [{"bearer": []}]
+            assert op["security"] == want, (method, path)
             assert {"400", "401", "403"} <= set(op["responses"]), (method, path)
+    assert [p for p, ops in doc["paths"].items() if not ops.get("get", {}).get("security", 1)] == [
+        "/v1/openapi.json"
+    ]
     net = doc["components"]["schemas"]["VxlanNetworkCreate"]["properties"]["segmentation_id"]
     assert {"maximum": 16777215, "minimum": 1, "type": "integer"} in net["anyOf"]
     assert doc["components"]["schemas"]["PortCreate"]["additionalProperties"] is False

@@ -104,7 +104,13 @@ def test_schemathesis_finds_nothing(server: Proc, tmp_path: Path) -> None:
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.controlplane.schemathesis.hooks"}
     env["PYTHONPATH"] = str(HERE.parent.parent.parent)
     run = subprocess.run(
-        argv, capture_output=True, text=True, env=env, timeout=MAX_TIME_S * 3, check=False
+        argv,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=MAX_TIME_S * 3,
+        check=False,
     )
     output = run.stdout + run.stderr
     (tmp_path / "schemathesis-output.txt").write_text(output)
