@@ -194,7 +194,9 @@ def test_every_operation_declares_bearer_security_and_its_errors() -> None:
     doc = openapi_document()
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
-            want = [] if is_public(method.upper(), path) else [{"bearer": []}]
+            want: list[dict[str, list[str]]] = (
+                [] if is_public(method.upper(), path) else [{"bearer": []}]
+            )
             assert op["security"] == want, (method, path)
             assert {"400", "401", "403"} <= set(op["responses"]), (method, path)
     assert [p for p, ops in doc["paths"].items() if not ops.get("get", {}).get("security", 1)] == [
