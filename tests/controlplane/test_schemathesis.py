@@ -99,12 +99,20 @@ def per_check_counts(report_dir: Path) -> tuple[dict[str, Counter[str]], Counter
     return checks, responses
 
 
-def test_schemathesis_finds_nothing(server: Proc, tmp_path: Path) -> None:
+def test_schemathesis_finds_nothing(
+    server: Proc, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = schemathesis_argv(server.url, tmp_path / "report")
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.controlplane.schemathesis.hooks"}
     env["PYTHONPATH"] = str(HERE.parent.parent.parent)
     run = subprocess.run(
-        argv, capture_output=True, text=True, env=env, timeout=MAX_TIME_S * 3, check=False
+        argv,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=MAX_TIME_S * 3,
+        check=False,
     )
     output = run.stdout + run.stderr
     (tmp_path / "schemathesis-output.txt").write_text(output)
@@ -119,7 +127,10 @@ def test_schemathesis_finds_nothing(server: Proc, tmp_path: Path) -> None:
     lines.append("responses: " + ", ".join(f"{k} {v}" for k, v in sorted(responses.items())))
     report = "\n".join(lines) + "\n"
     (tmp_path / "schemathesis-counts.txt").write_text(report)
-    print(f"\n{report}{output[-3000:]}")
+    with capsys.disabled():  # in the output of `make test` too, not only with -s
+        print(f"\nschemathesis per-check counts ({tmp_path / 'schemathesis-counts.txt'}):")
+        print(report, end="")
+    print(output[-3000:])
     assert run.returncode == 0, output[-6000:]
     assert all(checks[name]["failure"] == 0 for name in CHECKS), report
     assert responses["5xx"] == 0 and responses["2xx"] > 0, report

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import wraps
-from typing import Any
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticError
+from pydantic.fields import FieldInfo
 
 from flowkeeper.server.requests import PATTERN_HINTS, NoParams, parse_json, query_dict
 from flowkeeper.validation import ValidationError
@@ -49,6 +50,28 @@ class Operation:
 
     def adapter(self) -> TypeAdapter[Any]:
         return _adapter(self.body)
+
+    def union_tags(self) -> frozenset[str]:
+        return union_tags(self.body)
+
+
+NO_TAGS: frozenset[str] = frozenset()
+
+
+def union_tags(kind: Any) -> frozenset[str]:
+    """The tags of a discriminated union (Annotated[A | B, Field(discriminator=...)])."""
+    if get_origin(kind) is not Annotated:
+        return NO_TAGS
+    union, *meta = get_args(kind)
+    field = next((m.discriminator for m in meta if isinstance(m, FieldInfo)), None)
+    if not isinstance(field, str):
+        return NO_TAGS
+    tags: set[str] = set()
+    for member in get_args(union):
+        info = member.model_fields.get(field)
+        if info is not None and get_origin(info.annotation) is Literal:
+            tags.update(str(t) for t in get_args(info.annotation))
+    return frozenset(tags)
 
 
 OPERATIONS: list[Operation] = []
@@ -94,7 +117,7 @@ async def parse_input(op: Operation, request: web.Request) -> Input:
         try:
             body = op.adapter().validate_python(data, strict=True)
         except PydanticError as exc:
-            raise ValidationError(describe(exc, op.what)) from None
+            raise ValidationError(describe(exc, op.what, union_tags=op.union_tags())) from None
     return Input(body, path, query)
 
 
@@ -105,13 +128,15 @@ def validate(model: type[BaseModel], data: dict[str, str], what: str, kind: str)
         raise ValidationError(describe(exc, what, kind)) from None
 
 
-def describe(exc: PydanticError, what: str, field_name: str = "field") -> str:
+def describe(
+    exc: PydanticError, what: str, field_name: str = "field", union_tags: frozenset[str] = NO_TAGS
+) -> str:
     """The first error as one line: 'network: segmentation_id: must be <= 16777215 for vxlan'."""
     err = exc.errors(include_url=False)[0]
     loc = [str(part) for part in err["loc"]]
     kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
     tag = ""
-    if what == "network" and loc and loc[0] in ("vxlan", "gre"):
+    if loc and loc[0] in union_tags:
         tag, loc = loc[0], loc[1:]  # the discriminated union's branch
     if kind == "missing":
         return f"{what}: missing {field_name} {loc[-1]!r}"
@@ -119,10 +144,12 @@ def describe(exc: PydanticError, what: str, field_name: str = "field") -> str:
         return f"{what}: unknown {field_name} {loc[-1]!r}"
     if kind in ("model_type", "dict_type", "model_attributes_type"):
         return f"{what}: must be a JSON object, got {_json_type(value)}"
+    field = str(ctx.get("discriminator", "")).strip("'")
     if kind == "union_tag_not_found":
-        return f"{what}: missing field 'type' (vxlan or gre)"
+        return f"{what}: missing field {field!r}"
     if kind == "union_tag_invalid":
-        return f"{what}: type: bad network type {_show(value)}: use vxlan or gre"
+        expected = str(ctx.get("expected_tags", "")).replace("'", "")
+        return f"{what}: {field}: bad value {_show(ctx.get('tag'))}: use {expected}"
     text = _message(kind, ctx, value, f" for {tag}" if tag else "")
     place = ": ".join(p for p in loc if not p.startswith("function-")) or "value"
     return f"{what}: {place}: {text}"

@@ -118,6 +118,9 @@ class Watcher:
                 self.rewound = None  # no await since the check: from here the hub fans out
                 return
             page = await hub.db.run(store.events_since, self.revision, PAGE)
+            if not page:  # the World has events the store does not: it was replaced
+                self.close("the store has no events the server applied; watch again")
+                return
             messages: list[WatchEvent] = []
             for event in page:
                 if event.revision > hub.revision:
