@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -15,6 +16,7 @@ from flowkeeper import model
 from flowkeeper.cperrors import Compacted
 from flowkeeper.errors import FlowkeeperError, UsageError
 from flowkeeper.model import Host, Network, Port, PortStatus, View, WatchEvent
+from flowkeeper.tlsconf import client_context, describe_tls_error, resolve_ca
 
 if TYPE_CHECKING:  # aiohttp is imported when an AsyncClient first needs it
     import aiohttp
@@ -27,6 +29,7 @@ __all__ = [
     "Compacted",
     "Event",
     "ServerUnavailable",
+    "resolve_ca",
     "resolve_server",
     "resolve_token",
 ]
@@ -61,7 +64,7 @@ def resolve_server(server: str | None = None, env: Mapping[str, str] | None = No
 def resolve_token(
     token_file: str | Path | None = None, env: Mapping[str, str] | None = None
 ) -> str | None:
-    """--token-file, else $FLOWKEEPER_TOKEN, else None (reads work without a token)."""
+    """--token-file, else $FLOWKEEPER_TOKEN, else None (then only /v1/openapi.json answers)."""
     env = os.environ if env is None else env
     if token_file:
         try:
@@ -130,15 +133,37 @@ def _q(value: str) -> str:
     return urllib.parse.quote(value, safe="")
 
 
+def _tls(base_url: str, ca: str | Path | None) -> ssl.SSLContext | None:
+    """The context that checks an https server's certificate (against `ca` if given)."""
+    if not base_url.startswith("https:"):
+        return None
+    return client_context(Path(ca) if ca else None)
+
+
+def _unreachable(exc: BaseException, base_url: str) -> ServerUnavailable:
+    tls = describe_tls_error(exc, base_url)
+    if tls is not None:
+        return ServerUnavailable(tls)
+    reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+    return ServerUnavailable(f"cannot reach the server at {base_url}: {reason}")
+
+
 class Client:
-    """Synchronous client for the CLI and tests (urllib; no extra dependency)."""
+    """Synchronous client for the CLI and tests (urllib; no extra dependency).
+    With an https URL, the server's certificate is checked against `ca` (a PEM file) or,
+    without it, against the system's trusted CAs."""
 
     def __init__(
-        self, base_url: str = DEFAULT_SERVER, token: str | None = None, timeout: float = 30.0
+        self,
+        base_url: str = DEFAULT_SERVER,
+        token: str | None = None,
+        timeout: float = 30.0,
+        ca: str | Path | None = None,
     ) -> None:
         self.base_url = resolve_server(base_url, {})
         self.token = token
         self.timeout = timeout
+        self.tls = _tls(self.base_url, ca)
 
     def request(
         self,
@@ -161,15 +186,14 @@ class Client:
             req.add_header("Authorization", f"Bearer {self.token}")
         status = 200
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+            with urllib.request.urlopen(  # noqa: S310 - http(s) only
+                req, timeout=self.timeout, context=self.tls
+            ) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
             status, raw = exc.code, exc.read()
         except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ServerUnavailable(
-                f"cannot reach the server at {self.base_url}: {reason}"
-            ) from None
+            raise _unreachable(exc, self.base_url) from None
         _raise_for(status, raw)
         return json.loads(raw) if raw else None
 
@@ -268,6 +292,25 @@ class Client:
         data: dict[str, Any] = self.request("GET", "/v1/stats")
         return data
 
+    # tokens (admin)
+    def create_token(self, role: str, host: str = "", note: str = "") -> dict[str, Any]:
+        """A new token; the answer's "secret" is shown this once and never again."""
+        body = {
+            "role": role,
+            **({"host": host} if host else {}),
+            **({"note": note} if note else {}),
+        }
+        data: dict[str, Any] = self.request("POST", "/v1/tokens", body)
+        return data
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        tokens: list[dict[str, Any]] = self.request("GET", "/v1/tokens")["tokens"]
+        return tokens
+
+    def revoke_token(self, token_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = self.request("DELETE", f"/v1/tokens/{_q(token_id)}")
+        return data
+
     def revision(self) -> int:
         """The server's current revision."""
         return int(self.stats()["revision"])
@@ -277,11 +320,16 @@ class AsyncClient:
     """Asynchronous client for agents: registration, list (view) + watch, port status."""
 
     def __init__(
-        self, base_url: str = DEFAULT_SERVER, token: str | None = None, timeout: float = 30.0
+        self,
+        base_url: str = DEFAULT_SERVER,
+        token: str | None = None,
+        timeout: float = 30.0,
+        ca: str | Path | None = None,
     ) -> None:
         self.base_url = resolve_server(base_url, {})
         self.token = token
         self.timeout = timeout
+        self.tls = _tls(self.base_url, ca)
         self._session: aiohttp.ClientSession | None = None
         # The server's store identity, from the last response (None: not sent).
         self.cluster_id: str | None = None
@@ -299,7 +347,8 @@ class AsyncClient:
         import aiohttp
 
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(headers=self._headers())
+            connector = aiohttp.TCPConnector(ssl=self.tls if self.tls is not None else True)
+            self._session = aiohttp.ClientSession(headers=self._headers(), connector=connector)
         return self._session
 
     async def request(self, method: str, path: str, body: Any = None) -> Any:
@@ -314,9 +363,7 @@ class AsyncClient:
                 self.cluster_id = resp.headers.get(model.CLUSTER_HEADER)
                 _raise_for(resp.status, raw)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise ServerUnavailable(
-                f"cannot reach the server at {self.base_url}: {exc or type(exc).__name__}"
-            ) from None
+            raise _unreachable(exc, self.base_url) from None
         return json.loads(raw) if raw else None
 
     async def register_host(
@@ -391,8 +438,9 @@ class AsyncClient:
                     if line.strip():
                         yield WatchEvent.from_dict(json.loads(line))
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            tls = describe_tls_error(exc, self.base_url)
             raise ServerUnavailable(
-                f"watch of {host} at {self.base_url} broke: {exc or type(exc).__name__}"
+                tls or f"watch of {host} at {self.base_url} broke: {exc or type(exc).__name__}"
             ) from None
         raise ServerUnavailable(f"the server ended the watch stream of {host}")
 

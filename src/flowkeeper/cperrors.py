@@ -8,6 +8,7 @@ from flowkeeper.validation import ValidationError
 __all__ = [
     "Compacted",
     "Conflict",
+    "Forbidden",
     "NotFound",
     "StoreError",
     "Unauthorized",
@@ -41,9 +42,15 @@ class Compacted(FlowkeeperError):
 
 
 class Unauthorized(FlowkeeperError):
-    """A write without the right bearer token."""
+    """A request without a valid bearer token (missing, unknown or revoked)."""
 
     status = 401
+
+
+class Forbidden(FlowkeeperError):
+    """A valid token that may not do this (a host token acting for another host, ...)."""
+
+    status = 403
 
 
 def http_status(exc: FlowkeeperError) -> int:

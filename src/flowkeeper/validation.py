@@ -14,12 +14,67 @@ class ValidationError(UsageError):
     """Bad data for a domain object or a request; the message says what and why in one line."""
 
 
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
-STATE_RE = re.compile(r"[a-z][a-z0-9-]{0,31}")
-MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+class StateConflict(ValidationError):
+    """Well-formed data that does not fit what is stored (an IP outside its network's CIDR)."""
+
+    status = 409  # the API answers Conflict: the request is valid, the stored state refuses it
+
+
 SEGMENT_RANGES = {"vxlan": (1, 16_777_215), "gre": (1, 4_294_967_295)}
 MAX_TEXT = 255
+MAX_REVISION = 2**63 - 1  # SQLite's INTEGER
+
+# Every pattern below is stated once, used here and in the API's JSON Schema: a string
+# the document allows is a string the server accepts. No look-arounds (JSON Schema
+# patterns are ECMA-262, pydantic's are Rust's regex): exclusions are spelled out.
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_HEX = "[0-9a-fA-F]"
+_NONZERO_BYTE = f"([1-9a-fA-F]{_HEX}|0[1-9a-fA-F])"
+
+
+def _alt(items: Iterable[str]) -> str:
+    return "(" + "|".join(items) + ")"
+
+
+def _mac_pattern() -> str:
+    """Six hex octets, unicast (low bit of the first octet clear), not all zeros."""
+    rest = f"(:{_HEX}{{2}})"
+    first_nonzero = f"([1-9a-fA-F][02468aceACE]|0[2468aceACE]){rest}{{5}}"
+    # 00 first: the first non-zero octet is octet i (2..6), any octets after it.
+    zero_first = [
+        "00" + "(:00)" * (i - 2) + f":{_NONZERO_BYTE}" + (f"{rest}{{{6 - i}}}" if i < 6 else "")
+        for i in range(2, 7)
+    ]
+    return "^" + _alt([first_nonzero, *zero_first]) + "$"
+
+
+def _network_octets(prefix: int) -> str:
+    """The dotted address of a /prefix network with no host bits set."""
+    full, bits = divmod(prefix, 8)
+    octets = [_OCTET] * full
+    if full < 4:
+        step = 1 << (8 - bits)
+        octets.append("0" if bits == 0 else _alt(str(n) for n in range(0, 256, step)))
+        octets += ["0"] * (3 - full)
+    return r"\.".join(octets)
+
+
+NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+STATE_PATTERN = "^[a-z][a-z0-9-]{0,31}$"
+TEXT_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f]{0," + str(MAX_TEXT) + "}$"  # no control characters
+MAC_PATTERN = _mac_pattern()
+# A unicast host address: 1.0.0.0 to 223.255.255.255 (no 0/8, multicast, class E).
+IPV4_PATTERN = r"^(22[0-3]|2[01][0-9]|1[0-9]{2}|[1-9][0-9]?)(\." + _OCTET + "){3}$"
+CIDR_PATTERN = "^" + _alt(f"{_network_octets(p)}/{p}" for p in range(33)) + "$"
+
+NAME_RE = re.compile(NAME_PATTERN)
+ID_RE = re.compile(ID_PATTERN)
+STATE_RE = re.compile(STATE_PATTERN)
+TEXT_RE = re.compile(TEXT_PATTERN)
+MAC_RE = re.compile(MAC_PATTERN)
+IPV4_RE = re.compile(IPV4_PATTERN)
+CIDR_RE = re.compile(CIDR_PATTERN)
 
 
 def _show(value: object) -> str:
@@ -117,8 +172,10 @@ def check_id(value: str, what: str) -> str:
 
 
 def check_text(value: str, what: str) -> str:
-    if not isinstance(value, str) or len(value) > MAX_TEXT or not value.isprintable():
-        raise ValidationError(f"bad {what} {_show(value)}: at most {MAX_TEXT} printable chars")
+    if not isinstance(value, str) or not TEXT_RE.fullmatch(value):
+        raise ValidationError(
+            f"bad {what} {_show(value)}: at most {MAX_TEXT} characters, no control characters"
+        )
     return value
 
 
@@ -131,7 +188,7 @@ def check_state(value: str) -> str:
 
 
 def check_revision(value: int, what: str = "revision") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_REVISION:
         raise ValidationError(f"bad {what} {_show(value)}: must be a whole number >= 0")
     return value
 
@@ -140,39 +197,40 @@ def check_mac(value: str) -> str:
     """A unicast MAC address, returned in lowercase."""
     mac = value.lower() if isinstance(value, str) else ""
     if not MAC_RE.fullmatch(mac):
+        if re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", mac):
+            why = "all zeros" if mac == "00:00:00:00:00:00" else "multicast; a port needs unicast"
+            raise ValidationError(f"bad MAC address {_show(value)}: {why}")
         raise ValidationError(
             f"bad MAC address {_show(value)}: expected six hex octets like fa:16:3e:00:00:01"
         )
-    if int(mac[:2], 16) & 1:
-        raise ValidationError(f"bad MAC address {_show(value)}: multicast; a port needs unicast")
-    if mac == "00:00:00:00:00:00":
-        raise ValidationError(f"bad MAC address {_show(value)}: all zeros")
     return mac
 
 
 def check_ipv4(value: str, what: str = "IP address") -> str:
-    """A unicast IPv4 address in canonical dotted form."""
+    """A unicast IPv4 host address (1.0.0.0-223.255.255.255) in canonical dotted form."""
+    if isinstance(value, str) and IPV4_RE.fullmatch(value):
+        return value
     try:
         if not isinstance(value, str):
             raise ValueError(value)
-        addr = ipaddress.IPv4Address(value)
+        ipaddress.IPv4Address(value)
     except ValueError:
         raise ValidationError(f"bad {what} {_show(value)}: not an IPv4 address") from None
-    if addr.is_multicast or addr.is_unspecified or addr == ipaddress.IPv4Address(2**32 - 1):
-        raise ValidationError(f"bad {what} {_show(value)}: not a unicast address")
-    return str(addr)
+    raise ValidationError(f"bad {what} {_show(value)}: not a unicast address in 1.0.0.0-223.x")
 
 
 def check_cidr(value: str) -> str:
     """An IPv4 network like 198.19.1.0/24 (no host bits), in canonical form."""
+    if isinstance(value, str) and CIDR_RE.fullmatch(value):
+        return value
     if not isinstance(value, str) or "/" not in value:
         raise ValidationError(f"bad CIDR {_show(value)}: expected e.g. 198.19.1.0/24")
     try:
-        net = ipaddress.IPv4Network(value, strict=True)
+        ipaddress.IPv4Network(value, strict=True)
+        detail = "expected e.g. 198.19.1.0/24"
     except ValueError as exc:
         detail = "host bits set" if "host bits" in str(exc) else "expected e.g. 198.19.1.0/24"
-        raise ValidationError(f"bad CIDR {_show(value)}: {detail}") from None
-    return str(net)
+    raise ValidationError(f"bad CIDR {_show(value)}: {detail}")
 
 
 def check_segment(kind: str, segmentation_id: int) -> int:
@@ -190,7 +248,7 @@ def check_ip_in_cidr(ip: str, cidr: str, network_name: str) -> None:
     net = ipaddress.IPv4Network(cidr)
     addr = ipaddress.IPv4Address(ip)
     if addr not in net:
-        raise ValidationError(f"IP {ip} is outside network {network_name!r} cidr {cidr}")
+        raise StateConflict(f"IP {ip} is outside network {network_name!r} cidr {cidr}")
     if net.prefixlen <= 30 and addr in (net.network_address, net.broadcast_address):
         which = "network" if addr == net.network_address else "broadcast"
-        raise ValidationError(f"IP {ip} is the {which} address of {cidr}")
+        raise StateConflict(f"IP {ip} is the {which} address of {cidr}")

@@ -58,7 +58,9 @@ ServerFactory = Callable[..., LiveServer]
 def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
     made: list[ServerThread] = []
 
-    def make(keep_events: int = 100_000, heartbeat_s: float = 5.0, name: str = "s") -> LiveServer:
+    def make(
+        keep_events: int = 100_000, heartbeat_s: float = 5.0, name: str = "s", **extra: Any
+    ) -> LiveServer:
         db = tmp_path / name / "fk.db"
         config = ServerConfig(
             listen="127.0.0.1:0",
@@ -66,6 +68,7 @@ def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
             keep_events=keep_events,
             heartbeat_s=heartbeat_s,
             env={"FLOWKEEPER_TOKEN": TOKEN},
+            **extra,
         )
         thread = ServerThread(config)
         made.append(thread)

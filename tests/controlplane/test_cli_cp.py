@@ -158,7 +158,7 @@ def test_writes_without_a_token_fail_cleanly(
     wrong = tmp_path / "tok"
     wrong.write_text("nope\n")
     code, _, err = run(capsys, "network", "create", "net1", "--token-file", str(wrong))
-    assert code == 1 and "wrong token" in err
+    assert code == 1 and "unknown or revoked token" in err
     code, _, err = run(capsys, "network", "list", "--token-file", str(tmp_path / "missing"))
     assert code == 2 and "cannot read token file" in err
 
@@ -167,6 +167,6 @@ def test_unreachable_server_and_bad_listen(capsys: Capture) -> None:
     code, _, err = run(capsys, "network", "list", "--server", "http://127.0.0.1:9")
     assert code == 1 and "cannot reach the server at http://127.0.0.1:9" in err
     code, _, err = run(capsys, "server", "--listen", "0.0.0.0:9696", "--store", "sqlite:/x/y")
-    assert code == 2 and "only 127.0.0.0/8 addresses" in err
+    assert code == 2 and "without TLS only 127.0.0.0/8" in err
     code, _, err = run(capsys, "network", "list", "--server", "ftp://x")
     assert code == 2 and "bad server URL" in err

@@ -80,7 +80,7 @@ def test_server_process_lifecycle(tmp_path: Path, procs: list[Proc]) -> None:
     first = Proc(db)
     procs.append(first)
     token_file = db.parent / "token"
-    assert f"API token from {token_file} (generated)" in "".join(first.lines)
+    assert f"admin token from {token_file} (generated)" in "".join(first.lines)
     for f in (db, token_file, db.parent):
         mode = stat.S_IMODE(f.stat().st_mode)
         assert mode == (0o700 if f.is_dir() else 0o600), (f, oct(mode))

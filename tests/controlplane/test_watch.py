@@ -81,12 +81,14 @@ def test_watch_from_a_compacted_revision_is_410(server_factory: ServerFactory) -
         c.create_network(f"net{i}", "gre")
     for rev in (0, 1, 2):
         with pytest.raises(urllib.error.HTTPError) as exc:
-            urllib.request.urlopen(f"{server.url}/v1/hosts/h1/watch?from={rev}", timeout=5)
+            req = urllib.request.Request(f"{server.url}/v1/hosts/h1/watch?from={rev}")
+            req.add_header("Authorization", f"Bearer {TOKEN}")
+            urllib.request.urlopen(req, timeout=5)
         assert exc.value.code == 410
         assert b"was compacted away" in exc.value.read()
 
     async def watch(rev: int) -> list[Event]:
-        async with AsyncClient(server.url) as ac:
+        async with AsyncClient(server.url, TOKEN) as ac:
             out = []
             async for e in ac.watch("h1", rev):
                 out.append(e)
@@ -122,7 +124,7 @@ def test_resuming_from_an_old_revision_loses_nothing(server: LiveServer) -> None
     head = c.view("h1")
 
     async def catch_up() -> list[Event]:
-        async with AsyncClient(server.url) as ac:
+        async with AsyncClient(server.url, TOKEN) as ac:
             out: list[Event] = []
             async for e in ac.watch("h1", start.revision):
                 if e.kind == "heartbeat" and e.revision >= head.revision:
@@ -142,7 +144,7 @@ def test_gone_watchers_are_dropped_and_counted(server_factory: ServerFactory) ->
     server = server_factory(heartbeat_s=0.1)
 
     async def one_message() -> None:
-        async with AsyncClient(server.url) as ac:
+        async with AsyncClient(server.url, TOKEN) as ac:
             async for _ in ac.watch("h1", 0):
                 return
 

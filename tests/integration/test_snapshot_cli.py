@@ -35,8 +35,12 @@ def fk_json(*args: str) -> Any:
     return json.loads(proc.stdout)
 
 
-def test_show_verify_diff_and_restore(lab_factory: LabFactory, tmp_path: Path) -> None:
+def test_show_verify_diff_and_restore(
+    lab_factory: LabFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lab, state = lab_factory(hosts=2, vms_per_host=1)
+    # `snapshot diff --host` reads the server's view with the token in the environment.
+    monkeypatch.setenv("FLOWKEEPER_TOKEN", services.ensure_token(state).read_text().strip())
     h1 = state.host("h1")
     a = next(v for v in state.vms if v.host == "h1")
     b = next(v for v in state.vms if v.host == "h2")

@@ -67,6 +67,7 @@ class AgentConfig:
     rundir: Path
     state_dir: Path
     token: str | None = None
+    ca: Path | None = None  # the CA of an https server
     l2pop: bool = True
     arp_responder: bool = True
     # A hot upgrade's new switch slot: also hold this host's networks before its VMs move.
@@ -108,7 +109,7 @@ class Agent(OvsGuard, ServerFollower):
         self.vlans: dict[str, int] = {}
         self.cookie = 0
         self.ovs: HostOvs | None = None
-        self.client = AsyncClient(cfg.server, cfg.token)
+        self.client = AsyncClient(cfg.server, cfg.token, ca=cfg.ca)
         self.persist = Persistence(cfg.state_dir)
         self.generation = 0
         self.devices: dict[str, str] = {}  # device -> network id, for snapshot partitions

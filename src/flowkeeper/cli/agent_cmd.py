@@ -31,7 +31,10 @@ def register(sub: Any) -> None:
     )
     agent.add_argument("--ovsdb", default=DEFAULT_OVSDB, help="local ovsdb-server, unix:PATH")
     agent.add_argument("--state-dir", type=Path, default=Path("/var/lib/flowkeeper"))
-    agent.add_argument("--token-file", type=Path, help="API token file (env FLOWKEEPER_TOKEN)")
+    agent.add_argument(
+        "--token-file", type=Path, help="this host's API token file (env FLOWKEEPER_TOKEN)"
+    )
+    agent.add_argument("--ca", type=Path, help="CA of an https server (env FLOWKEEPER_CA)")
     agent.add_argument("--no-l2pop", action="store_true", help="flood and learn instead")
     agent.add_argument("--no-arp-responder", action="store_true")
     agent.add_argument(
@@ -79,9 +82,12 @@ def _agent(args: argparse.Namespace) -> int:
         if args.standby_for == args.host:
             raise UsageError("--standby-for must name another host")
     sock = Path(args.ovsdb.removeprefix("unix:"))
-    from flowkeeper.client import resolve_token
+    from flowkeeper.client import resolve_ca, resolve_token
 
     token = resolve_token(args.token_file)
+    ca = resolve_ca(args.ca)
+    if ca is not None and not ca.is_file():
+        raise UsageError(f"--ca {ca}: no such file")
     args.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     # Inputs checked: now, before anything heavy is loaded, flows back if OVS lost them.
     early = _quick_restore(args)
@@ -95,6 +101,7 @@ def _agent(args: argparse.Namespace) -> int:
         rundir=sock.parent,
         state_dir=args.state_dir,
         token=token,
+        ca=ca,
         l2pop=not args.no_l2pop,
         arp_responder=not args.no_arp_responder,
         standby_for=args.standby_for,

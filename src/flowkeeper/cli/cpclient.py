@@ -1,10 +1,11 @@
-"""Options shared by the commands that talk to the server: --server, --token-file, --json."""
+"""Options shared by the commands that talk to the server: --server, --token-file, --ca,
+--json."""
 
 from __future__ import annotations
 
 import argparse
 
-from flowkeeper.client import Client, resolve_server, resolve_token
+from flowkeeper.client import Client, resolve_ca, resolve_server, resolve_token
 
 
 def add_client_options(parser: argparse.ArgumentParser) -> None:
@@ -12,10 +13,13 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
         "--server", help="server URL (env FLOWKEEPER_SERVER; default http://127.0.0.1:9696)"
     )
     parser.add_argument(
-        "--token-file", help="API token file (env FLOWKEEPER_TOKEN); needed for writes"
+        "--token-file", help="API token file (env FLOWKEEPER_TOKEN); every request needs one"
     )
+    parser.add_argument("--ca", help="CA certificate (PEM) of an https server (env FLOWKEEPER_CA)")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
 
 
 def client_from(args: argparse.Namespace) -> Client:
-    return Client(resolve_server(args.server), resolve_token(args.token_file))
+    return Client(
+        resolve_server(args.server), resolve_token(args.token_file), ca=resolve_ca(args.ca)
+    )

@@ -47,6 +47,9 @@ def register(sub: Any) -> None:
         default=0,
         help="ports on the virtual hosts, spread over the networks",
     )
+    up.add_argument(
+        "--tls", action="store_true", help="HTTPS API with a CA made for the lab (LABDIR/tls)"
+    )
     up.add_argument("--json", action="store_true")
     up.set_defaults(func=_up)
 
@@ -130,6 +133,7 @@ def _up(args: argparse.Namespace) -> int:
         network_type=args.network_type,
         virtual_hosts=args.virtual_hosts,
         virtual_ports=args.virtual_ports,
+        tls=args.tls,
     )
     state = _lab(args).up(opts)
     vms = ", ".join(f"{v.name}={v.ip}" for v in state.vms)

@@ -19,6 +19,7 @@ from flowkeeper.cli import (
     port_cmd,
     server_cmd,
     snapshot_cmd,
+    token_cmd,
 )
 from flowkeeper.errors import FlowkeeperError, UsageError
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     network_cmd.register(sub)
     port_cmd.register(sub)
     host_cmd.register(sub)
+    token_cmd.register(sub)
     snapshot_cmd.register(sub)
     lab_cmd.register(sub)
     bench_cmd.register(sub)

@@ -17,9 +17,14 @@ from flowkeeper.store.base import DEFAULT_KEEP_EVENTS
 
 def register(sub: Any) -> None:
     from flowkeeper.server.app import DEFAULT_LISTEN, DEFAULT_STORE
+    from flowkeeper.server.hub import MAX_WATCHERS_PER_HOST
 
     srv = sub.add_parser("server", help="run the control-plane server")
-    srv.add_argument("--listen", default=DEFAULT_LISTEN, help="127.0.0.1:PORT (port 0: any)")
+    srv.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        help="ADDRESS:PORT (port 0: any); without TLS only 127.0.0.0/8",
+    )
     srv.add_argument(
         "--store",
         default=os.environ.get("FLOWKEEPER_STORE", DEFAULT_STORE),
@@ -28,9 +33,11 @@ def register(sub: Any) -> None:
     srv.add_argument(
         "--token-file",
         type=Path,
-        help="API token for writes (else env FLOWKEEPER_TOKEN, else a generated "
+        help="the bootstrap admin token (else env FLOWKEEPER_TOKEN, else a generated "
         "'token' file next to the SQLite database)",
     )
+    srv.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
+    srv.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
     srv.add_argument(
         "--keep-events",
         type=_count,
@@ -38,6 +45,13 @@ def register(sub: Any) -> None:
         help=f"events kept for watchers to catch up (default {DEFAULT_KEEP_EVENTS})",
     )
     srv.add_argument("--heartbeat", type=float, default=5.0, help="watch heartbeat seconds")
+    srv.add_argument(
+        "--max-watchers-per-host",
+        type=_count,
+        default=MAX_WATCHERS_PER_HOST,
+        help="watch streams one host may hold open; more get 429 "
+        f"(default {MAX_WATCHERS_PER_HOST})",
+    )
     srv.set_defaults(func=_server)
 
 
@@ -62,8 +76,11 @@ def _server(args: argparse.Namespace) -> int:
         listen=args.listen,
         store=args.store,
         token_file=args.token_file,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
         keep_events=args.keep_events,
         heartbeat_s=args.heartbeat,
+        max_watchers_per_host=args.max_watchers_per_host,
     )
     asyncio.run(serve(config, announce=_announce))
     return 0

@@ -59,9 +59,10 @@ def _actions(flows: FlowSet, flow: Flow) -> str | None:
 
 
 def server_diff(data: SnapshotData, host: str, server: str | None) -> dict[str, Any]:
-    from flowkeeper.client import Client, resolve_server
+    from flowkeeper.client import Client, resolve_ca, resolve_server, resolve_token
 
-    view = Client(resolve_server(server)).view(host)
+    # The token and CA come from $FLOWKEEPER_TOKEN and $FLOWKEEPER_CA.
+    view = Client(resolve_server(server), resolve_token(None), ca=resolve_ca(None)).view(host)
     theirs = {p.id: p.to_dict() for p in view.ports}
     ours = data.ports
     changed = [

@@ -20,6 +20,7 @@ from flowkeeper.lab.probe import ProbeResult
 from flowkeeper.lab.run import LabError, add_netns, del_netns, list_netns, run
 from flowkeeper.lab.state import HostState, LabState, VmState
 from flowkeeper.lab.staticflows import static_flows, tunnel_peers
+from flowkeeper.lab.tls import make_tls
 from flowkeeper.naming import BR_INT, BR_TUN, tunnel_port_name
 from flowkeeper.ovs.ofctl import OfctlBridge
 from flowkeeper.ovs.ovsdb import Ovsdb
@@ -52,6 +53,7 @@ class UpOptions:
     network_type: str = "vxlan"  # vxlan, gre, or mixed (odd networks vxlan, even gre)
     virtual_hosts: int = 0  # control-plane-only hosts, bound by simulated agents
     virtual_ports: int = 0  # ports on them, spread over the lab's networks
+    tls: bool = False  # the server speaks HTTPS with a CA made for the lab
 
 
 def validate(opts: UpOptions) -> None:
@@ -101,7 +103,10 @@ class Lab:
             for plan in plan_hosts(opts.hosts):
                 self.make_host(state, plan.name, plan.index, plan.tunnel_ip)
             if control:
-                self.progress("server: starting on 127.0.0.1")
+                if opts.tls:
+                    state.ca = str(make_tls(self.dir / "tls").ca)
+                    state.save()
+                self.progress(f"server: starting on 127.0.0.1{' (TLS)' if opts.tls else ''}")
                 services.start_server(state)
                 self._make_networks(state, opts)
                 for host in state.hosts:
@@ -172,8 +177,8 @@ class Lab:
         hostops.plug_vif(host, [vm])
 
     def client(self, state: LabState) -> Client:
-        token = (Path(state.dir) / "token").read_text().strip()
-        return Client(state.server_url, token)
+        """A client with the lab's admin token (and CA, with TLS)."""
+        return services.admin_client(state)
 
     def _make_networks(self, state: LabState, opts: UpOptions) -> None:
         client = self.client(state)

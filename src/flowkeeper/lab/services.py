@@ -1,7 +1,13 @@
-"""The lab's control plane processes: one flowkeeper server and one agent per host."""
+"""The lab's control plane processes: one flowkeeper server and one agent per host.
+
+The lab keeps the server's bootstrap admin token in LABDIR/token; each agent runs with a
+host token of its own (HOSTDIR/agent.token), and the simulated hosts with theirs
+(LABDIR/simhosts.tokens), all 0600. With TLS, the CA is LABDIR/tls/ca.pem.
+"""
 
 from __future__ import annotations
 
+import json
 import secrets
 import socket
 import subprocess
@@ -9,12 +15,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
 
+from flowkeeper.client import Client
 from flowkeeper.fsutil import atomic_write
 from flowkeeper.lab import procs
 from flowkeeper.lab.run import LabError
 from flowkeeper.lab.state import HostState, LabState
+from flowkeeper.lab.tls import tls_files
+from flowkeeper.tlsconf import client_context
 
 
 def free_port() -> int:
@@ -24,10 +34,42 @@ def free_port() -> int:
 
 
 def ensure_token(state: LabState) -> Path:
+    """The server's bootstrap admin token (the lab's own)."""
     path = Path(state.dir) / "token"
     if not path.exists():
         atomic_write(path, secrets.token_hex(24).encode())
     return path
+
+
+def admin_client(state: LabState) -> Client:
+    token = ensure_token(state).read_text().strip()
+    return Client(state.server_url, token, ca=state.ca or None)
+
+
+def host_token(state: LabState, host: HostState) -> Path:
+    """The host's own token file for its agent, made through the API on first use."""
+    path = Path(host.dir) / "agent.token"
+    if not path.exists():
+        made = admin_client(state).create_token("host", host.name, note="lab agent")
+        atomic_write(path, (made["secret"] + "\n").encode())
+    return path
+
+
+def simhost_tokens(state: LabState, names: Iterable[str]) -> Path:
+    """One host token per simulated host, in one JSON file {name: secret}."""
+    path = Path(state.dir) / "simhosts.tokens"
+    have: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    missing = [n for n in names if n not in have]
+    if missing:
+        client = admin_client(state)
+        for name in missing:
+            have[name] = client.create_token("host", name, note="lab virtual host")["secret"]
+        atomic_write(path, json.dumps(have).encode())
+    return path
+
+
+def _tls_args(state: LabState) -> list[str]:
+    return ["--ca", state.ca] if state.ca else []
 
 
 def _spawn(argv: list[str], log: Path) -> int:
@@ -44,9 +86,10 @@ def _spawn(argv: list[str], log: Path) -> int:
 
 
 def start_server(state: LabState, url: str = "") -> str:
-    """Start `flowkeeper server` on 127.0.0.1 with its SQLite store in the lab dir."""
+    """Start `flowkeeper server` on 127.0.0.1 with its SQLite store in the lab dir; with
+    the lab's TLS files when it has a CA."""
     port = int(url.rsplit(":", 1)[1]) if url else free_port()
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if state.ca else 'http'}://127.0.0.1:{port}"
     store = Path(state.dir) / "server" / "flowkeeper.db"
     store.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     argv = [
@@ -61,10 +104,13 @@ def start_server(state: LabState, url: str = "") -> str:
         "--token-file",
         str(ensure_token(state)),
     ]
+    if state.ca:
+        tls = tls_files(Path(state.ca).parent)
+        argv += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
     state.pids["server"] = _spawn(argv, Path(state.dir) / "server" / "server.log")
     state.server_url = url
     state.save()
-    wait_http(f"{url}/v1/hosts", state.pids["server"], timeout=20)
+    wait_http(f"{url}/v1/openapi.json", state.pids["server"], 20, state.ca)
     return url
 
 
@@ -75,13 +121,14 @@ def stop_server(state: LabState) -> None:
     state.save()
 
 
-def wait_http(url: str, pid: int, timeout: float) -> None:
+def wait_http(url: str, pid: int, timeout: float, ca: str = "") -> None:
     deadline = time.monotonic() + timeout
+    context = client_context(Path(ca)) if url.startswith("https:") else None
     while time.monotonic() < deadline:
         if not procs.alive(pid):
             raise LabError(f"process {pid} exited while starting; see its log")
         try:
-            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - 127.0.0.1 only
+            with urllib.request.urlopen(url, timeout=1, context=context):  # noqa: S310
                 return
         except (urllib.error.URLError, OSError):
             time.sleep(0.05)
@@ -105,7 +152,8 @@ def agent_argv(state: LabState, host: HostState, l2pop: bool = True) -> list[str
         "--state-dir",
         host.path("agent"),
         "--token-file",
-        str(ensure_token(state)),
+        str(host_token(state, host)),
+        *_tls_args(state),
     ]
     if host.standby_for:
         argv += ["--standby-for", host.standby_for]
@@ -128,14 +176,18 @@ def stop_agent(host: HostState, *, hard: bool = False) -> None:
 
 def start_simhosts(state: LabState, count: int, out: Path, max_seconds: float = 900) -> int:
     """Start `count` virtual hosts (one process) against the lab's server."""
+    from flowkeeper.lab.simhosts import virtual_host_name
+
+    tokens = simhost_tokens(state, [virtual_host_name(i) for i in range(count)])
     argv = [
         sys.executable,
         "-m",
         "flowkeeper.lab.simhosts",
         "--server",
         state.server_url,
-        "--token-file",
-        str(ensure_token(state)),
+        "--tokens-file",
+        str(tokens),
+        *_tls_args(state),
         "--hosts",
         str(count),
         "--out",

@@ -5,7 +5,9 @@ binds its own ports (reports them ACTIVE), as a real agent would, but programs n
 They give the real lab hosts the remote ports, tunnels and flows of a large cloud. Every
 message a virtual host receives is recorded with its arrival time (for benchmarks).
 
-Run: python -m flowkeeper.lab.simhosts --server URL --token-file F --hosts N --out FILE
+Run: python -m flowkeeper.lab.simhosts --server URL --tokens-file F --hosts N --out FILE
+[--ca CA]. F is a JSON object {host name: its host token} (0600): each virtual host acts
+with its own token, as a real agent does.
 Every message a virtual host receives is appended to FILE as one JSON line, as it arrives:
 {"t": unix time, "host", "revision", "kind", "op", "id", "status"}. It stops by itself after
 --max-seconds, or on SIGTERM.
@@ -42,11 +44,18 @@ def virtual_tunnel_ip(i: int) -> str:
 
 class SimHost:
     def __init__(
-        self, name: str, tunnel_ip: str, server: str, token: str | None, out: TextIO
+        self,
+        name: str,
+        tunnel_ip: str,
+        server: str,
+        token: str | None,
+        out: TextIO,
+        *,
+        ca: Path | None = None,
     ) -> None:
         self.name = name
         self.tunnel_ip = tunnel_ip
-        self.client = AsyncClient(server, token)
+        self.client = AsyncClient(server, token, ca=ca)
         self.revision = 0
         self.out = out
         self.bound: set[str] = set()
@@ -91,10 +100,11 @@ class SimHost:
 
 
 async def _main(args: argparse.Namespace, out: TextIO) -> None:
-    token = args.token_file.read_text().strip() if args.token_file else None
+    tokens: dict[str, str] = json.loads(args.tokens_file.read_text()) if args.tokens_file else {}
+    names = [virtual_host_name(i) for i in range(args.first, args.first + args.hosts)]
     sims = [
-        SimHost(virtual_host_name(i), virtual_tunnel_ip(i), args.server, token, out)
-        for i in range(args.first, args.first + args.hosts)
+        SimHost(name, virtual_tunnel_ip(i), args.server, tokens.get(name), out, ca=args.ca)
+        for i, name in enumerate(names, start=args.first)
     ]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -115,7 +125,8 @@ async def _main(args: argparse.Namespace, out: TextIO) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flowkeeper-simhosts", description=__doc__)
     parser.add_argument("--server", required=True)
-    parser.add_argument("--token-file", type=Path)
+    parser.add_argument("--tokens-file", type=Path, help="JSON {host name: host token}")
+    parser.add_argument("--ca", type=Path, help="CA of an https server")
     parser.add_argument("--hosts", type=int, required=True)
     parser.add_argument("--first", type=int, default=0)
     parser.add_argument("--out", required=True)

@@ -69,6 +69,7 @@ class LabState:
     namespaces: list[str] = field(default_factory=list)
     pids: dict[str, int] = field(default_factory=dict)  # extra processes: the server
     server_url: str = ""
+    ca: str = ""  # the CA file of the server's TLS certificate; "" without TLS
     l2pop: bool = True
     networks: dict[str, str] = field(default_factory=dict)  # lab network number -> id
 

@@ -8,18 +8,21 @@ from typing import Any
 
 from aiohttp import web
 
+from flowkeeper.server import responses as out
+from flowkeeper.server.endpoint import Input, endpoint
 from flowkeeper.server.openapi import openapi_document
 from flowkeeper.server.requests import (
-    check_query,
-    parse_host_put,
-    parse_json,
-    parse_network_create,
-    parse_port_binding,
-    parse_port_create,
-    parse_port_status,
+    HostPath,
+    HostPut,
+    NetworkCreate,
+    NetworkPath,
+    PortBinding,
+    PortCreate,
+    PortPath,
+    PortsQuery,
+    PortStatusUpdate,
 )
-from flowkeeper.server.state import STATE, ServerState
-from flowkeeper.validation import check_name
+from flowkeeper.server.state import STATE, ServerState, principal
 
 routes = web.RouteTableDef()
 
@@ -32,23 +35,60 @@ def ok(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status)
 
 
-async def _body(request: web.Request) -> Any:
-    return parse_json(await request.read())
+def _link(op_id: str, param: str, expr: str) -> dict[str, Any]:
+    return {"operationId": op_id, "parameters": {param: f"$response.body#/{expr}"}}
+
+
+NETWORK_LINKS = {
+    "GetNetwork": _link("getNetwork", "id", "id"),
+    "DeleteNetwork": _link("deleteNetwork", "id", "id"),
+}
+PORT_LINKS = {
+    "GetPort": _link("getPort", "id", "id"),
+    "DeletePort": _link("deletePort", "id", "id"),
+    "SetPortStatus": _link("setPortStatus", "id", "id"),
+    "BindPort": _link("bindPort", "id", "id"),
+}
+HOST_LINKS = {
+    "GetHost": _link("getHost", "name", "name"),
+    "GetView": _link("getView", "name", "name"),
+    "Watch": _link("watch", "name", "name"),
+}
 
 
 # --- networks -----------------------------------------------------------------
-@routes.get("/v1/networks")
-async def list_networks(request: web.Request) -> web.Response:
-    check_query(request.query, ())
+@endpoint(
+    routes,
+    method="GET",
+    path="/v1/networks",
+    operation_id="listNetworks",
+    summary="list networks",
+    what="networks",
+    ok_status=200,
+    ok_type=out.NetworkList,
+)
+async def list_networks(request: web.Request, _inp: Input) -> web.Response:
     st = _st(request)
     nets, rev = await st.db.run(st.db.store.list_networks)
     return ok({"revision": rev, "networks": [n.to_dict() for n in nets]})
 
 
-@routes.post("/v1/networks")
-async def create_network(request: web.Request) -> web.Response:
+@endpoint(
+    routes,
+    method="POST",
+    path="/v1/networks",
+    operation_id="createNetwork",
+    summary="create a network",
+    what="network",
+    ok_status=201,
+    ok_type=out.Network,
+    body=NetworkCreate,
+    errors=(409,),
+    links=NETWORK_LINKS,
+)
+async def create_network(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
-    spec = parse_network_create(await _body(request))
+    spec = inp.body
     net = await st.db.run(
         st.db.store.create_network, spec.name, spec.type, spec.segmentation_id, spec.cidr, spec.id
     )
@@ -56,110 +96,247 @@ async def create_network(request: web.Request) -> web.Response:
     return ok(net.to_dict(), 201)
 
 
-@routes.get("/v1/networks/{id}")
-async def get_network(request: web.Request) -> web.Response:
+@endpoint(
+    routes,
+    method="GET",
+    path="/v1/networks/{id}",
+    operation_id="getNetwork",
+    summary="one network",
+    what="network",
+    ok_status=200,
+    ok_type=out.Network,
+    path_params=NetworkPath,
+    errors=(404,),
+)
+async def get_network(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
-    net = await st.db.run(st.db.store.get_network, request.match_info["id"])
+    net = await st.db.run(st.db.store.get_network, inp.path.id)
     return ok(net.to_dict())
 
 
-@routes.delete("/v1/networks/{id}")
-async def delete_network(request: web.Request) -> web.Response:
+@endpoint(
+    routes,
+    method="DELETE",
+    path="/v1/networks/{id}",
+    operation_id="deleteNetwork",
+    summary="delete a network without ports",
+    what="network",
+    ok_status=200,
+    ok_type=out.Deleted,
+    path_params=NetworkPath,
+    errors=(404, 409),
+)
+async def delete_network(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
-    net = await st.db.run(st.db.store.delete_network, request.match_info["id"])
+    net = await st.db.run(st.db.store.delete_network, inp.path.id)
     revision = await st.hub.sync()
     return ok({"deleted": net.id, "revision": revision})
 
 
 # --- ports ----------------------------------------------------------------------
-@routes.get("/v1/ports")
-async def list_ports(request: web.Request) -> web.Response:
-    check_query(request.query, ("network_id", "host"))
+@endpoint(
+    routes,
+    method="GET",
+    path="/v1/ports",
+    operation_id="listPorts",
+    summary="list ports",
+    what="ports",
+    ok_status=200,
+    ok_type=out.PortList,
+    query=PortsQuery,
+)
+async def list_ports(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
-    ports, rev = await st.db.run(
-        st.db.store.list_ports, request.query.get("network_id"), request.query.get("host")
-    )
+    ports, rev = await st.db.run(st.db.store.list_ports, inp.query.network_id, inp.query.host)
     return ok({"revision": rev, "ports": [p.to_dict() for p in ports]})
 
 
-@routes.post("/v1/ports")
-async def create_port(request: web.Request) -> web.Response:
+@endpoint(
+    routes,
+    method="POST",
+    path="/v1/ports",
+    operation_id="createPort",
+    summary="create a port",
+    what="port",
+    ok_status=201,
+    ok_type=out.Port,
+    body=PortCreate,
+    errors=(404, 409),
+    links=PORT_LINKS,
+)
+async def create_port(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
-    port = parse_port_create(await _body(request), str(uuid.uuid4()))
-    stored = await st.db.run(st.db.store.create_port, port)
+    spec: PortCreate = inp.body
+    stored = await st.db.run(st.db.store.create_port, spec.to_port(str(uuid.uuid4())))
     await st.hub.sync()
     return ok(stored.to_dict(), 201)
 
 
-@routes.get("/v1/ports/{id}")
-async def get_port(request: web.Request) -> web.Response:
+@endpoint(
+    routes,
+    method="GET",
+    path="/v1/ports/{id}",
+    operation_id="getPort",
+    summary="one port",
+    what="port",
+    ok_status=200,
+    ok_type=out.Port,
+    path_params=PortPath,
+    errors=(404,),
+)
+async def get_port(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
-    port = await st.db.run(st.db.store.get_port, request.match_info["id"])
+    port = await st.db.run(st.db.store.get_port, inp.path.id)
     return ok(port.to_dict())
 
 
-@routes.delete("/v1/ports/{id}")
-async def delete_port(request: web.Request) -> web.Response:
+@endpoint(
+    routes,
+    method="DELETE",
+    path="/v1/ports/{id}",
+    operation_id="deletePort",
+    summary="delete a port",
+    what="port",
+    ok_status=200,
+    ok_type=out.Deleted,
+    path_params=PortPath,
+    errors=(404,),
+)
+async def delete_port(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
-    port = await st.db.run(st.db.store.delete_port, request.match_info["id"])
+    port = await st.db.run(st.db.store.delete_port, inp.path.id)
     revision = await st.hub.sync()
     return ok({"deleted": port.id, "revision": revision})
 
 
-@routes.put("/v1/ports/{id}/status")
-async def set_port_status(request: web.Request) -> web.Response:
+@endpoint(
+    routes,
+    method="PUT",
+    path="/v1/ports/{id}/status",
+    operation_id="setPortStatus",
+    summary="an agent reports a port ACTIVE or DOWN",
+    what="port status",
+    ok_status=200,
+    ok_type=out.Port,
+    path_params=PortPath,
+    body=PortStatusUpdate,
+    errors=(404, 409),
+)
+async def set_port_status(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
-    status, host = parse_port_status(await _body(request))
-    port = await st.db.run(st.db.store.set_port_status, request.match_info["id"], status, host)
+    body: PortStatusUpdate = inp.body
+    host = body.host
+    who = principal(request)
+    if who is not None and who.role == "host":
+        host = host or who.host  # a host token reports only as its own host
+    port = await st.db.run(st.db.store.set_port_status, inp.path.id, body.status, host)
     await st.hub.sync()
     return ok(port.to_dict())
 
 
-@routes.put("/v1/ports/{id}/binding")
-async def bind_port(request: web.Request) -> web.Response:
+@endpoint(
+    routes,
+    method="PUT",
+    path="/v1/ports/{id}/binding",
+    operation_id="bindPort",
+    summary="move a port to another host (migration; plug the VIF there first)",
+    what="port binding",
+    ok_status=200,
+    ok_type=out.Port,
+    path_params=PortPath,
+    body=PortBinding,
+    errors=(404,),
+)
+async def bind_port(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
-    host = parse_port_binding(await _body(request))
-    port = await st.db.run(st.db.store.bind_port, request.match_info["id"], host)
+    port = await st.db.run(st.db.store.bind_port, inp.path.id, inp.body.host)
     await st.hub.sync()
     return ok(port.to_dict())
 
 
 # --- hosts ----------------------------------------------------------------------
-@routes.get("/v1/hosts")
-async def list_hosts(request: web.Request) -> web.Response:
-    check_query(request.query, ())
+@endpoint(
+    routes,
+    method="GET",
+    path="/v1/hosts",
+    operation_id="listHosts",
+    summary="list hosts",
+    what="hosts",
+    ok_status=200,
+    ok_type=out.HostList,
+)
+async def list_hosts(request: web.Request, _inp: Input) -> web.Response:
     st = _st(request)
     hosts, rev = await st.db.run(st.db.store.list_hosts)
     return ok({"revision": rev, "hosts": [h.to_dict() for h in hosts]})
 
 
-@routes.get("/v1/hosts/{name}")
-async def get_host(request: web.Request) -> web.Response:
+@endpoint(
+    routes,
+    method="GET",
+    path="/v1/hosts/{name}",
+    operation_id="getHost",
+    summary="one host",
+    what="host",
+    ok_status=200,
+    ok_type=out.Host,
+    path_params=HostPath,
+    errors=(404,),
+)
+async def get_host(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
-    name = check_name(request.match_info["name"], "host")
-    host = await st.db.run(st.db.store.get_host, name)
+    host = await st.db.run(st.db.store.get_host, inp.path.name)
     return ok(host.to_dict())
 
 
-@routes.put("/v1/hosts/{name}")
-async def put_host(request: web.Request) -> web.Response:
+@endpoint(
+    routes,
+    method="PUT",
+    path="/v1/hosts/{name}",
+    operation_id="putHost",
+    summary="agent registration and heartbeat",
+    what="host",
+    ok_status=200,
+    ok_type=out.Host,
+    path_params=HostPath,
+    body=HostPut,
+    links=HOST_LINKS,
+)
+async def put_host(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
-    host = parse_host_put(request.match_info["name"], await _body(request), time.time())
-    stored = await st.db.run(st.db.store.put_host, host)
+    body: HostPut = inp.body
+    stored = await st.db.run(st.db.store.put_host, body.to_host(inp.path.name, time.time()))
     await st.hub.sync()
     return ok(stored.to_dict())
 
 
 # --- stats and the API's own description ------------------------------------------
-@routes.get("/v1/stats")
-async def stats(request: web.Request) -> web.Response:
-    check_query(request.query, ())
+@endpoint(
+    routes,
+    method="GET",
+    path="/v1/stats",
+    operation_id="stats",
+    summary="counters",
+    what="stats",
+    ok_status=200,
+    ok_type=out.Stats,
+)
+async def stats(request: web.Request, _inp: Input) -> web.Response:
     st = _st(request)
     hub = st.hub
     counters = st.stats.to_dict(hub.revision, len(hub.watchers), hub.world.host_count())
     return ok({"cluster_id": st.db.store.cluster_id(), **counters})
 
 
-@routes.get("/v1/openapi.json")
-async def openapi(request: web.Request) -> web.Response:
+@endpoint(
+    routes,
+    method="GET",
+    path="/v1/openapi.json",
+    operation_id="openapi",
+    summary="this document (OpenAPI 3.1)",
+    what="openapi",
+    ok_status=200,
+    ok_type=out.OpenApiDocument,
+)
+async def openapi(_request: web.Request, _inp: Input) -> web.Response:
     return ok(openapi_document())

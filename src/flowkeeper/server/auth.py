@@ -1,16 +1,20 @@
-"""The API token: where the server gets it, and the constant-time check on every write."""
+"""Authentication and authorization of every request (one middleware), and where the
+bootstrap admin token comes from."""
 
 from __future__ import annotations
 
-import hmac
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
-from flowkeeper.cperrors import Unauthorized
+from aiohttp import web
+
+from flowkeeper.cperrors import Forbidden, NotFound
 from flowkeeper.errors import UsageError
 from flowkeeper.fsutil import atomic_write
+from flowkeeper.server.policy import PORT_STATUS, authorize, is_public
+from flowkeeper.server.state import PRINCIPAL, STATE, ServerState
 from flowkeeper.store import sqlite_path
 
 TOKEN_ENV = "FLOWKEEPER_TOKEN"  # noqa: S105 - a variable name, not a secret
@@ -34,8 +38,9 @@ def read_token_file(path: Path) -> str:
 
 
 def load_token(token_file: Path | None, env: Mapping[str, str], store_url: str) -> tuple[str, str]:
-    """(token, where it came from): --token-file, else $FLOWKEEPER_TOKEN, else the file
-    `token` next to the SQLite database, generated (mode 0600) on first start."""
+    """The bootstrap admin token and where it came from: --token-file, else
+    $FLOWKEEPER_TOKEN, else the file `token` next to the SQLite database, generated (mode
+    0600) on first start."""
     if token_file is not None:
         return read_token_file(token_file), str(token_file)
     if env.get(TOKEN_ENV):
@@ -52,13 +57,37 @@ def load_token(token_file: Path | None, env: Mapping[str, str], store_url: str) 
     return token, f"{path} (generated)"
 
 
-def check_bearer(header: str | None, token: str) -> None:
-    """Raise Unauthorized unless `header` is 'Bearer <token>' (compared in constant time)."""
-    if not header:
-        raise Unauthorized("missing token: writes need 'Authorization: Bearer TOKEN'")
-    scheme, _, given = header.strip().partition(" ")
-    given = given.strip()
-    if scheme.lower() != "bearer" or not given:
-        raise Unauthorized("bad Authorization header: expected 'Bearer TOKEN'")
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        raise Unauthorized("wrong token")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def _port_host(st: ServerState, port_id: str) -> str | None:
+    """The host a port is bound to, None if there is no such port."""
+    try:
+        port = await st.db.run(st.db.store.get_port, port_id)
+    except NotFound:
+        return None
+    return port.host
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request but the public ones needs a valid token, and the policy's yes."""
+    resource = request.match_info.route.resource
+    if resource is None:  # no such endpoint or method: the handler answers 404 or 405
+        return await handler(request)
+    route, method = resource.canonical, request.method
+    if is_public(method, route):
+        return await handler(request)
+    st = request.app[STATE]
+    who = st.tokens.authenticate(request.headers.get("Authorization"))
+    port_host = None
+    if who.role == "host" and (method, route) == ("PUT", PORT_STATUS):
+        port_host = await _port_host(st, request.match_info["id"])
+    decision = authorize(who, method, route, request.match_info, port_host)
+    if not decision.allowed:
+        raise Forbidden(decision.reason)
+    request[PRINCIPAL] = who
+    if route.endswith("/watch"):
+        with st.streams.track(who.token_id):  # a revocation cancels the stream
+            return await handler(request)
+    return await handler(request)

@@ -5,32 +5,60 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from flowkeeper.cperrors import Compacted, StoreError
-from flowkeeper.model import Port, View, WatchEvent
+from flowkeeper.errors import FlowkeeperError
+from flowkeeper.model import Host, Port, View, WatchEvent
 from flowkeeper.server.asyncstore import AsyncStore
 from flowkeeper.server.fanout import HostState, fan_out
 from flowkeeper.server.stats import Stats
 from flowkeeper.server.world import Rewound, World, build_view
-from flowkeeper.store.base import Event
+from flowkeeper.store.base import Event, StoreObject
 
 log = logging.getLogger("flowkeeper.server")
 
 BATCH = 5000
+PAGE = 1000  # events per store read during a watcher's catch-up
 MAX_PENDING = 1_000_000
+MAX_WATCHERS_PER_HOST = 8  # an agent needs 1, a hot upgrade's standby slot 1 more
 IDLE_POLL_S = 1.0  # safety net for writers that bypass this server; local writes poke at once
 
 Batch = tuple[list[WatchEvent], int]
+Write = Callable[[list[WatchEvent]], Awaitable[None]]
+
+
+class TooManyWatchers(FlowkeeperError):
+    """The host already has the most watch streams the server allows."""
+
+    status = 429
+
+
+class _Rewinding:
+    """While a catch-up scans the log: the first value the live World had for each object it
+    changed since the catch-up began (the scan's own first values win over these)."""
+
+    def __init__(self) -> None:
+        self.first: dict[tuple[str, str], StoreObject | None] = {}
 
 
 class Watcher:
     """One watch stream: the host's fan-out state and the messages not yet written."""
 
-    def __init__(self, host: str, state: HostState, revision: int, max_pending: int) -> None:
+    def __init__(
+        self, hub: Hub, host: str, from_revision: int, standby_for: str, target: int
+    ) -> None:
+        self.hub = hub
         self.host = host
-        self.state = state
-        self.revision = revision  # every event up to here was fanned out to this watcher
-        self.max_pending = max_pending
+        self.standby_for = standby_for
+        self.state = HostState(host, standby_for=standby_for)
+        self.revision = from_revision  # every event up to here was fanned out to this watcher
+        self.target = target  # the live revision when it subscribed
+        self.max_pending = hub.max_pending
+        # Until the catch-up is done the hub does not fan out to this watcher: it only
+        # records, before each event, what the World held (see world.Rewound).
+        self.rewinding: _Rewinding | None = _Rewinding()
+        self.rewound: Rewound | None = None
         self.closed = False
         self.reason = ""
         self._pending: list[WatchEvent] = []
@@ -50,6 +78,58 @@ class Watcher:
             self.closed, self.reason = True, reason
         self._wake.set()
 
+    @property
+    def live(self) -> bool:
+        return self.rewinding is None and self.rewound is None
+
+    def before_live(self, event: Event) -> None:
+        """The hub is about to apply `event` to the World (only while catching up)."""
+        if self.rewound is not None:
+            self.rewound.record(event)
+        elif self.rewinding is not None:
+            key = (event.kind, _key(event))
+            if key not in self.rewinding.first:
+                self.rewinding.first[key] = event.prev
+
+    async def catch_up(self, write: Write) -> None:
+        """Send the messages for every event after the subscribed revision, reading the log
+        in pages of PAGE events; then the hub fans out to this watcher live."""
+        hub, store = self.hub, self.hub.db.store
+        first: dict[tuple[str, str], StoreObject | None] = {}
+        last = self.revision
+        while last < self.target and not self.closed:  # pass 1: the world as of `from`
+            page = await hub.db.run(store.events_since, last, PAGE)
+            if not page:
+                break
+            for event in page:
+                if event.revision <= self.target:
+                    first.setdefault((event.kind, _key(event)), event.prev)
+            last = page[-1].revision
+        assert self.rewinding is not None
+        for key, value in self.rewinding.first.items():
+            first.setdefault(key, value)
+        rewound = self.rewound = Rewound.from_values(hub.world, first)
+        self.rewinding = None
+        del first
+        self.state = HostState.from_world(self.host, rewound, self.standby_for)
+        while not self.closed:  # pass 2: walk forward, page by page, writing as we go
+            if self.revision >= hub.revision:
+                self.revision = hub.revision
+                self.rewound = None  # no await since the check: from here the hub fans out
+                return
+            page = await hub.db.run(store.events_since, self.revision, PAGE)
+            if not page:  # the World has events the store does not: it was replaced
+                self.close("the store has no events the server applied; watch again")
+                return
+            messages: list[WatchEvent] = []
+            for event in page:
+                if event.revision > hub.revision:
+                    break  # the World has not applied it yet; the hub will, then fan out
+                rewound.apply(event)
+                messages += fan_out(self.state, event, rewound)
+                self.revision = event.revision
+            await write(messages)
+
     async def next_batch(self, timeout: float) -> Batch | None:
         """Queued messages and the revision they bring the reader to; ([], revision) after
         `timeout` with nothing queued (time for a heartbeat); None once closed and drained."""
@@ -66,10 +146,17 @@ class Watcher:
 class Hub:
     """Applies every store event, in order, to the World and to each watcher's fan-out."""
 
-    def __init__(self, db: AsyncStore, stats: Stats, max_pending: int = MAX_PENDING) -> None:
+    def __init__(
+        self,
+        db: AsyncStore,
+        stats: Stats,
+        max_pending: int = MAX_PENDING,
+        max_watchers_per_host: int = MAX_WATCHERS_PER_HOST,
+    ) -> None:
         self.db = db
         self.stats = stats
         self.max_pending = max_pending
+        self.max_watchers_per_host = max_watchers_per_host
         self.world = World()
         self.watchers: set[Watcher] = set()
         self.closed = False
@@ -115,41 +202,36 @@ class Hub:
         return build_view(self.world, host, self.revision, standby_for)
 
     async def subscribe(self, host: str, from_revision: int, standby_for: str = "") -> Watcher:
-        """A watcher that first gets the messages for every event after `from_revision`."""
+        """A watcher whose `catch_up` first sends the messages for every event after
+        `from_revision`; Compacted (410) if those are gone, TooManyWatchers (429)."""
         if self.closed:
             raise StoreError("the server is shutting down")
+        streams = sum(1 for w in self.watchers if w.host == host and not w.closed)
+        if streams >= self.max_watchers_per_host:
+            raise TooManyWatchers(
+                f"host {host!r} already has {streams} watch streams "
+                f"(the most this server allows per host)"
+            )
         await self.sync()
         if from_revision > self.revision:
             raise Compacted(
                 f"revision {from_revision} is ahead of the server's revision {self.revision} "
                 "(was the store replaced?); list the view again"
             )
-        events = await self._events_after(from_revision)
-        # From here on no await: the World stays at self.revision while we rewind it.
-        rewound = Rewound(self.world, events)
-        state = HostState.from_world(host, rewound, standby_for)
-        watcher = Watcher(host, state, from_revision, self.max_pending)
-        for event in events:
-            rewound.apply(event)
-            watcher.push(fan_out(state, event, rewound))
-        watcher.revision = self.revision
+        compacted = await self.db.run(self.db.store.compact_revision)
+        if from_revision < compacted:
+            raise Compacted(
+                f"revision {from_revision} was compacted away (events up to {compacted} are "
+                "gone); list the view again"
+            )
+        # No await from here to add(): the watcher records every change the World makes.
+        watcher = Watcher(self, host, from_revision, standby_for, self.revision)
         self.watchers.add(watcher)
         self.stats.watch_connections += 1
         return watcher
 
     def unsubscribe(self, watcher: Watcher) -> None:
         self.watchers.discard(watcher)
-
-    async def _events_after(self, revision: int) -> list[Event]:
-        events: list[Event] = []
-        last = revision
-        while last < self.revision:
-            batch = await self.db.run(self.db.store.events_since, last, BATCH)
-            if not batch:
-                break
-            events += batch
-            last = batch[-1].revision
-        return [e for e in events if e.revision <= self.revision]
 
     async def _follow(self) -> None:
         while not self.closed:
@@ -187,12 +269,17 @@ class Hub:
     def _dispatch(self, event: Event) -> None:
         if event.revision <= self.world.revision:
             return
+        for watcher in self.watchers:
+            if not watcher.live:
+                watcher.before_live(event)
         self.world.apply(event)
         self.stats.event(event.kind)
         delivered: set[str] = set()
         for watcher in list(self.watchers):
             if watcher.closed:
                 self.watchers.discard(watcher)
+                continue
+            if not watcher.live:
                 continue
             messages = fan_out(watcher.state, event, self.world)
             if messages:
@@ -209,3 +296,8 @@ class Hub:
                 len(interested),
                 self.world.host_count(),
             )
+
+
+def _key(event: Event) -> str:
+    obj = event.object
+    return obj.name if isinstance(obj, Host) else obj.id

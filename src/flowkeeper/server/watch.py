@@ -4,52 +4,82 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from aiohttp import web
 
+from flowkeeper.cperrors import Compacted
 from flowkeeper.model import WatchEvent
+from flowkeeper.server import responses as out
 from flowkeeper.server.api import ok
+from flowkeeper.server.endpoint import Input, endpoint
 from flowkeeper.server.hub import Watcher
-from flowkeeper.server.requests import check_query, parse_revision
+from flowkeeper.server.requests import HostPath, ViewQuery, WatchQuery
 from flowkeeper.server.state import STATE, ServerState
-from flowkeeper.validation import check_name
 
 log = logging.getLogger("flowkeeper.server")
 routes = web.RouteTableDef()
-CHUNK = 2000  # messages per socket write during a large catch-up
+CHUNK = 2000  # messages per socket write
 
 
-@routes.get("/v1/hosts/{name}/view")
-async def view(request: web.Request) -> web.Response:
-    check_query(request.query, ("standby_for",))
+@endpoint(
+    routes,
+    method="GET",
+    path="/v1/hosts/{name}/view",
+    operation_id="getView",
+    summary="the networks where the host has ports and all their ports",
+    what="view",
+    ok_status=200,
+    ok_type=out.View,
+    path_params=HostPath,
+    query=ViewQuery,
+)
+async def view(request: web.Request, inp: Input) -> web.Response:
     st = request.app[STATE]
-    name = check_name(request.match_info["name"], "host")
-    return ok((await st.hub.view(name, _standby_for(request))).to_dict())
+    standby_for = inp.query.standby_for or ""
+    return ok((await st.hub.view(inp.path.name, standby_for)).to_dict())
 
 
-def _standby_for(request: web.Request) -> str:
-    """?standby_for=HOST: the view also holds HOST's networks (a hot upgrade's new slot)."""
-    other = request.query.get("standby_for", "")
-    return check_name(other, "standby_for host") if other else ""
+WATCH_DESCRIPTION = (
+    "One WatchMessage per line: the catch-up (every message after `from`, read from the "
+    "store in bounded pages), a heartbeat, then live messages and a heartbeat whenever "
+    "idle for a few seconds. With `timeout` the server ends the stream that many seconds "
+    "after the catch-up, after a last heartbeat. At most a configured number of streams "
+    "per host (429 beyond)."
+)
 
 
-@routes.get("/v1/hosts/{name}/watch")
-async def watch(request: web.Request) -> web.StreamResponse:
+@endpoint(
+    routes,
+    method="GET",
+    path="/v1/hosts/{name}/watch",
+    operation_id="watch",
+    summary="NDJSON stream of the host's messages after revision `from`",
+    description=WATCH_DESCRIPTION,
+    what="watch",
+    ok_status=200,
+    ok_type=out.WatchMessage,
+    media_type="application/x-ndjson",
+    path_params=HostPath,
+    query=WatchQuery,
+    errors=(410, 429),
+)
+async def watch(request: web.Request, inp: Input) -> web.StreamResponse:
     """Every message after ?from=R for this host, a heartbeat once the catch-up is sent,
     then live messages, with a heartbeat whenever the stream was idle for a while."""
-    check_query(request.query, ("from", "standby_for"))
     st = request.app[STATE]
-    name = check_name(request.match_info["name"], "host")
-    from_revision = parse_revision(request.query.get("from"))
-    watcher = await st.hub.subscribe(name, from_revision, _standby_for(request))  # 410: compacted
+    name, query = inp.path.name, inp.query
+    watcher = await st.hub.subscribe(name, query.from_, query.standby_for or "")  # 410, 429
     response = web.StreamResponse(
         headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"}
     )
     try:
         await response.prepare(request)
-        await _stream(st, watcher, response)
+        await _stream(st, watcher, response, query.timeout)
     except ConnectionError:
         log.debug("watcher %s went away", name)
+    except Compacted as exc:  # compacted while catching up: the agent re-lists
+        watcher.close(str(exc))
     finally:
         watcher.close("stream ended")
         st.hub.unsubscribe(watcher)
@@ -58,20 +88,32 @@ async def watch(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _stream(st: ServerState, watcher: Watcher, response: web.StreamResponse) -> None:
-    batch = await watcher.next_batch(0)  # the catch-up, then at once a heartbeat
-    first = True
-    while batch is not None:
+async def _stream(
+    st: ServerState, watcher: Watcher, response: web.StreamResponse, timeout: float | None
+) -> None:
+    await watcher.catch_up(lambda msgs: _write(st, response, msgs))
+    await _write(st, response, [WatchEvent(watcher.revision, "heartbeat", "")])
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        wait = st.heartbeat_s
+        if deadline is not None:
+            wait = min(wait, deadline - time.monotonic())
+            if wait <= 0:
+                await _write(st, response, [WatchEvent(watcher.revision, "heartbeat", "")])
+                return
+        batch = await watcher.next_batch(wait)
+        if batch is None:
+            return
         messages, revision = batch
         for start in range(0, len(messages), CHUNK):
             await _write(st, response, messages[start : start + CHUNK])
-        if first or not messages:
+        if not messages and (deadline is None or time.monotonic() < deadline):
             await _write(st, response, [WatchEvent(revision, "heartbeat", "")])
-        first = False
-        batch = await watcher.next_batch(st.heartbeat_s)
 
 
 async def _write(st: ServerState, response: web.StreamResponse, msgs: list[WatchEvent]) -> None:
+    if not msgs:
+        return
     lines = [json.dumps(m.to_dict(), separators=(",", ":")) for m in msgs]
     await response.write(("\n".join(lines) + "\n").encode())
     for m in msgs:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from flowkeeper.model import Host, Network, Port, View
 from flowkeeper.store.base import Event, Snapshot, StoreObject
@@ -135,13 +135,16 @@ class World:
 
 
 class Rewound:
-    """A World seen as it was before `later` (events after some revision R, oldest first).
+    """A World seen as it was at an older revision: the live World plus overrides.
 
-    Built from the current World plus overrides (each event's `prev`, newest first), so it
-    costs O(len(later)), not a copy of the world. `apply` then walks it forward again.
+    Each override is an object's value at that revision (None: it did not exist), for the
+    objects changed since. It costs O(objects changed), not a copy of the world, and it
+    stays right while the live World moves on, as long as `record` is called before the
+    World applies each event. `apply` walks it forward; an override that has become what
+    the World holds is dropped.
     """
 
-    def __init__(self, base: World, later: Sequence[Event]) -> None:
+    def __init__(self, base: World, later: Sequence[Event] = ()) -> None:
         self._base = base
         self._networks: dict[str, Network | None] = {}
         self._hosts: dict[str, Host | None] = {}
@@ -149,6 +152,14 @@ class Rewound:
         self._index = _Index()  # override ports that exist
         for event in reversed(later):
             self._override(event.kind, _key(event.object), event.prev)
+
+    @classmethod
+    def from_values(cls, base: World, values: dict[tuple[str, str], StoreObject | None]) -> Rewound:
+        """`values`: (kind, key) -> the object's value at the older revision."""
+        rewound = cls(base)
+        for (kind, key), value in values.items():
+            rewound._override(kind, key, value)
+        return rewound
 
     def _override(self, kind: str, key: str, value: StoreObject | None) -> None:
         if kind == "port":
@@ -163,9 +174,35 @@ class Rewound:
         else:
             self._hosts[key] = value if isinstance(value, Host) else None
 
+    def _table(self, kind: str) -> dict[str, Any]:
+        return (
+            self._ports if kind == "port" else self._networks if kind == "network" else self._hosts
+        )
+
+    def _live(self, kind: str, key: str) -> StoreObject | None:
+        base = self._base
+        if kind == "port":
+            return base.ports.get(key)
+        return base.networks.get(key) if kind == "network" else base.hosts.get(key)
+
+    def record(self, event: Event) -> None:
+        """The live World is about to apply `event`: keep the object's value as seen here."""
+        key = _key(event.object)
+        if key not in self._table(event.kind):
+            self._override(event.kind, key, self._live(event.kind, key))
+
     def apply(self, event: Event) -> None:
+        key = _key(event.object)
         value = event.object if event.op == "put" else None
-        self._override(event.kind, _key(event.object), value)
+        if value == self._live(event.kind, key):
+            old = self._table(event.kind).pop(key, None)
+            if isinstance(old, Port):
+                self._index.remove(old)
+        else:
+            self._override(event.kind, key, value)
+
+    def overrides(self) -> int:
+        return len(self._ports) + len(self._networks) + len(self._hosts)
 
     def network(self, network_id: str) -> Network | None:
         if network_id in self._networks:

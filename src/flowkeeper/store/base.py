@@ -8,6 +8,7 @@ from typing import Any, Literal, Protocol, TypeAlias
 
 from flowkeeper.cperrors import Compacted, Conflict, NotFound, StoreError
 from flowkeeper.model import Host, Network, NetworkType, Port, PortStatus
+from flowkeeper.store.tokens import TokenRecord
 
 __all__ = [
     "DEFAULT_KEEP_EVENTS",
@@ -22,6 +23,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreObject",
+    "TokenRecord",
     "decode_object",
     "encode_object",
 ]
@@ -153,6 +155,16 @@ class Store(Protocol):
     def events_since(self, revision: int, limit: int | None = None) -> list[Event]:
         """Events after `revision`, oldest first; Compacted if some of them are gone."""
         ...
+
+    def add_token(self, token: TokenRecord) -> TokenRecord:
+        """Store a new API token (Conflict if its id exists). Tokens are not events."""
+        ...
+
+    def delete_token(self, token_id: str) -> TokenRecord:
+        """Remove a token (revocation); NotFound if there is none with that id."""
+        ...
+
+    def list_tokens(self) -> list[TokenRecord]: ...
 
     def close(self) -> None: ...
 

@@ -35,4 +35,6 @@ SCHEMA = (
         id TEXT NOT NULL,
         object TEXT NOT NULL,
         prev TEXT)""",
+    # API tokens: not revisioned objects (no events); data holds only the secret's hash.
+    "CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, data TEXT NOT NULL)",
 )

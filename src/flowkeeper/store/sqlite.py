@@ -42,6 +42,7 @@ from flowkeeper.store.sqlite_rows import (
     decode_event,
     parse_json,
 )
+from flowkeeper.store.tokens import TokenRecord, encode_token
 from flowkeeper.validation import SEGMENT_RANGES, ValidationError
 
 
@@ -389,6 +390,28 @@ class SqliteStore:
             if old is None or not old.same_spec(host):
                 w.record("host", "put", host, old)
         return host
+
+    # --- API tokens (no revision, no event) ---------------------------------
+    def add_token(self, token: TokenRecord) -> TokenRecord:
+        with self._write():
+            if self._one("SELECT id FROM tokens WHERE id = ?", (token.id,)):
+                raise Conflict(f"token id {token.id!r} already exists")
+            data = encode_token(token)
+            self._db.execute("INSERT INTO tokens (id, data) VALUES (?, ?)", (token.id, data))
+        return token
+
+    def delete_token(self, token_id: str) -> TokenRecord:
+        with self._write():
+            data = self._one("SELECT data FROM tokens WHERE id = ?", (token_id,))
+            if data is None:
+                raise NotFound(f"token {token_id!r} not found")
+            self._db.execute("DELETE FROM tokens WHERE id = ?", (token_id,))
+        return TokenRecord.from_dict(parse_json(data))
+
+    def list_tokens(self) -> list[TokenRecord]:
+        with self._read():
+            rows = self._all("SELECT data FROM tokens ORDER BY id")
+        return [TokenRecord.from_dict(parse_json(d)) for d in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,150 @@
+"""Response types of the /v1 API: the shapes the server answers with, stated for the document."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flowkeeper.server.requests import (
+    Cidr,
+    GreSegment,
+    Id,
+    IPv4,
+    Mac,
+    Name,
+    PortStatusValue,
+    Revision,
+    State,
+    Strict,
+    Text,
+)
+
+
+class Error(Strict):
+    error: str = Field(description="what was wrong, in one line")
+
+
+class Network(Strict):
+    id: Id
+    name: Name
+    type: Literal["vxlan", "gre"]
+    segmentation_id: GreSegment = Field(description="vxlan 1..16777215, gre 1..4294967295")
+    cidr: Cidr | None
+    revision: Revision = Field(description="store revision of the last change")
+
+
+class Port(Strict):
+    id: Id
+    network_id: Id
+    host: Name
+    mac: Mac
+    fixed_ips: list[IPv4]
+    status: PortStatusValue
+    name: Text
+    device_id: Text
+    revision: Revision
+    tunnel_ip: IPv4 | None = Field(
+        description="the binding host's tunnel IP; filled in only in views and watch "
+        "messages (null when the host is not registered)"
+    )
+
+
+class Host(Strict):
+    name: Name
+    tunnel_ip: IPv4
+    l2pop: bool
+    virtual: bool
+    state: State
+    revision: Revision = Field(description="last revision the agent applied")
+    last_seen: float = Field(description="Unix time, set by the server")
+
+
+class NetworkList(Strict):
+    revision: Revision
+    networks: list[Network]
+
+
+class PortList(Strict):
+    revision: Revision
+    ports: list[Port]
+
+
+class HostList(Strict):
+    revision: Revision
+    hosts: list[Host]
+
+
+class Deleted(Strict):
+    deleted: Id
+    revision: Revision
+
+
+class View(Strict):
+    revision: Revision
+    networks: list[Network]
+    ports: list[Port]
+
+
+class Heartbeat(Strict):
+    kind: Literal["heartbeat"]
+    revision: Revision = Field(description="everything up to here was sent")
+
+
+class NetworkMessage(Strict):
+    revision: Revision
+    kind: Literal["network"]
+    op: Literal["put", "delete"] = Field(description="delete: drop the network and its ports")
+    object: Network
+
+
+class PortMessage(Strict):
+    revision: Revision
+    kind: Literal["port"]
+    op: Literal["put", "delete"]
+    object: Port
+
+
+WatchMessage = Annotated[
+    Heartbeat | NetworkMessage | PortMessage,
+    Field(discriminator="kind", description="one line of the NDJSON watch stream"),
+]
+
+
+class FanoutSample(Strict):
+    revision: Revision
+    network_id: Id
+    delivered: int
+    interested: int
+    registered: int
+
+
+class PortEventStats(Strict):
+    count: int
+    hosts_delivered_total: int
+    hosts_interested_total: int
+    hosts_registered_total: int
+    mean_hosts_delivered: float
+    mean_hosts_registered: float
+    recent: list[FanoutSample] = Field(description="the last 1,000 port events")
+
+
+class Stats(Strict):
+    revision: Revision
+    events_written: int
+    events_by_kind: dict[str, int]
+    messages_sent: int
+    messages_by_kind: dict[str, int]
+    watchers: int
+    watch_connections: int
+    registered_hosts: int
+    port_events: PortEventStats
+
+
+class OpenApiDocument(BaseModel):
+    """This document."""
+
+    model_config = ConfigDict(extra="allow")
+
+    openapi: str
+    info: dict[str, str]
