@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from flowkeeper import __version__
+from flowkeeper.model import CLUSTER_HEADER
 from flowkeeper.server.endpoint import OPERATIONS, Operation
 from flowkeeper.server.policy import is_public
 from flowkeeper.server.requests import NetworkCreate
@@ -97,8 +98,7 @@ def _operation(op: Operation, comps: _Components) -> J:
     ok = _json(ok_schema, op.summary, op.media_type)
     if op.links:
         ok["links"] = op.links
-    if op.headers:
-        ok["headers"] = op.headers
+    ok["headers"] = {CLUSTER_HEADER: _CLUSTER_HEADER_SCHEMA, **op.headers}
     codes = {400, 401, 403, *op.errors} | ({413} if op.body is not None else set())
     responses: J = {str(op.ok_status): ok}
     for code in sorted(codes):
@@ -116,6 +116,13 @@ def _operation(op: Operation, comps: _Components) -> J:
         schema = comps.ref(op.body)
         out["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
     return out
+
+
+_CLUSTER_HEADER_SCHEMA: J = {
+    "required": True,
+    "description": "the identity of the store behind this server, made with the store",
+    "schema": {"type": "string"},
+}
 
 
 @cache

@@ -130,6 +130,7 @@ class PortEventStats(Strict):
 
 
 class Stats(Strict):
+    cluster_id: str = Field(description="the store's identity, made with the store")
     revision: Revision
     events_written: int
     events_by_kind: dict[str, int]
