@@ -57,6 +57,29 @@ def leftovers(lab_name: str, lab_dir: Path) -> list[str]:
     return left
 
 
+_REPORT_LINES = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture
+def report_line(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Adds a line to the run's closing summary: the numbers a test measured (crash states
+    checked, schemathesis's counts) show in the output of every `make test`."""
+    lines = request.config.stash.setdefault(_REPORT_LINES, [])
+
+    def add(line: str) -> None:
+        lines.append(f"{request.node.nodeid}: {line}")
+
+    return add
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = terminalreporter.config.stash.get(_REPORT_LINES, [])
+    if lines:
+        terminalreporter.section("flowkeeper: what the tests measured")
+        for line in lines:
+            terminalreporter.line(line)
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]

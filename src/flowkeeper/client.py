@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flowkeeper import model
 from flowkeeper.cperrors import Compacted
 from flowkeeper.errors import FlowkeeperError, UsageError
 from flowkeeper.model import Host, Network, Port, PortStatus, View, WatchEvent
@@ -330,6 +331,8 @@ class AsyncClient:
         self.timeout = timeout
         self.tls = _tls(self.base_url, ca)
         self._session: aiohttp.ClientSession | None = None
+        # The server's store identity, from the last response (None: not sent).
+        self.cluster_id: str | None = None
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -357,6 +360,7 @@ class AsyncClient:
                 method, self.base_url + path, json=body, timeout=timeout
             ) as resp:
                 raw = await resp.read()
+                self.cluster_id = resp.headers.get(model.CLUSTER_HEADER)
                 _raise_for(resp.status, raw)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise _unreachable(exc, self.base_url) from None
@@ -427,6 +431,7 @@ class AsyncClient:
         timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=idle_timeout)
         try:
             async with self._open().get(url, params=params, timeout=timeout) as resp:
+                self.cluster_id = resp.headers.get(model.CLUSTER_HEADER)
                 if resp.status >= 400:
                     _raise_for(resp.status, await resp.read())
                 async for line in resp.content:

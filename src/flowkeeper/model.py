@@ -26,6 +26,7 @@ PortStatus = Literal["DOWN", "ACTIVE"]
 WatchKind = Literal["network", "port", "heartbeat"]
 WatchOp = Literal["put", "delete", ""]
 NETWORK_TYPES: tuple[NetworkType, ...] = ("vxlan", "gre")
+CLUSTER_HEADER = "Flowkeeper-Cluster-Id"  # every server response: its store's identity
 PORT_STATUSES: tuple[PortStatus, ...] = ("DOWN", "ACTIVE")
 
 

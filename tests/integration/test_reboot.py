@@ -49,12 +49,19 @@ def settled_flows(lab: Lab, state: LabState, host: str) -> set[str]:
 def cold_resync_flows(lab: Lab, state: LabState, host: str) -> set[str]:
     """Flush the host, forget its snapshot, let a fresh agent rebuild from the server."""
     h = state.host(host)
+    log = Path(h.dir) / "agent.log"
     services.stop_agent(h)
     shutil.rmtree(Path(h.path("agent")) / "snapshot")
     for bridge in (BR_INT, BR_TUN):
         lab.bridge(h, bridge).delete_all()
+    synced = log.read_text().count("in sync at revision")
     services.start_agent(state, h)
-    time.sleep(1)
+    # Settled means settled after the fresh agent synced (it takes a second or two to start).
+    wait_for(
+        lambda: log.read_text().count("in sync at revision") > synced,
+        timeout=60,
+        what="the fresh agent to sync",
+    )
     return settled_flows(lab, state, host)
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from flowkeeper.lab import services
 from flowkeeper.naming import BR_INT, BR_TUN
+from flowkeeper.pipeline.tables import COOKIE_TAG
 from tests.conftest import LabFactory, wait_for
 
 pytestmark = pytest.mark.lab
@@ -92,12 +93,31 @@ def test_show_verify_diff_and_restore(
         "--tunnel-ip", h1.tunnel_ip,
     )  # fmt: skip
     assert restored["restored"] == verify["flows"] and restored["deferred"] == 0
-    assert lab.ping(a.name, b.name, count=3, interval=0.05).lost == 0
+    # The datapath drops the packets of the cut until its revalidators see the new table:
+    # on a busy machine that can outlast a few pings, so wait for it (bounded).
+    wait_for(
+        lambda: lab.ping(a.name, b.name, count=3, interval=0.05).lost == 0,
+        timeout=10,
+        what="forwarding after the CLI restore",
+    )
     # A second restore refuses to overwrite what OVS holds, in one line.
     again = fk("snapshot", "restore", "--state-dir", state_dir, "--ovsdb", ovsdb,
                "--tunnel-ip", h1.tunnel_ip)  # fmt: skip
     assert again.returncode != 0 and "--force" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1
+    # --force replaces flowkeeper's flows with the snapshot's: a stray one of ours goes.
+    stray = f"cookie={COOKIE_TAG | 0xDEAD:#x},table=22,priority=77,dl_vlan=4000,actions=drop"
+    lab.bridge(h1, BR_TUN).add_lines([stray])
+    before = fk_json("snapshot", "diff", "--state-dir", state_dir, "--ovsdb", ovsdb)["flows"]
+    assert before["only_in_ovs"] == 1
+    forced = fk_json(
+        "snapshot", "restore", "--state-dir", state_dir, "--ovsdb", ovsdb,
+        "--tunnel-ip", h1.tunnel_ip, "--force",
+    )  # fmt: skip
+    assert forced["replaced"] and forced["restored"] == verify["flows"]
+    after = fk_json("snapshot", "diff", "--state-dir", state_dir, "--ovsdb", ovsdb)["flows"]
+    assert (after["only_in_snapshot"], after["only_in_ovs"], after["different"]) == (0, 0, 0)
+    assert lab.ping(a.name, b.name, count=3, interval=0.05).lost == 0
 
     # A damaged partition is found by verify (on a copy: the agent's own stays intact).
     copy = tmp_path / "state"

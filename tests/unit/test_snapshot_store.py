@@ -5,12 +5,14 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowkeeper.flows.record import parse_flow
 from flowkeeper.snapshot import records
 from flowkeeper.snapshot.content import JournalDelta, SnapshotData, flow_line, key_of_line
+from flowkeeper.snapshot.fsio import OsFileSystem
 from flowkeeper.snapshot.partition import PartitionIndex
 from flowkeeper.snapshot.store import SnapshotStore
 
@@ -170,63 +172,227 @@ class _Crash(Exception):
     pass
 
 
+class _Killed(OsFileSystem):
+    """The real file system, but the process dies after `steps` changing operations."""
+
+    def __init__(self, steps: int) -> None:
+        self.left = steps
+
+    def _step(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise _Crash
+
+    def write(self, fd: int, data: bytes) -> int:
+        self._step()
+        return super().write(fd, data)
+
+    def fsync(self, fd: int) -> None:
+        self._step()
+        super().fsync(fd)
+
+    def rename(self, src: Path, dst: Path) -> None:
+        self._step()
+        super().rename(src, dst)
+
+    def unlink(self, path: Path) -> None:
+        self._step()
+        super().unlink(path)
+
+    def fsync_dir(self, directory: Path) -> None:
+        self._step()
+        super().fsync_dir(directory)
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.integers(min_value=0, max_value=40))
-def test_a_crash_at_any_point_of_compaction_leaves_old_or_new_state(crash_at: int) -> None:
-    """Kill the writer after `crash_at` file-system steps: the next load sees a whole state."""
-    import os
+def test_a_kill_at_any_point_of_compaction_leaves_old_or_new_state(crash_at: int) -> None:
+    """Kill the writer after `crash_at` file-system steps: the next load sees a whole state.
+    (Power cuts, where unsynced writes are lost too, are the crash model's: test_crash_model.)
+    """
     import tempfile
-    from unittest import mock
+
+    from flowkeeper.snapshot.content import apply_delta
 
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         old = sample(6)
         SnapshotStore(directory).write(old, INDEX)
         _k, extra = line("table=22,priority=1,dl_vlan=2,actions=drop")
-        SnapshotStore(directory).append(
-            JournalDelta(revision=8, generation=3, add={"br-tun": [extra]})
-        )
+        delta = JournalDelta(revision=8, generation=3, add={"br-tun": [extra]})
+        SnapshotStore(directory).append(delta)
         expected_old = sample(6)
-        from flowkeeper.snapshot.content import apply_delta
-
-        apply_delta(expected_old, JournalDelta(revision=8, generation=3, add={"br-tun": [extra]}))
+        apply_delta(expected_old, delta)
         new = sample(12)
         new.revision = 20
-
-        steps = {"n": 0}
-        real_replace, real_write, real_fsync = os.replace, os.write, os.fsync
-
-        def step() -> None:
-            steps["n"] += 1
-            if steps["n"] > crash_at:
-                raise _Crash
-
-        def replace(a: object, b: object) -> None:
-            step()
-            real_replace(a, b)  # type: ignore[arg-type]
-
-        def write(fd: int, data: object) -> int:
-            step()
-            return real_write(fd, data)  # type: ignore[arg-type]
-
-        def fsync(fd: int) -> None:
-            step()
-            real_fsync(fd)
-
-        with (
-            mock.patch("flowkeeper.snapshot.store.os.replace", replace),
-            mock.patch("flowkeeper.fsutil.os.replace", replace),
-            mock.patch("flowkeeper.fsutil.os.write", write),
-            mock.patch("flowkeeper.fsutil.os.fsync", fsync),
-        ):
-            try:
-                SnapshotStore(directory).write(new, INDEX)
-                finished = True
-            except _Crash:
-                finished = False
+        try:
+            SnapshotStore(directory, _Killed(crash_at)).write(new, INDEX)
+            finished = True
+        except _Crash:
+            finished = False
         report = SnapshotStore(directory).load()
         assert report.data is not None, report.problems
         if finished:
             assert report.data.flows == new.flows and report.data.revision == 20
         else:
             assert report.data.flows in (expected_old.flows, new.flows)
+
+
+def _torn_journal(directory: Path) -> tuple[Path, int]:
+    """A snapshot with one journal record and then half a record (a crash mid-append)."""
+    store = SnapshotStore(directory)
+    store.write(sample(4), INDEX)
+    _k, text = line("table=22,priority=1,dl_vlan=1,actions=drop")
+    store.append(JournalDelta(revision=8, generation=3, add={"br-tun": [text]}))
+    journal = _journal_file(directory)
+    good = journal.stat().st_size
+    torn = records.encode(records.JOURNAL, JournalDelta(revision=9, generation=3).encode())
+    with journal.open("ab") as f:
+        f.write(torn[: len(torn) // 2])
+    return journal, good
+
+
+LATER = JournalDelta(
+    revision=10,
+    generation=4,
+    add={"br-tun": [line("table=22,priority=1,dl_vlan=2,actions=drop")[1]]},
+)
+
+
+def _assert_later_kept(directory: Path) -> None:
+    report = SnapshotStore(directory).load()
+    assert report.data is not None and report.journal_records == 2, report.problems
+    assert report.problems == []
+    assert key_of_line(LATER.add["br-tun"][0]) in report.data.flows["br-tun"]
+    assert report.data.revision == 10
+
+
+def test_an_append_after_a_torn_tail_survives_the_next_load(tmp_path: Path) -> None:
+    """A crash mid-append left half a record; the restarted agent appends: nothing is lost."""
+    journal, good = _torn_journal(tmp_path)
+    restarted = SnapshotStore(tmp_path)
+    report = restarted.load(repair=True)  # the agent's own load cuts the torn tail
+    assert report.journal_records == 1
+    [problem] = report.problems
+    assert (
+        str(journal) in problem and f"offset {good}" in problem and "kept the 1 records" in problem
+    )
+    assert "cut the" in problem and journal.stat().st_size == good
+    restarted.append(LATER)
+    _assert_later_kept(tmp_path)
+
+
+def test_a_fresh_store_appends_after_the_good_prefix_only(tmp_path: Path) -> None:
+    """The agent's store may append without having loaded (the quick boot loaded it): it
+    finds the good prefix itself and cuts what follows before it writes."""
+    _torn_journal(tmp_path)
+    SnapshotStore(tmp_path).append(LATER)
+    _assert_later_kept(tmp_path)
+
+
+def test_read_only_load_and_inspect_change_nothing(tmp_path: Path) -> None:
+    _torn_journal(tmp_path)
+    (tmp_path / ".MANIFEST.tmp").write_bytes(b"left by a crash")
+
+    def files() -> dict[str, tuple[bytes, int]]:
+        return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
+
+    before = files()
+    report = SnapshotStore(tmp_path).load()
+    assert report.journal_records == 1 and report.problems
+    assert SnapshotStore(tmp_path).inspect()["problems"]
+    assert files() == before
+
+
+class _Short(OsFileSystem):
+    """Writes at most 7 bytes at a time; optionally fails after `fail_after` bytes."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.written = 0
+        self.fail_after = fail_after
+
+    def write(self, fd: int, data: bytes) -> int:
+        if self.fail_after is not None and self.written >= self.fail_after:
+            raise OSError(28, "No space left on device")
+        n = super().write(fd, data[:7])
+        self.written += n
+        return n
+
+
+def test_short_writes_are_retried_and_a_failed_append_leaves_no_torn_record(
+    tmp_path: Path,
+) -> None:
+    SnapshotStore(tmp_path, _Short()).write(sample(4), INDEX)
+    store = SnapshotStore(tmp_path, _Short())
+    store.append(LATER)
+    assert SnapshotStore(tmp_path).load().journal_records == 1
+    size = _journal_file(tmp_path).stat().st_size
+    failing = SnapshotStore(tmp_path, _Short(fail_after=20))
+    with pytest.raises(OSError, match="No space"):
+        failing.append(LATER)
+    assert _journal_file(tmp_path).stat().st_size == size  # cut back: nothing torn
+    store.append(LATER)
+    report = SnapshotStore(tmp_path).load()
+    assert report.journal_records == 2 and report.problems == []
+
+
+class _Eio(OsFileSystem):
+    def __init__(self, victim: str) -> None:
+        self.victim = victim
+
+    def read(self, path: Path) -> bytes:
+        if path.name.startswith(self.victim):
+            raise OSError(5, "Input/output error", str(path))
+        return super().read(path)
+
+
+def test_an_io_error_makes_the_snapshot_unusable_without_raising(tmp_path: Path) -> None:
+    _torn_journal(tmp_path)
+    for victim in ("MANIFEST", "part-", "journal-"):
+        report = SnapshotStore(tmp_path, _Eio(victim)).load(repair=True)
+        assert report.data is None, victim
+        assert "Input/output error" in report.problems[0]
+        assert SnapshotStore(tmp_path, _Eio(victim)).inspect()["problems"]
+
+
+def test_temp_files_are_removed_and_a_missing_journal_is_started(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path)
+    store.write(sample(4), INDEX)
+    (tmp_path / ".MANIFEST.tmp").write_bytes(b"x")
+    (tmp_path / ".part-br-tun.shared-00000000.snap.tmp").write_bytes(b"x")
+    store.write(sample(5), INDEX)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    (tmp_path / ".journal-00000009.log.tmp").write_bytes(b"x")
+    _journal_file(tmp_path).unlink()
+    report = SnapshotStore(tmp_path).load(repair=True)
+    assert report.data is not None and "missing" in report.problems[0]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert _journal_file(tmp_path).stat().st_size == 0
+    assert SnapshotStore(tmp_path).load().problems == []
+
+
+def test_a_well_formed_record_that_cannot_be_applied_ends_the_journal(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path)
+    store.write(sample(4), INDEX)
+    store.append(LATER)
+    bad = JournalDelta(revision=11, generation=4, events=[{"kind": "port", "op": "put"}])
+    with _journal_file(tmp_path).open("ab") as f:
+        f.write(records.encode(records.JOURNAL, bad.encode()))
+        f.write(records.encode(records.JOURNAL, JournalDelta(revision=12, generation=4).encode()))
+    report = SnapshotStore(tmp_path).load()
+    assert report.data is not None and report.journal_records == 1
+    assert report.data.revision == 10 and "undecodable" in report.problems[0]
+
+
+def test_a_journal_shortened_behind_the_stores_back_is_never_padded(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path)
+    store.write(sample(4), INDEX)
+    store.append(LATER)
+    store.append(LATER)
+    journal = _journal_file(tmp_path)
+    raw = journal.read_bytes()
+    journal.write_bytes(raw[: len(raw) // 2 + 3])  # one record and a bit of the second
+    store.append(JournalDelta(revision=12, generation=4))
+    report = SnapshotStore(tmp_path).load()
+    assert report.problems == [] and report.journal_records == 2
+    assert report.data is not None and report.data.revision == 12

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flowkeeper.agent.bridges import DEFAULT_DATAPATH_TYPE
+from flowkeeper.agent.catchup import gate_deletes, must_record
+from flowkeeper.agent.follow import BACKOFF_MIN_S, ServerFollower
 from flowkeeper.agent.guard import OvsGuard
 from flowkeeper.agent.mirror import (
     LocalVif,
@@ -35,12 +38,11 @@ from flowkeeper.agent.restore import (
     restore,
     snapshot_flows,
 )
-from flowkeeper.client import AsyncClient, Compacted, ServerUnavailable
+from flowkeeper.client import AsyncClient
 from flowkeeper.errors import FlowkeeperError
 from flowkeeper.flows.flowset import FlowDelta, FlowSet, diff
 from flowkeeper.flows.ports import renumbered, stale_by_number
 from flowkeeper.flows.record import Flow
-from flowkeeper.model import PortStatus
 from flowkeeper.ovs.ovsdb import InterfaceInfo
 from flowkeeper.pipeline.incremental import IncrementalBuild, diff_keys
 from flowkeeper.pipeline.tables import cookie_for
@@ -53,8 +55,6 @@ log = logging.getLogger("flowkeeper.agent")
 Step = tuple[FlowSet, int]
 
 DEBOUNCE_S = 0.005
-HEARTBEAT_S = 5.0
-BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
 RETRY_MIN_S, RETRY_MAX_S = 0.05, 2.0  # flows waiting for a port the switch lacks
 
 
@@ -72,6 +72,7 @@ class AgentConfig:
     arp_responder: bool = True
     # A hot upgrade's new switch slot: also hold this host's networks before its VMs move.
     standby_for: str = ""
+    datapath_type: str = DEFAULT_DATAPATH_TYPE  # of the bridges the agent creates
 
 
 @dataclass
@@ -81,7 +82,18 @@ class AgentStatus:
     reported: dict[str, str] = field(default_factory=dict)  # port id -> status told
 
 
-class Agent(OvsGuard):
+@dataclass(frozen=True)
+class Moment:
+    """What one reconcile works from, taken together: the mirror copy, whether the agent
+    was in sync, the list epoch and the store the copy came from."""
+
+    mirror: Mirror
+    in_sync: bool
+    epoch: int
+    cluster_id: str
+
+
+class Agent(OvsGuard, ServerFollower):
     def __init__(
         self, cfg: AgentConfig, early: tuple[LoadReport, RestoreResult | None] | None = None
     ) -> None:
@@ -110,6 +122,8 @@ class Agent(OvsGuard):
         self.retry_s = 0.0  # the current wait before retrying deferred flows
         # Port name -> the OpenFlow number the installed flows naming it resolved to.
         self.flow_numbers: dict[str, int] = {}
+        self.cluster_id = ""  # the server store the mirror comes from ("": not known)
+        self.backoff = BACKOFF_MIN_S  # before the next try to reach the server
 
     # --- start-up -----------------------------------------------------------
     async def run(self) -> None:
@@ -119,11 +133,12 @@ class Agent(OvsGuard):
         t0 = time.monotonic()
         # Reading the snapshot and connecting to OVSDB overlap: both are on the boot path.
         if self.early is not None:
-            ovs = await asyncio.to_thread(HostOvs, self.cfg.ovsdb, self.cfg.rundir)
+            ovs = await asyncio.to_thread(self._connect_ovs)
             report = self.early[0]
+            self.persist.adopt(report)  # loaded (and repaired) by the quick boot
         else:
             ovs, report = await asyncio.gather(
-                asyncio.to_thread(HostOvs, self.cfg.ovsdb, self.cfg.rundir),
+                asyncio.to_thread(self._connect_ovs),
                 asyncio.to_thread(self.persist.load),
             )
         self.ovs = ovs
@@ -156,6 +171,9 @@ class Agent(OvsGuard):
         await self.client.close()
         await asyncio.to_thread(ovs.close)
         log.info("agent stopped; flows left in place")
+
+    def _connect_ovs(self) -> HostOvs:
+        return HostOvs(self.cfg.ovsdb, self.cfg.rundir, self.cfg.datapath_type)
 
     async def _boot(self, ovs: HostOvs, report: LoadReport) -> bool:
         """Installed flows and inputs from OVS and the snapshot; restore if OVS lost its flows.
@@ -198,6 +216,7 @@ class Agent(OvsGuard):
                 self.installed.add(flow)
         await asyncio.to_thread(ovs.clear_flow_restore_wait)
         self.mirror = mirror_from(data)
+        self.cluster_id = data.cluster_id
         self.vlans = dict(data.vlans)
         self.tunnels = set(data.tunnels)
         log.info(
@@ -210,69 +229,6 @@ class Agent(OvsGuard):
             report.journal_records,
         )
         return False
-
-    # --- control plane: list, then watch from the revision -------------------
-    async def _control_plane(self, need_list: bool) -> None:
-        backoff = BACKOFF_MIN_S
-        while not self.stop.is_set():
-            try:
-                if need_list:
-                    await self._register("syncing")
-                    view = await self.client.view(self.cfg.host, self.cfg.standby_for)
-                    self.mirror.load(view.revision, view.networks, view.ports)
-                    self.persist.note_list()
-                    log.info(
-                        "listed revision %d: %d networks, %d ports",
-                        view.revision,
-                        len(view.networks),
-                        len(view.ports),
-                    )
-                    self.in_sync = True
-                    need_list = False
-                    self.wake.set()
-                async for event in self.client.watch(
-                    self.cfg.host, self.mirror.revision, standby_for=self.cfg.standby_for
-                ):
-                    backoff = BACKOFF_MIN_S
-                    if event.kind == "heartbeat":
-                        # Everything up to this revision has been sent: caught up.
-                        self.mirror.revision = max(self.mirror.revision, event.revision)
-                        if not self.in_sync:
-                            log.info("caught up with the server at revision %d", event.revision)
-                            self.in_sync = True
-                            self.wake.set()
-                        continue
-                    self.mirror.apply(event.revision, event.kind, event.op, event.object)
-                    self.persist.note_event(event)
-                    self.wake.set()
-            except Compacted:
-                log.warning("revision %d was compacted away: listing again", self.mirror.revision)
-                need_list = True
-            except ServerUnavailable as exc:
-                self.status.state = "disconnected"
-                log.warning("server unavailable (%s); dataplane kept; retry in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
-            except FlowkeeperError as exc:  # e.g. the server refused our registration
-                log.error("control plane: %s; retry in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
-
-    async def _register(self, state: str) -> None:
-        self.status.state = state
-        await self.client.register_host(
-            self.cfg.host,
-            self.cfg.tunnel_ip,
-            l2pop=self.cfg.l2pop,
-            state=state,
-            revision=self.status.applied_revision,
-        )
-
-    async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(HEARTBEAT_S)
-            with contextlib.suppress(FlowkeeperError):
-                await self._register(self.status.state)
 
     # --- reconcile: desired vs installed, one bundle per bridge --------------
     async def _reconciler(self) -> None:
@@ -308,10 +264,8 @@ class Agent(OvsGuard):
         phases = Phases()
         step, self.step = self.step, None  # valid again only if this reconcile is exact
         # One consistent copy: watch events keep arriving while we await OVS below.
-        mirror = self.mirror.copy()
-        in_sync = self.in_sync  # taken with the copy: both describe the same moment
-        epoch = self.persist.list_epoch
-        revision = mirror.revision
+        now = self._moment()
+        mirror, in_sync, revision = now.mirror, now.in_sync, now.mirror.revision
         vifs = await asyncio.to_thread(ovs.vifs)
         numbers = await asyncio.to_thread(ovs.port_numbers)
         renumbered_deletes = self._forget_renumbered(numbers)
@@ -327,11 +281,8 @@ class Agent(OvsGuard):
         phases.mark("view")
         await asyncio.to_thread(ovs.ensure_tunnels, peers, self.cfg.tunnel_ip)
         phases.mark("tunnels")
-        delta = self._delta(view, step)
+        delta = gate_deletes(self._delta(view, step), in_sync, renumbered_deletes)
         exact = in_sync  # installed will equal desired, stale flows gone
-        if not in_sync:
-            delta.delete = []  # stale flows go only once we are in sync
-        delta.delete += renumbered_deletes  # not stale: broken, and never in installed
         phases.mark("build+diff")
         if delta:
             delta, complete = await self._apply(ovs, delta, phases, revision)
@@ -343,18 +294,7 @@ class Agent(OvsGuard):
             self.step = (self.installed, self.installed.version)
         self.tunnels = peers
         self.devices = {dev: mirror.ports[p].network_id for p, dev in bound.items()}
-        if delta or events or not self.persist.store.exists():
-            now = Inputs(
-                revision=revision,
-                generation=self.generation,
-                vlans=dict(self.vlans),
-                tunnels=set(self.tunnels),
-                mirror=mirror,
-                installed=self.installed.copy() if self.persist.compaction_due() else FlowSet(),
-                devices=dict(self.devices),
-                epoch=epoch,
-            )
-            await asyncio.to_thread(self.persist.record, now, delta, events)
+        await self._record(now, delta, events)
         if in_sync:
             gone = await asyncio.to_thread(ovs.remove_unused_tunnels, peers)
             if gone:
@@ -365,6 +305,26 @@ class Agent(OvsGuard):
                 log.info("in sync at revision %d: %d flows", revision, len(self.installed))
                 with contextlib.suppress(FlowkeeperError):
                     await self._register("in-sync")
+
+    def _moment(self) -> Moment:
+        """One consistent copy: watch events keep arriving while the reconcile awaits OVS."""
+        return Moment(self.mirror.copy(), self.in_sync, self.persist.list_epoch, self.cluster_id)
+
+    async def _record(self, now: Moment, delta: FlowDelta, events: list[dict[str, Any]]) -> None:
+        if not must_record(bool(delta), bool(events), self.persist.compaction_due()):
+            return
+        inputs = Inputs(
+            revision=now.mirror.revision,
+            generation=self.generation,
+            vlans=dict(self.vlans),
+            tunnels=set(self.tunnels),
+            mirror=now.mirror,
+            installed=self.persist.snapshot_input(self.installed),
+            devices=dict(self.devices),
+            epoch=now.epoch,
+            cluster_id=now.cluster_id,
+        )
+        await asyncio.to_thread(self.persist.record, inputs, delta, events)
 
     async def _apply(
         self, ovs: HostOvs, delta: FlowDelta, phases: Phases, revision: int
@@ -450,19 +410,3 @@ class Agent(OvsGuard):
         if step is not None and step[0] is self.installed and step[1] == self.installed.version:
             return diff_keys(desired, self.installed, changed)
         return diff(desired, self.installed, ignore_cookie=True)
-
-    async def _report_ports(self, mirror: Mirror, bound: dict[str, str]) -> None:
-        want: dict[str, PortStatus] = {p: "ACTIVE" for p in bound}
-        for port_id, port in mirror.ports.items():
-            if port.host == self.cfg.host and port_id not in bound:
-                want[port_id] = "DOWN"
-        for port_id, status in want.items():
-            current = mirror.ports.get(port_id)
-            if current is None or self.status.reported.get(port_id) == status:
-                continue
-            if current.status == status:
-                self.status.reported[port_id] = status
-                continue
-            with contextlib.suppress(FlowkeeperError):
-                await self.client.set_port_status(port_id, status, self.cfg.host)
-                self.status.reported[port_id] = status

@@ -14,6 +14,7 @@ from flowkeeper.flows.flowset import FlowSet, diff
 from flowkeeper.snapshot.content import SnapshotData, flow_line
 
 log = logging.getLogger("flowkeeper.agent")
+VERIFY_AFTER_S = 2.0  # the real dump waits until the agent is up and running
 
 
 class OvsGuard:
@@ -31,7 +32,7 @@ class OvsGuard:
         """If installed was taken from the snapshot, compare it with a real dump once."""
         if not self.verify_installed:
             return
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(VERIFY_AFTER_S)
         async with self.ovs_lock:
             dumped = await asyncio.to_thread(ovs.installed_flows)
             if not diff(dumped, self.installed, ignore_cookie=True):

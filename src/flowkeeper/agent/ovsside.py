@@ -8,6 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from flowkeeper.agent.bridges import (
+    DEFAULT_DATAPATH_TYPE,
+    FAIL_MODE,
+    FLOW_RESTORE_WAIT,
+    may_clear_flow_restore_wait,
+    other_bridges,
+    plan_bridges,
+)
 from flowkeeper.flows.flowset import FlowDelta, FlowSet
 from flowkeeper.flows.ports import Resolved, resolve_ports
 from flowkeeper.naming import BR_INT, BR_TUN, PATCH_INT, PATCH_TUN, tunnel_port_name
@@ -40,9 +48,13 @@ class Vif:
 class HostOvs:
     """Everything the agent does to its host's OVS goes through here."""
 
-    def __init__(self, ovsdb_remote: str, rundir: Path) -> None:
+    def __init__(
+        self, ovsdb_remote: str, rundir: Path, datapath_type: str = DEFAULT_DATAPATH_TYPE
+    ) -> None:
         self.db = Ovsdb(ovsdb_remote)
         self.rundir = rundir
+        self.datapath_type = datapath_type  # for the bridges the agent creates
+        self._frw_noted: tuple[str, ...] | None = None  # other bridges last logged
         # Flow changes go over one OpenFlow connection per bridge (encoded in-process);
         # dumps and anything the encoder cannot express go through ovs-ofctl.
         self.bridges = {b: WireBridge(b, str(rundir / f"{b}.mgmt")) for b in BRIDGES}
@@ -57,9 +69,15 @@ class HostOvs:
         self.db.close()
 
     def ensure_bridges(self) -> None:
-        """br-int and br-tun with their patch ports. Never touches existing flows."""
-        for bridge in BRIDGES:
-            self.db.ensure_bridge(bridge)
+        """br-int and br-tun with their patch ports. Never touches existing flows, nor
+        any setting of a bridge that exists (see agent.bridges.plan_bridges)."""
+        existing = {name: b.datapath_type for name, b in self.db.bridges().items()}
+        plan = plan_bridges(existing, BRIDGES, self.datapath_type)
+        for line in plan.warnings:
+            log.warning("%s", line)
+        for bridge in plan.create:
+            if self.db.create_bridge(bridge, datapath_type=self.datapath_type, fail_mode=FAIL_MODE):
+                log.info("created bridge %s (datapath_type %s)", bridge, self.datapath_type)
         self.db.ensure_patch_port(BR_INT, PATCH_TUN, PATCH_INT)
         self.db.ensure_patch_port(BR_TUN, PATCH_INT, PATCH_TUN)
         self.db.wait_ofports([PATCH_TUN, PATCH_INT])
@@ -118,12 +136,29 @@ class HostOvs:
             self.db.set_port_other_config(device, want)
         self._recorded[device] = record
 
-    def clear_flow_restore_wait(self) -> None:
-        """OVS must never be left waiting for flows: remove flow-restore-wait if set."""
-        cfg = self.db.api.db_get("Open_vSwitch", ".", "other_config").execute(check_error=True)
-        if dict(cfg).get("flow-restore-wait"):
-            self.db.set_global_other_config("flow-restore-wait", None)
-            log.info("cleared other_config:flow-restore-wait")
+    def clear_flow_restore_wait(self) -> bool:
+        """Once the agent's flows are in: remove other_config:flow-restore-wait if it is
+        set and every bridge on the switch is the agent's own. With other bridges, leave it
+        to whoever set it (ovs-ctl clears it after restoring every bridge's saved flows;
+        clearing it earlier would let br-ex forward with an empty table). True if cleared.
+        """
+        if not self.db.global_other_config().get(FLOW_RESTORE_WAIT):
+            self._frw_noted = None
+            return False
+        names = list(self.db.bridges())
+        if not may_clear_flow_restore_wait(names, BRIDGES):
+            others = tuple(other_bridges(names, BRIDGES))
+            if others != self._frw_noted:  # once per set of other bridges, not per call
+                self._frw_noted = others
+                log.info(
+                    "other_config:flow-restore-wait is set and the switch has bridges "
+                    "that are not ours (%s): left for ovs-ctl to clear",
+                    ", ".join(others),
+                )
+            return False
+        self.db.set_global_other_config(FLOW_RESTORE_WAIT, None)
+        log.info("cleared other_config:flow-restore-wait (only our bridges exist)")
+        return True
 
     def port_numbers(self) -> dict[str, int]:
         """The ports the switch has now, by name, over both bridges (OpenFlow port

@@ -13,7 +13,7 @@ from flowkeeper.flows.flowset import FlowDelta, FlowSet
 from flowkeeper.model import Network, Port, WatchEvent
 from flowkeeper.snapshot.content import JournalDelta, SnapshotData, flow_line
 from flowkeeper.snapshot.partition import PartitionIndex
-from flowkeeper.snapshot.store import LoadReport, SnapshotStore
+from flowkeeper.snapshot.store import NO_SNAPSHOT, LoadReport, SnapshotStore, log_problems
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,12 @@ class Inputs:
     vlans: Mapping[str, int]
     tunnels: set[tuple[str, str]]
     mirror: Mirror
-    installed: FlowSet
+    # The installed flows, copied with the mirror: given only when a compaction is due
+    # (see Persistence.snapshot_input); without them the delta is journalled instead.
+    installed: FlowSet | None
     devices: Mapping[str, str]  # OVS device -> network id
     epoch: int = 0  # the list epoch the mirror copy belongs to
+    cluster_id: str = ""  # the server store the mirror copy came from
 
 
 class Persistence:
@@ -44,13 +47,19 @@ class Persistence:
         # taken after the latest list (a reconcile may have copied the mirror before it).
         self.list_epoch = 0
         self._compacted_epoch = 0
+        self._unusable = False  # the snapshot on disk did not load: write a new one first
 
     def load(self) -> LoadReport:
-        report = self.store.load()
-        for problem in report.problems:
-            if problem != "no snapshot":
-                log.warning("snapshot: %s", problem)
+        """The agent's load: a damaged journal tail is cut back (logged), never appended to."""
+        report = self.store.load(repair=True)
+        log_problems(report, log)
+        self.adopt(report)
         return report
+
+    def adopt(self, report: LoadReport) -> None:
+        """Go on from a load done elsewhere (the quick boot) without reading again."""
+        self.store.resume(report)
+        self._unusable = report.data is None and report.problems != [NO_SNAPSHOT]
 
     def note_event(self, event: WatchEvent) -> None:
         if event.object is not None:
@@ -65,6 +74,7 @@ class Persistence:
     def compaction_due(self) -> bool:
         return (
             self._compacted_epoch < self.list_epoch
+            or self._unusable
             or not self.store.exists()
             or self.store.journal_size() > COMPACT_JOURNAL_BYTES
         )
@@ -73,13 +83,20 @@ class Persistence:
         events, self.pending = self.pending, []
         return events
 
+    def snapshot_input(self, installed: FlowSet) -> FlowSet | None:
+        """Inputs.installed for a reconcile: a copy taken with its mirror copy if a
+        compaction is due now, else None. record() compacts exactly when it gets one, so a
+        full list that lands after this decision can never make it write a snapshot whose
+        flows are missing: the delta is journalled, and the next reconcile compacts."""
+        return installed.copy() if self.compaction_due() else None
+
     def record(self, now: Inputs, delta: FlowDelta, events: list[dict[str, Any]]) -> None:
-        """Journal one applied delta (fsynced), or compact when due.
+        """Compact if `now` carries the installed flows, else journal the delta (fsynced).
 
         `now` must not change while this runs (it runs in a worker thread): pass copies.
         """
-        if self.compaction_due():
-            self.compact(now)
+        if now.installed is not None:
+            self.compact(now, now.installed)
             return
         add: dict[str, list[str]] = {}
         for flow in [*delta.add, *delta.modify]:
@@ -99,7 +116,7 @@ class Persistence:
             )
         )
 
-    def compact(self, now: Inputs) -> None:
+    def compact(self, now: Inputs, installed: FlowSet) -> None:
         """Write the whole state as a new snapshot (partitions, manifest, empty journal)."""
         mirror = now.mirror
         data = SnapshotData(
@@ -109,8 +126,9 @@ class Persistence:
             ports={p.id: p.to_dict() for p in mirror.ports.values()},
             vlans=dict(now.vlans),
             tunnels=sorted(now.tunnels),
+            cluster_id=now.cluster_id,
         )
-        for flow in now.installed:
+        for flow in installed:
             key, line = flow_line(flow)
             data.flows.setdefault(flow.bridge, {})[key] = line
         segs = {n.segmentation_id: n.id for n in mirror.networks.values()}
@@ -120,6 +138,7 @@ class Persistence:
             by_device=dict(now.devices),
         )
         self.store.write(data, index)
+        self._unusable = False
         self._compacted_epoch = max(self._compacted_epoch, now.epoch)
         log.info("snapshot written: revision %d, %d flows", now.revision, data.flow_count())
 

@@ -44,6 +44,13 @@ def register(sub: Any) -> None:
         help="hot upgrade: this is the new switch slot that takes over HOST's VMs; hold "
         "HOST's networks (tunnels, flood and FDB flows) before the first VM moves",
     )
+    agent.add_argument(
+        "--datapath-type",
+        choices=("system", "netdev"),
+        default="system",
+        help="datapath of the bridges the agent creates (default system, the kernel's); "
+        "an existing bridge is never changed",
+    )
     agent.set_defaults(func=_agent)
 
 
@@ -98,6 +105,7 @@ def _agent(args: argparse.Namespace) -> int:
         l2pop=not args.no_l2pop,
         arp_responder=not args.no_arp_responder,
         standby_for=args.standby_for,
+        datapath_type=args.datapath_type,
     )
     logging.getLogger("flowkeeper.agent").info(
         "agent %s starting (modules loaded in %.0f ms)",

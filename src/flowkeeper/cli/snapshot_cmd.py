@@ -18,7 +18,7 @@ def register(sub: Any) -> None:
         ("show", "revision, partitions and journal of the snapshot"),
         ("verify", "check every checksum; exit 1 if anything is damaged"),
         ("diff", "snapshot vs the flows in OVS and vs the server's view"),
-        ("restore", "install the snapshot's flows into OVS"),
+        ("restore", "install the snapshot's flows into an OVS that lost them"),
     ):
         cmd = cmds.add_parser(name, help=helptext)
         cmd.add_argument("--state-dir", type=Path, required=True, help="the agent's state dir")
@@ -37,7 +37,8 @@ def register(sub: Any) -> None:
             cmd.add_argument(
                 "--force",
                 action="store_true",
-                help="replace the flows even if OVS still holds flowkeeper's flows",
+                help="also when OVS still holds flowkeeper flows: replace them (learned "
+                "ones aside) with the snapshot's, in one bundle per bridge",
             )
         cmd.set_defaults(func=globals()[f"_{name}"])
 
@@ -112,23 +113,68 @@ def _diff(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Replacing:
+    """A RestoreTarget whose first bundle on each bridge deletes flowkeeper's own flows
+    (not the learned ones) before adding the snapshot's: OVS then holds exactly those."""
+
+    def __init__(self, target: Any, bridges: tuple[str, ...]) -> None:
+        self.target = target
+        self.to_clear = set(bridges)
+
+    def port_numbers(self) -> dict[str, int]:
+        numbers: dict[str, int] = self.target.port_numbers()
+        return numbers
+
+    def ensure_tunnels(self, peers: set[tuple[str, str]], local_ip: str) -> None:
+        self.target.ensure_tunnels(peers, local_ip)
+
+    def add_lines(self, bridge: str, lines: list[str]) -> None:
+        from flowkeeper.agent.restore import OURS_NOT_LEARNED
+
+        head = [f"delete {OURS_NOT_LEARNED}"] if bridge in self.to_clear else []
+        self.target.add_lines(bridge, head + lines)
+        self.to_clear.discard(bridge)
+
+    def clear_rest(self) -> None:
+        """Bridges the snapshot had nothing for: only the delete."""
+        for bridge in sorted(self.to_clear):
+            self.add_lines(bridge, [])
+
+
 def _restore(args: argparse.Namespace) -> int:
     from flowkeeper.agent.fastboot import CliTarget
-    from flowkeeper.agent.restore import restore
     from flowkeeper.naming import BR_INT, BR_TUN
 
     data = _load(args)
     if not args.ovsdb.startswith("unix:"):
         raise UsageError("--ovsdb must be unix:PATH")
     target = CliTarget(args.ovsdb, Path(args.ovsdb.removeprefix("unix:")).parent)
-    held = sum(target.our_flow_count(b) for b in (BR_INT, BR_TUN))
+    return restore_into(target, data, args, (BR_INT, BR_TUN))
+
+
+def restore_into(target: Any, data: Any, args: argparse.Namespace, bridges: tuple[str, ...]) -> int:
+    """Refuse an OVS that holds flowkeeper flows unless --force; then restore (replacing)."""
+    from flowkeeper.agent.restore import restore
+
+    held = sum(target.our_flow_count(b) for b in bridges)
     if held and not args.force:
         raise FlowkeeperError(f"OVS still holds {held} flowkeeper flows; use --force to replace")
-    result = restore(target, data, args.tunnel_ip)
+    if args.force:
+        replacing = _Replacing(target, bridges)
+        result = restore(replacing, data, args.tunnel_ip)
+        replacing.clear_rest()
+    else:
+        result = restore(target, data, args.tunnel_ip)
     emit(
-        {"restored": result.restored, "deferred": result.deferred, "seconds": result.seconds},
+        {
+            "restored": result.restored,
+            "deferred": result.deferred,
+            "seconds": result.seconds,
+            "replaced": bool(args.force),
+        },
         args.json,
         f"restored {result.restored} flows in {result.seconds * 1000:.0f} ms "
-        f"({result.deferred} deferred: ports missing)",
+        f"({result.deferred} deferred: ports missing)"
+        + ("; flowkeeper's other flows removed" if args.force else ""),
     )
     return 0

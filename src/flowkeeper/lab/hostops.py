@@ -37,14 +37,14 @@ def start_ovs(host: HostState, *, flow_restore_wait: bool = False) -> float:
 def setup_bridges(host: HostState) -> None:
     """Bridges, patch ports and the underlay port: what the host's network config makes."""
     with Ovsdb(f"unix:{host.db_sock}") as db:
-        db.ensure_bridge(BR_PHY, fail_mode="standalone")
+        db.ensure_bridge(BR_PHY, datapath_type="netdev", fail_mode="standalone")
         # A NIC keeps its MAC across reboots; br-phy's tap would get a new one each time and
         # peers' tunnel neighbour caches would point at a MAC that no longer exists.
         db.api.db_set(
             "Bridge", BR_PHY, ("other_config", {"hwaddr": underlay_mac(host.index)})
         ).execute(check_error=True)
-        db.ensure_bridge(BR_INT)
-        db.ensure_bridge(BR_TUN)
+        db.ensure_bridge(BR_INT, datapath_type="netdev")
+        db.ensure_bridge(BR_TUN, datapath_type="netdev")
         db.ensure_port(BR_PHY, "eth0")
         db.ensure_patch_port(BR_INT, PATCH_TUN, PATCH_INT)
         db.ensure_patch_port(BR_TUN, PATCH_INT, PATCH_TUN)
@@ -194,13 +194,14 @@ def restart_ovs(
     """Restart (or upgrade: the same binary here) the host's ovs-vswitchd under traffic.
 
     ovsdb-server and the VMs stay up; VIF taps keep their ofports (OVSDB keeps them).
-    With flow_restore_wait, the new vswitchd holds its datapath until the agent has put
-    the flows back and cleared the flag, instead of forwarding with half a table.
+    With flow_restore_wait, as `ovs-ctl restart` does: save every bridge's flows, set
+    other_config:flow-restore-wait=true, start the new vswitchd (it forwards nothing
+    meanwhile), put the saved flows back and clear the key. Without it, the new vswitchd
+    starts with empty tables and the agent puts its flows back from its snapshot.
     """
+    saved = ovsproc.save_flows(host) if flow_restore_wait else {}
     if flow_restore_wait:
-        ovsproc.vsctl(
-            host, "--no-wait", "set", "Open_vSwitch", ".", "other_config:flow-restore-wait=true"
-        )
+        ovsproc.flow_restore_wait(host)
     stopped = time.time()
     pid = host.pids.pop("ovs-vswitchd", None)
     if pid:
@@ -209,4 +210,7 @@ def restart_ovs(
     host.pids["ovs-vswitchd"] = ovsproc.start_vswitchd(host)
     state.save()
     bring_up_underlay(host)
+    if flow_restore_wait:
+        ovsproc.restore_flows(host, saved)
+        ovsproc.flow_restore_complete(host)
     return OvsRestartTimes(stopped, started, time.time())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -113,3 +114,43 @@ def wait_bridge_sockets(host: HostState, bridges: list[str], timeout: float = 10
             return
         time.sleep(0.02)
     raise LabError(f"{host.name}: bridge sockets did not appear in {timeout:.0f}s")
+
+
+# --- what ovs-ctl restart does around the restart (utilities/ovs-lib.in) ---------------
+_STATS = re.compile(r"(idle_age|hard_age)=[^,]*,")
+
+
+def save_flows(host: HostState) -> dict[str, str]:
+    """ovs-save save-flows: every bridge's flows, without stats or port names."""
+    saved = {}
+    for bridge in vsctl(host, "--", "--real", "list-br").split():
+        mgmt = f"unix:{host.mgmt(bridge)}"
+        argv = ["ovs-ofctl", "-O", "OpenFlow15", "dump-flows", "--no-names", "--no-stats", mgmt]
+        out = run(argv).stdout
+        lines = [_STATS.sub("", x) for x in out.splitlines() if "_FLOW" not in x]
+        saved[bridge] = "\n".join(line.strip() for line in lines if line.strip()) + "\n"
+    return saved
+
+
+def flow_restore_wait(host: HostState) -> None:
+    vsctl(host, "--no-wait", "set", "Open_vSwitch", ".", "other_config:flow-restore-wait=true")
+
+
+def restore_flows(host: HostState, saved: dict[str, str]) -> None:
+    """The saved script: replace-flows --bundle on each bridge."""
+    for bridge, text in saved.items():
+        mgmt = f"unix:{host.mgmt(bridge)}"
+        run(["ovs-ofctl", "-O", "OpenFlow15", "--bundle", "replace-flows", mgmt, "-"], stdin=text)
+
+
+def flow_restore_complete(host: HostState) -> None:
+    vsctl(
+        host,
+        "--no-wait",
+        "--if-exists",
+        "remove",
+        "Open_vSwitch",
+        ".",
+        "other_config",
+        "flow-restore-wait=true",
+    )

@@ -157,6 +157,7 @@ def agent_argv(state: LabState, host: HostState, l2pop: bool = True) -> list[str
     ]
     if host.standby_for:
         argv += ["--standby-for", host.standby_for]
+    argv += ["--datapath-type", "netdev"]  # the lab's switches are userspace ones
     return argv if l2pop else [*argv, "--no-l2pop"]
 
 

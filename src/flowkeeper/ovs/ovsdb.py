@@ -35,6 +35,16 @@ class InterfaceInfo:
         return self.external_ids.get("iface-id")
 
 
+@dataclass(frozen=True)
+class BridgeInfo:
+    """A bridge's name and the settings the agent must not change on bridges it did not
+    create (datapath_type "" is OVS's default, reported here as "system")."""
+
+    name: str
+    datapath_type: str
+    fail_mode: str
+
+
 InterfaceCallback = Callable[[str, InterfaceInfo], None]
 
 
@@ -103,15 +113,58 @@ class Ovsdb:
         except Exception as exc:
             raise OvsdbError(f"OVSDB {what} failed: {exc}") from None
 
-    def ensure_bridge(
-        self, name: str, *, datapath_type: str = "netdev", fail_mode: str = "secure"
-    ) -> None:
-        """Create the bridge if missing; set its datapath type and fail mode."""
+    def bridges(self) -> dict[str, BridgeInfo]:
+        """Every bridge on the switch, by name, with the settings the agent cares about."""
+        cols = ["name", "datapath_type", "fail_mode"]
+        try:
+            rows = self.api.db_list("Bridge", columns=cols).execute(check_error=True)
+        except Exception as exc:
+            raise OvsdbError(f"cannot list bridges: {exc}") from None
+        out = {}
+        for row in rows:
+            fail_mode = row["fail_mode"]
+            fail_mode = fail_mode[0] if isinstance(fail_mode, list) and fail_mode else fail_mode
+            out[row["name"]] = BridgeInfo(
+                row["name"], row["datapath_type"] or "system", fail_mode or ""
+            )
+        return out
+
+    def create_bridge(self, name: str, *, datapath_type: str, fail_mode: str) -> bool:
+        """Create a bridge with these settings; False (and nothing changed) if it exists.
+
+        An existing bridge is never touched: ovsdbapp's add_br(may_exist=True) would set
+        its datapath_type, which on a kernel-datapath host rebuilds the bridge.
+        """
+        if name in self.bridges():
+            return False
+        try:
+            self._execute(
+                f"create bridge {name}",
+                self.api.add_br(name, may_exist=False, datapath_type=datapath_type),
+                self.api.db_set("Bridge", name, ("fail_mode", fail_mode)),
+            )
+        except OvsdbError:
+            if name in self.bridges():  # someone else created it meanwhile: theirs
+                return False
+            raise
+        return True
+
+    def ensure_bridge(self, name: str, *, datapath_type: str, fail_mode: str = "secure") -> None:
+        """Create the bridge if missing, else set its datapath type and fail mode (lab use:
+        the lab owns its hosts' bridges)."""
         self._execute(
             f"ensure bridge {name}",
             self.api.add_br(name, may_exist=True, datapath_type=datapath_type),
             self.api.db_set("Bridge", name, ("fail_mode", fail_mode)),
         )
+
+    def global_other_config(self) -> dict[str, str]:
+        """Open_vSwitch other_config (flow-restore-wait and friends)."""
+        try:
+            cfg = self.api.db_get("Open_vSwitch", ".", "other_config").execute(check_error=True)
+        except Exception as exc:
+            raise OvsdbError(f"cannot read Open_vSwitch other_config: {exc}") from None
+        return dict(cfg)
 
     def delete_bridge(self, name: str) -> None:
         self._execute(f"delete bridge {name}", self.api.del_br(name, if_exists=True))

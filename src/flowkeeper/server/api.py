@@ -324,7 +324,8 @@ async def put_host(request: web.Request, inp: Input) -> web.Response:
 async def stats(request: web.Request, _inp: Input) -> web.Response:
     st = _st(request)
     hub = st.hub
-    return ok(st.stats.to_dict(hub.revision, len(hub.watchers), hub.world.host_count()))
+    counters = st.stats.to_dict(hub.revision, len(hub.watchers), hub.world.host_count())
+    return ok({"cluster_id": st.db.store.cluster_id(), **counters})
 
 
 @endpoint(

@@ -109,6 +109,9 @@ def build_app(state: ServerState) -> web.Application:
         await state.hub.close()  # ends every watch stream so shutdown does not wait on them
 
     app.on_shutdown.append(on_shutdown)
+    from flowkeeper.server.cluster import add_cluster_header
+
+    add_cluster_header(app, state.db.store)
     return app
 
 

@@ -25,12 +25,18 @@ class HostTokenCreate(Strict):
     note: Text = Field("", description="a free-text label shown by token list")
 
 
-class RoleTokenCreate(Strict):
-    role: Literal["admin", "read-only"]
+class AdminTokenCreate(Strict):
+    role: Literal["admin"]
     note: Text = Field("", description="a free-text label shown by token list")
 
 
-TokenCreate = Annotated[HostTokenCreate | RoleTokenCreate, Field(discriminator="role")]
+class ReadOnlyTokenCreate(Strict):
+    role: Literal["read-only"]
+    note: Text = Field("", description="a free-text label shown by token list")
+
+
+AnyTokenCreate = HostTokenCreate | AdminTokenCreate | ReadOnlyTokenCreate
+TokenCreate = Annotated[AnyTokenCreate, Field(discriminator="role")]
 
 
 class TokenInfo(Strict):
@@ -71,7 +77,7 @@ class TokenPath(Loose):
 )
 async def create_token(request: web.Request, inp: Input) -> web.Response:
     st = request.app[STATE]
-    spec: HostTokenCreate | RoleTokenCreate = inp.body
+    spec: AnyTokenCreate = inp.body
     host = spec.host if isinstance(spec, HostTokenCreate) else ""
     record, secret = new_token(spec.role, host, time.time(), spec.note)
     await st.db.run(st.db.store.add_token, record)

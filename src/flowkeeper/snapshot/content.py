@@ -31,6 +31,7 @@ class SnapshotData:
     tunnels: list[tuple[str, str]] = field(default_factory=list)
     flows: FlowLines = field(default_factory=dict)
     port_refs: dict[str, set[str]] = field(default_factory=dict)  # bridge -> ports named
+    cluster_id: str = ""  # the server store the inputs came from ("" if not known)
 
     def flow_count(self) -> int:
         return sum(len(lines) for lines in self.flows.values())
@@ -43,6 +44,7 @@ class SnapshotData:
             "ports": self.ports,
             "vlans": self.vlans,
             "tunnels": [list(t) for t in self.tunnels],
+            "cluster_id": self.cluster_id,
         }
 
     @classmethod
@@ -54,6 +56,7 @@ class SnapshotData:
             ports=dict(meta["ports"]),
             vlans={k: int(v) for k, v in meta["vlans"].items()},
             tunnels=[(str(k), str(ip)) for k, ip in meta["tunnels"]],
+            cluster_id=str(meta.get("cluster_id", "")),
         )
 
 
@@ -83,17 +86,35 @@ class JournalDelta:
 
     @classmethod
     def decode(cls, payload: bytes) -> JournalDelta:
+        """The delta, checked so that apply_delta cannot fail on it (else ValueError,
+        KeyError or TypeError)."""
         body = json.loads(payload)
         tunnels = body.get("tunnels")
-        return cls(
+        delta = cls(
             revision=int(body["revision"]),
             generation=int(body["generation"]),
-            add={b: list(v) for b, v in body["add"].items()},
-            delete={b: list(v) for b, v in body["delete"].items()},
+            add={str(b): list(v) for b, v in body["add"].items()},
+            delete={str(b): list(v) for b, v in body["delete"].items()},
             events=list(body["events"]),
             vlans=None if body.get("vlans") is None else dict(body["vlans"]),
-            tunnels=None if tunnels is None else [(k, ip) for k, ip in tunnels],
+            tunnels=None if tunnels is None else [(str(k), str(ip)) for k, ip in tunnels],
         )
+        lines = [x for v in delta.add.values() for x in v]
+        if not all(isinstance(x, str) and ",actions=" in x for x in lines):
+            raise ValueError("a flow line without actions")
+        if not all(isinstance(k, str) for v in delta.delete.values() for k in v):
+            raise ValueError("a flow key that is not text")
+        for event in delta.events:
+            obj = event["object"]
+            if event["kind"] not in ("network", "port") or not isinstance(obj, dict):
+                raise ValueError(f"bad event {event!r:.80}")
+            if not isinstance(obj["id"], str) or (
+                event["kind"] == "port" and event["op"] != "delete" and "network_id" not in obj
+            ):
+                raise ValueError(f"bad event object {obj!r:.80}")
+        if delta.vlans is not None:
+            delta.vlans = {str(k): int(v) for k, v in delta.vlans.items()}
+        return delta
 
 
 def key_of_line(line: str) -> str:
@@ -135,6 +156,6 @@ def apply_event(data: SnapshotData, event: dict[str, Any]) -> None:
     if op == "delete":
         table.pop(obj["id"], None)
         if kind == "network":
-            data.ports = {k: p for k, p in data.ports.items() if p["network_id"] != obj["id"]}
+            data.ports = {k: p for k, p in data.ports.items() if p.get("network_id") != obj["id"]}
     else:
         table[obj["id"]] = obj

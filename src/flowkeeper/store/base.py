@@ -82,6 +82,11 @@ class Store(Protocol):
     same transaction; a failed write changes nothing. Methods are synchronous and
     thread-safe; the server runs them on one worker thread."""
 
+    def cluster_id(self) -> str:
+        """The store's identity: made with the store, the same across restarts. Another
+        id means another history (a store restored from a backup, or a new one)."""
+        ...
+
     def revision(self) -> int:
         """The revision of the last write."""
         ...

@@ -92,6 +92,12 @@ class SqliteStore:
         for key, value in (("revision", 0), ("compact_revision", 0)):
             self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
         self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        # The store's identity, made once with the store (a store made before this row
+        # existed gets one the first time it is opened). A UUID's text never looks like a
+        # number, so the INTEGER column keeps it as text.
+        new_id = str(uuid.uuid4())
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('cluster_id', ?)", (new_id,))
+        self._cluster_id = self._meta_text("cluster_id")
         found = self._meta("schema")
         if found != SCHEMA_VERSION:
             raise StoreError(f"store schema {found} is not {SCHEMA_VERSION}")
@@ -136,6 +142,10 @@ class SqliteStore:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return int(row[0]) if row else 0
 
+    def _meta_text(self, key: str) -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else ""
+
     def _compact(self, revision: int) -> None:
         cut = revision - self.keep_events
         if cut > self._meta("compact_revision"):
@@ -166,6 +176,9 @@ class SqliteStore:
         return [str(row[0]) for row in self._db.execute(sql, args)]
 
     # --- reads --------------------------------------------------------------
+    def cluster_id(self) -> str:
+        return self._cluster_id
+
     def revision(self) -> int:
         with self._read():
             return self._meta("revision")

@@ -1,0 +1,182 @@
+"""The server's watch hub on a fake store: catch-up, live fan-out, slow readers, closing,
+and falling behind compaction."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+import pytest
+
+from flowkeeper.cperrors import Compacted, StoreError
+from flowkeeper.model import Host, Network, Port, WatchEvent
+from flowkeeper.server.asyncstore import AsyncStore
+from flowkeeper.server.hub import Hub, Watcher
+from flowkeeper.server.stats import Stats
+from flowkeeper.store.base import Event, Snapshot, Store
+from tests.unit.cpfake import FakeLog, Replay, normal
+
+
+class FakeStore:
+    """The three reads the hub makes, over a FakeLog; `compacted`: events up to it gone."""
+
+    def __init__(self) -> None:
+        self.log = FakeLog()
+        self.compacted = 0
+
+    def snapshot(self) -> Snapshot:
+        objs = self.log.objects.values()
+        return Snapshot(
+            self.log.revision,
+            self.log.networks(),
+            self.log.ports(),
+            [o for o in objs if isinstance(o, Host)],
+        )
+
+    def revision(self) -> int:
+        return self.log.revision
+
+    def events_since(self, revision: int, limit: int | None = None) -> list[Event]:
+        if revision < self.compacted:
+            raise Compacted(f"revision {revision} compacted")
+        out = [e for e in self.log.events if e.revision > revision]
+        return out[:limit] if limit else out
+
+    def close(self) -> None:
+        pass
+
+
+NET = Network("n1", "net1", "vxlan", 1001)
+
+
+def port(i: int, host: str) -> Port:
+    return Port(f"p{i}", "n1", host, f"fa:16:3e:00:00:{i:02x}", (), "ACTIVE")
+
+
+def seed(store: FakeStore) -> None:
+    store.log.put_host(Host("h1", "198.18.0.1"))
+    store.log.put_host(Host("h2", "198.18.0.2"))
+    store.log.put_network(NET)
+    store.log.put_port(port(1, "h1"))
+    store.log.put_port(port(2, "h2"))
+
+
+async def started(store: FakeStore, max_pending: int = 1000) -> Hub:
+    hub = Hub(AsyncStore(cast(Store, store)), Stats(), max_pending=max_pending)
+    await hub.start()
+    return hub
+
+
+async def drain(watcher: Watcher) -> list[WatchEvent]:
+    batch = await watcher.next_batch(0.01)
+    return [] if batch is None else batch[0]
+
+
+def test_a_watch_from_zero_replays_to_the_hosts_view() -> None:
+    async def go() -> None:
+        store = FakeStore()
+        seed(store)
+        hub = await started(store)
+        watcher = await hub.subscribe("h1", 0)
+        assert watcher.revision == hub.revision == store.log.revision
+        replay = Replay()
+        replay.apply(await drain(watcher))
+        assert normal(replay.as_view(hub.revision)) == normal(await hub.view("h1"))
+        await hub.close()
+
+    asyncio.run(go())
+
+
+def test_a_watch_from_ahead_of_the_server_is_refused() -> None:
+    async def go() -> None:
+        store = FakeStore()
+        seed(store)
+        hub = await started(store)
+        with pytest.raises(Compacted, match="ahead"):
+            await hub.subscribe("h1", store.log.revision + 1)
+        await hub.close()
+
+    asyncio.run(go())
+
+
+def test_live_writes_reach_only_the_hosts_they_concern() -> None:
+    async def go() -> None:
+        store = FakeStore()
+        seed(store)
+        store.log.put_host(Host("h3", "198.18.0.3"))
+        hub = await started(store)
+        w1, w3 = await hub.subscribe("h1", hub.revision), await hub.subscribe("h3", hub.revision)
+        store.log.put_port(port(5, "h2"))
+        await hub.sync()
+        got = await drain(w1)
+        assert [(m.kind, m.op, getattr(m.object, "id", "")) for m in got] == [("port", "put", "p5")]
+        assert await drain(w3) == []  # h3 has no port on n1
+        assert w3.revision == hub.revision  # but it has seen the revision go by
+        assert hub.stats.port_events == 1 and hub.stats.port_deliveries == 1
+        await hub.close()
+
+    asyncio.run(go())
+
+
+def test_nothing_to_send_means_a_heartbeat_at_the_current_revision() -> None:
+    async def go() -> None:
+        store = FakeStore()
+        seed(store)
+        hub = await started(store)
+        watcher = await hub.subscribe("h1", hub.revision)
+        assert await watcher.next_batch(0.01) == ([], hub.revision)
+        await hub.close()
+
+    asyncio.run(go())
+
+
+def test_a_reader_too_slow_is_cut_off_and_its_queue_dropped() -> None:
+    async def go() -> None:
+        store = FakeStore()
+        seed(store)
+        hub = await started(store, max_pending=3)
+        watcher = await hub.subscribe("h1", hub.revision)
+        for i in range(10, 15):
+            store.log.put_port(port(i, "h2"))
+        await hub.sync()
+        assert watcher.closed and "too slow" in watcher.reason
+        assert await watcher.next_batch(0.01) is None
+        await hub.close()
+
+    asyncio.run(go())
+
+
+def test_closing_ends_every_stream_and_refuses_new_ones() -> None:
+    async def go() -> None:
+        store = FakeStore()
+        seed(store)
+        hub = await started(store)
+        watcher = await hub.subscribe("h1", 0)
+        await hub.close()
+        assert watcher.closed and watcher.reason == "server shutting down"
+        assert (await watcher.next_batch(0.01)) is not None  # the queued catch-up first
+        assert (await watcher.next_batch(0.01)) is None
+        with pytest.raises(StoreError):
+            await hub.subscribe("h1", 0)
+
+    asyncio.run(go())
+
+
+def test_falling_behind_compaction_reloads_the_world_and_ends_the_streams() -> None:
+    async def go() -> None:
+        store = FakeStore()
+        seed(store)
+        hub = await started(store)
+        watcher = await hub.subscribe("h1", hub.revision)
+        # Another writer wrote and compacted past the hub's revision.
+        store.log.put_port(port(7, "h2"))
+        store.log.put_port(port(8, "h2"))
+        store.compacted = store.log.revision
+        await hub.sync()
+        assert hub.revision == store.log.revision
+        assert "p8" in hub.world.ports
+        assert watcher.closed and "watch again" in watcher.reason
+        assert hub.watchers == set()
+        await hub.close()
+
+    asyncio.run(go())
