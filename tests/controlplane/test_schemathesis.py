@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -100,7 +100,10 @@ def per_check_counts(report_dir: Path) -> tuple[dict[str, Counter[str]], Counter
 
 
 def test_schemathesis_finds_nothing(
-    server: Proc, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    server: Proc,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    report_line: Callable[[str], None],
 ) -> None:
     argv = schemathesis_argv(server.url, tmp_path / "report")
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.controlplane.schemathesis.hooks"}
@@ -131,6 +134,10 @@ def test_schemathesis_finds_nothing(
         print(f"\nschemathesis per-check counts ({tmp_path / 'schemathesis-counts.txt'}):")
         print(report, end="")
     print(output[-3000:])
+    summary = ", ".join(
+        f"{name} {checks[name]['success']}/{checks[name]['failure']}" for name in CHECKS
+    )
+    report_line(f"schemathesis checks passed/failed: {summary}; responses {dict(responses)}")
     assert run.returncode == 0, output[-6000:]
     assert all(checks[name]["failure"] == 0 for name in CHECKS), report
     assert responses["5xx"] == 0 and responses["2xx"] > 0, report

@@ -54,6 +54,11 @@ def other_store(lab: Lab, state: LabState, path: Path, drop: str) -> str:
             store.create_port(port)
     while store.revision() <= old_revision + 5:  # its own history, further on
         store.delete_network(store.create_network("pad", "gre").id)
+    # A backup holds the API tokens too: the agents' host tokens stay valid.
+    old = SqliteStore(Path(state.dir) / "server" / "flowkeeper.db")
+    for token in old.list_tokens():
+        store.add_token(token)
+    old.close()
     cid = store.cluster_id()
     store.close()
     return cid

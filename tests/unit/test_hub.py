@@ -18,7 +18,7 @@ from tests.unit.cpfake import FakeLog, Replay, normal
 
 
 class FakeStore:
-    """The reads the hub makes, over a FakeLog; `compacted`: events up to it gone."""
+    """The three reads the hub makes, over a FakeLog; `compacted`: events up to it gone."""
 
     def __init__(self) -> None:
         self.log = FakeLog()
@@ -36,14 +36,14 @@ class FakeStore:
     def revision(self) -> int:
         return self.log.revision
 
-    def compact_revision(self) -> int:
-        return self.compacted
-
     def events_since(self, revision: int, limit: int | None = None) -> list[Event]:
         if revision < self.compacted:
             raise Compacted(f"revision {revision} compacted")
         out = [e for e in self.log.events if e.revision > revision]
         return out[:limit] if limit else out
+
+    def compact_revision(self) -> int:
+        return self.compacted
 
     def close(self) -> None:
         pass
@@ -70,21 +70,17 @@ async def started(store: FakeStore, max_pending: int = 1000) -> Hub:
     return hub
 
 
-async def subscribed(hub: Hub, host: str, revision: int) -> tuple[Watcher, list[WatchEvent]]:
-    """A watcher that has sent its catch-up (returned here) and now gets live messages."""
-    watcher = await hub.subscribe(host, revision)
-    sent: list[WatchEvent] = []
-
-    async def write(messages: list[WatchEvent]) -> None:
-        sent.extend(messages)
-
-    await watcher.catch_up(write)
-    return watcher, sent
-
-
 async def drain(watcher: Watcher) -> list[WatchEvent]:
+    """The catch-up (read from the store page by page, if not done yet), then what is queued."""
+    got: list[WatchEvent] = []
+
+    async def collect(messages: list[WatchEvent]) -> None:
+        got.extend(messages)
+
+    if not watcher.live:
+        await watcher.catch_up(collect)
     batch = await watcher.next_batch(0.01)
-    return [] if batch is None else batch[0]
+    return got + ([] if batch is None else batch[0])
 
 
 def test_a_watch_from_zero_replays_to_the_hosts_view() -> None:
@@ -92,10 +88,10 @@ def test_a_watch_from_zero_replays_to_the_hosts_view() -> None:
         store = FakeStore()
         seed(store)
         hub = await started(store)
-        watcher, sent = await subscribed(hub, "h1", 0)
-        assert watcher.revision == hub.revision == store.log.revision
+        watcher = await hub.subscribe("h1", 0)
         replay = Replay()
-        replay.apply(sent)
+        replay.apply(await drain(watcher))
+        assert watcher.live and watcher.revision == hub.revision == store.log.revision
         assert normal(replay.as_view(hub.revision)) == normal(await hub.view("h1"))
         await hub.close()
 
@@ -120,10 +116,7 @@ def test_live_writes_reach_only_the_hosts_they_concern() -> None:
         seed(store)
         store.log.put_host(Host("h3", "198.18.0.3"))
         hub = await started(store)
-        (w1, _), (w3, _) = (
-            await subscribed(hub, "h1", hub.revision),
-            await subscribed(hub, "h3", hub.revision),
-        )
+        w1, w3 = await hub.subscribe("h1", hub.revision), await hub.subscribe("h3", hub.revision)
         store.log.put_port(port(5, "h2"))
         await hub.sync()
         got = await drain(w1)
@@ -141,7 +134,7 @@ def test_nothing_to_send_means_a_heartbeat_at_the_current_revision() -> None:
         store = FakeStore()
         seed(store)
         hub = await started(store)
-        watcher, _ = await subscribed(hub, "h1", hub.revision)
+        watcher = await hub.subscribe("h1", hub.revision)
         assert await watcher.next_batch(0.01) == ([], hub.revision)
         await hub.close()
 
@@ -153,7 +146,7 @@ def test_a_reader_too_slow_is_cut_off_and_its_queue_dropped() -> None:
         store = FakeStore()
         seed(store)
         hub = await started(store, max_pending=3)
-        watcher, _ = await subscribed(hub, "h1", hub.revision)
+        watcher = await hub.subscribe("h1", hub.revision)
         for i in range(10, 15):
             store.log.put_port(port(i, "h2"))
         await hub.sync()
@@ -169,13 +162,10 @@ def test_closing_ends_every_stream_and_refuses_new_ones() -> None:
         store = FakeStore()
         seed(store)
         hub = await started(store)
-        watcher, sent = await subscribed(hub, "h1", 0)
-        assert sent  # the catch-up went out before the close
-        store.log.put_port(port(9, "h1"))
-        await hub.sync()
+        watcher = await hub.subscribe("h1", 0)
         await hub.close()
         assert watcher.closed and watcher.reason == "server shutting down"
-        assert (await watcher.next_batch(0.01)) is not None  # what was queued, first
+        assert await drain(watcher) == []  # a closed stream sends no catch-up
         assert (await watcher.next_batch(0.01)) is None
         with pytest.raises(StoreError):
             await hub.subscribe("h1", 0)
@@ -188,7 +178,7 @@ def test_falling_behind_compaction_reloads_the_world_and_ends_the_streams() -> N
         store = FakeStore()
         seed(store)
         hub = await started(store)
-        watcher, _ = await subscribed(hub, "h1", hub.revision)
+        watcher = await hub.subscribe("h1", hub.revision)
         # Another writer wrote and compacted past the hub's revision.
         store.log.put_port(port(7, "h2"))
         store.log.put_port(port(8, "h2"))

@@ -94,6 +94,8 @@ class Watcher:
     async def catch_up(self, write: Write) -> None:
         """Send the messages for every event after the subscribed revision, reading the log
         in pages of PAGE events; then the hub fans out to this watcher live."""
+        if self.live:  # subscribed at the World's revision: nothing to catch up
+            return
         hub, store = self.hub, self.hub.db.store
         first: dict[tuple[str, str], StoreObject | None] = {}
         last = self.revision
@@ -226,6 +228,9 @@ class Hub:
             )
         # No await from here to add(): the watcher records every change the World makes.
         watcher = Watcher(self, host, from_revision, standby_for, self.revision)
+        if from_revision == self.revision:  # nothing to catch up: live at once
+            watcher.state = HostState.from_world(host, self.world, standby_for)
+            watcher.rewinding = None
         self.watchers.add(watcher)
         self.stats.watch_connections += 1
         return watcher

@@ -130,7 +130,9 @@ class PortEventStats(Strict):
 
 
 class Stats(Strict):
-    cluster_id: str = Field(description="the store's identity, made with the store")
+    cluster_id: str = Field(
+        description="the store's identity (also the Flowkeeper-Cluster-Id header)"
+    )
     revision: Revision
     events_written: int
     events_by_kind: dict[str, int]
