@@ -87,7 +87,8 @@ class SnapshotStore:
         try:
             report = self._load(repair)
         except OSError as exc:
-            return LoadReport(None, problems=[f"cannot read the snapshot: {os_error(exc)}"])
+            problem = f"cannot read or repair the snapshot: {os_error(exc)}"
+            return LoadReport(None, problems=[problem])
         if report.data is not None:
             self._journal, self._journal_end = report.journal, report.journal_end
         return report
