@@ -48,6 +48,7 @@ class FakeBridge:
     def flow_count(self, match: str = "") -> int:
         if self.switch.down:
             raise OpenFlowError(f"{self.name}: connection refused")
+        self.switch._ofctl()
         m = _COOKIE.search(match)
         if m is None:
             return len(self.flows)
@@ -81,6 +82,7 @@ class FakeSwitch:
     calls: list[str] = field(default_factory=list)
     vlan_records: dict[str, tuple[str, int]] = field(default_factory=dict)  # device -> net, tag
     fail_next_add: str = ""  # the next add_lines raises this once (e.g. "unknown port")
+    ofctl_down: str = ""  # when set, every OpenFlow read or write raises it (ovs-ofctl hung)
     # When set, vifs() (the reconcile's first OVS read) waits for it: a test can hold a
     # reconcile in flight; `entered` tells the test it is held.
     hold: threading.Event | None = None
@@ -185,12 +187,18 @@ class FakeSwitch:
             self.calls.append(f"delete tunnel {name}")
         return gone
 
+    def _ofctl(self) -> None:
+        if self.ofctl_down:
+            raise OpenFlowError(self.ofctl_down)
+
     def installed_flows(self, bridges: Iterable[str] = BRIDGES) -> FlowSet:
+        self._ofctl()
         self.calls.append("dump")
         return self.table(bridges)
 
     def apply(self, delta: FlowDelta) -> Resolved:
         """One bundle per bridge; flows naming ports the bridge lacks wait (as in OVS)."""
+        self._ofctl()
         result = Resolved()
         for name in delta.bridges():
             bridge = self.bridges[name]
@@ -221,6 +229,7 @@ class FakeSwitch:
 
     # --- RestoreTarget -----------------------------------------------------------
     def add_lines(self, bridge: str, lines: list[str]) -> None:
+        self._ofctl()
         if self.fail_next_add:
             reason, self.fail_next_add = self.fail_next_add, ""
             raise OpenFlowError(reason)

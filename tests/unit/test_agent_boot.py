@@ -4,6 +4,7 @@ server, deferred flows of VIFs not back yet, and the journal carrying watch even
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import cast
 
@@ -11,7 +12,9 @@ import pytest
 
 from flowkeeper.agent import fastboot, follow
 from flowkeeper.agent.ovsside import HostOvs
+from flowkeeper.flows.flowset import FlowSet
 from flowkeeper.naming import BR_INT, BR_TUN
+from flowkeeper.ovs.errors import OpenFlowError
 from flowkeeper.snapshot.store import SnapshotStore
 from tests.unit.agentkit import TUNNEL_IP, Running, make_agent, port, same_flows, until, world
 from tests.unit.fakeovs import FakeSwitch
@@ -159,3 +162,32 @@ def test_the_quick_boot_does_nothing_when_ovs_kept_its_flows(
     report, quick = fastboot.restore_if_lost(tmp_path, "unix:/nonexistent", tmp_path, TUNNEL_IP)
     assert report.data is not None and quick is None
     assert switch.calls == []
+
+
+def test_an_unreadable_switch_at_boot_means_a_cold_sync_not_a_crash(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def go() -> None:
+        switch, server = FakeSwitch(), FakeServer()
+        world(server, switch)
+        await first_life(tmp_path, switch, server)
+        switch.restart()  # a reboot: empty tables ...
+        switch.ofctl_down = "br-int: ovs-ofctl dump-flows timed out"  # ... and ovs-ofctl hangs
+        caplog.clear()
+        run = Running(make_agent(tmp_path, switch, server), switch)
+        assert await run.start()  # no crash: a cold sync, the view listed from the server
+        assert run.agent.installed == FlowSet() and run.agent.verify_installed
+        boot_lines = [r.getMessage() for r in caplog.records if "cold sync" in r.getMessage()]
+        assert len(boot_lines) == 1 and "timed out" in boot_lines[0]
+        await until(lambda: run.agent.in_sync, "the list")
+        with pytest.raises(OpenFlowError):  # the reconciler's loop retries this later
+            await run.reconcile()
+        assert switch.table() == FlowSet()
+        switch.ofctl_down = ""  # ovs-ofctl answers again
+        await run.reconcile()
+        assert same_flows(switch.table(), run.agent.pipeline.desired)
+        assert port(2).mac in " ".join(f.render() for f in switch.table())
+        await run.stop()
+
+    with caplog.at_level(logging.INFO, logger="flowkeeper.agent"):
+        asyncio.run(go())

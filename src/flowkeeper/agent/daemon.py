@@ -43,6 +43,7 @@ from flowkeeper.errors import FlowkeeperError
 from flowkeeper.flows.flowset import FlowDelta, FlowSet, diff
 from flowkeeper.flows.ports import renumbered, stale_by_number
 from flowkeeper.flows.record import Flow
+from flowkeeper.ovs.errors import OpenFlowError
 from flowkeeper.ovs.ovsdb import InterfaceInfo
 from flowkeeper.pipeline.incremental import IncrementalBuild, diff_keys
 from flowkeeper.pipeline.tables import cookie_for
@@ -56,6 +57,7 @@ Step = tuple[FlowSet, int]
 
 DEBOUNCE_S = 0.005
 RETRY_MIN_S, RETRY_MAX_S = 0.05, 2.0  # flows waiting for a port the switch lacks
+RECONCILE_RETRY_MIN_S, RECONCILE_RETRY_MAX_S = 0.5, 10.0  # a reconcile that failed
 
 
 @dataclass
@@ -124,6 +126,7 @@ class Agent(OvsGuard, ServerFollower):
         self.flow_numbers: dict[str, int] = {}
         self.cluster_id = ""  # the server store the mirror comes from ("": not known)
         self.backoff = BACKOFF_MIN_S  # before the next try to reach the server
+        self.reconcile_backoff = RECONCILE_RETRY_MIN_S  # before a failed reconcile's retry
 
     # --- start-up -----------------------------------------------------------
     async def run(self) -> None:
@@ -182,21 +185,15 @@ class Agent(OvsGuard, ServerFollower):
         """
         self.generation = await asyncio.to_thread(ovs.next_generation)
         self.cookie = cookie_for(self.generation)
-        quick = self.early[1] if self.early else None
-        if quick is not None:  # restored before the agent loaded: OVS holds exactly these
-            others = [b for b in BRIDGES if b not in quick.lines]
-            self.installed = await asyncio.to_thread(ovs.installed_flows, others)
-            for flow in await asyncio.to_thread(as_flowset, quick.lines):
-                self.installed.add(flow)
-            self.flow_numbers = dict(quick.numbers)
-        elif report.data is not None and await asyncio.to_thread(counts_match, ovs, report.data):
-            # OVS kept its flows and holds as many of ours as the snapshot: take the
-            # snapshot's records instead of dumping and parsing every flow (the slow part of
-            # a restart), and check against a real dump once we are running.
-            self.installed = await asyncio.to_thread(snapshot_flows, report.data)
+        try:
+            await self._take_installed(ovs, report)
+        except OpenFlowError as exc:
+            # ovs-ofctl missing, hung or refused: nothing is known of what OVS holds, so
+            # nothing of the snapshot can be put back either. Sync from the server; the
+            # installed set is checked against a real dump once OVS answers again.
+            self.installed = FlowSet()
             self.verify_installed = True
-        else:
-            self.installed = await asyncio.to_thread(ovs.installed_flows)
+            report = LoadReport(None, problems=[f"cannot read or restore OVS's flows: {exc}"])
         data = report.data
         if data is None:
             self.vlans = await asyncio.to_thread(ovs.local_vlans)
@@ -208,12 +205,6 @@ class Agent(OvsGuard, ServerFollower):
             )
             await asyncio.to_thread(ovs.clear_flow_restore_wait)
             return True
-        lost = lost_bridges(self.installed, BRIDGES)
-        if lost:
-            result = await asyncio.to_thread(restore, ovs, data, self.cfg.tunnel_ip, lost)
-            self.flow_numbers = dict(result.numbers)
-            for flow in await asyncio.to_thread(as_flowset, result.lines):
-                self.installed.add(flow)
         await asyncio.to_thread(ovs.clear_flow_restore_wait)
         self.mirror = mirror_from(data)
         self.cluster_id = data.cluster_id
@@ -229,6 +220,31 @@ class Agent(OvsGuard, ServerFollower):
             report.journal_records,
         )
         return False
+
+    async def _take_installed(self, ovs: HostOvs, report: LoadReport) -> None:
+        """What OVS holds, from the quick boot, the snapshot or a dump; the snapshot goes
+        back into every bridge that lost our flows. OpenFlowError if OVS cannot be read."""
+        quick = self.early[1] if self.early else None
+        if quick is not None:  # restored before the agent loaded: OVS holds exactly these
+            others = [b for b in BRIDGES if b not in quick.lines]
+            self.installed = await asyncio.to_thread(ovs.installed_flows, others)
+            for flow in await asyncio.to_thread(as_flowset, quick.lines):
+                self.installed.add(flow)
+            self.flow_numbers = dict(quick.numbers)
+        elif report.data is not None and await asyncio.to_thread(counts_match, ovs, report.data):
+            # OVS kept its flows and holds as many of ours as the snapshot: take the
+            # snapshot's records instead of dumping and parsing every flow (the slow part of
+            # a restart), and check against a real dump once we are running.
+            self.installed = await asyncio.to_thread(snapshot_flows, report.data)
+            self.verify_installed = True
+        else:
+            self.installed = await asyncio.to_thread(ovs.installed_flows)
+        lost = lost_bridges(self.installed, BRIDGES)
+        if report.data is not None and lost:
+            result = await asyncio.to_thread(restore, ovs, report.data, self.cfg.tunnel_ip, lost)
+            self.flow_numbers = dict(result.numbers)
+            for flow in await asyncio.to_thread(as_flowset, result.lines):
+                self.installed.add(flow)
 
     # --- reconcile: desired vs installed, one bundle per bridge --------------
     async def _reconciler(self) -> None:
@@ -246,8 +262,13 @@ class Agent(OvsGuard, ServerFollower):
                     exc_info=not isinstance(exc, FlowkeeperError),
                 )
                 assert self.ovs is not None
-                self.installed = await asyncio.to_thread(self.ovs.installed_flows)
-                await asyncio.sleep(0.5)
+                try:
+                    self.installed = await asyncio.to_thread(self.ovs.installed_flows)
+                    self.reconcile_backoff = RECONCILE_RETRY_MIN_S
+                except OpenFlowError as again:  # OVS unreadable too: try later, wait longer
+                    log.error("cannot read the installed flows either: %s", again)
+                    self.reconcile_backoff = min(2 * self.reconcile_backoff, RECONCILE_RETRY_MAX_S)
+                await asyncio.sleep(self.reconcile_backoff)
                 self.wake.set()
 
     async def _reconcile(self) -> None:

@@ -11,10 +11,12 @@ from flowkeeper.agent.restore import as_flowset, restore
 from flowkeeper.agent.watchdog import WATCH_INTERVAL_S, OvsWatch
 from flowkeeper.errors import FlowkeeperError
 from flowkeeper.flows.flowset import FlowSet, diff
+from flowkeeper.ovs.errors import OpenFlowError
 from flowkeeper.snapshot.content import SnapshotData, flow_line
 
 log = logging.getLogger("flowkeeper.agent")
 VERIFY_AFTER_S = 2.0  # the real dump waits until the agent is up and running
+VERIFY_RETRY_MAX_S = 30.0
 
 
 class OvsGuard:
@@ -32,15 +34,23 @@ class OvsGuard:
         """If installed was taken from the snapshot, compare it with a real dump once."""
         if not self.verify_installed:
             return
-        await asyncio.sleep(VERIFY_AFTER_S)
-        async with self.ovs_lock:
-            dumped = await asyncio.to_thread(ovs.installed_flows)
-            if not diff(dumped, self.installed, ignore_cookie=True):
-                log.info("installed flows checked against OVS: they match the snapshot")
-                return
-            log.warning("OVS differs from the snapshot's flows: using a dump instead")
-            self.installed = dumped
-        self.wake.set()
+        wait = VERIFY_AFTER_S
+        while True:
+            await asyncio.sleep(wait)
+            async with self.ovs_lock:
+                try:
+                    dumped = await asyncio.to_thread(ovs.installed_flows)
+                except OpenFlowError as exc:  # ovs-ofctl hung or missing: try again later
+                    wait = min(2 * wait, VERIFY_RETRY_MAX_S)
+                    log.warning("cannot check the installed flows yet (%s)", exc)
+                    continue
+                if not diff(dumped, self.installed, ignore_cookie=True):
+                    log.info("installed flows checked against OVS: they match what was assumed")
+                    return
+                log.warning("OVS differs from the flows assumed installed: using a dump instead")
+                self.installed = dumped
+            self.wake.set()
+            return
 
     async def _watch_ovs(self, ovs: HostOvs) -> None:
         watch = OvsWatch(ovs)
