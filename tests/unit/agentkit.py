@@ -85,5 +85,14 @@ class Running:
             await asyncio.gather(self.task, return_exceptions=True)
 
 
+async def first_life(state_dir: Path, switch: FakeSwitch, server: FakeServer) -> None:
+    """A cold start to in sync, then the agent stops (its flows stay)."""
+    run = Running(make_agent(state_dir, switch, server), switch)
+    assert await run.start()  # no snapshot: list
+    await until(lambda: run.agent.in_sync, "the list")
+    await run.reconcile()
+    await run.stop()
+
+
 def same_flows(a: FlowSet, b: FlowSet) -> bool:
     return not diff(a, b, ignore_cookie=True)

@@ -16,7 +16,16 @@ from flowkeeper.flows.flowset import FlowSet
 from flowkeeper.naming import BR_INT, BR_TUN
 from flowkeeper.ovs.errors import OpenFlowError
 from flowkeeper.snapshot.store import SnapshotStore
-from tests.unit.agentkit import TUNNEL_IP, Running, make_agent, port, same_flows, until, world
+from tests.unit.agentkit import (
+    TUNNEL_IP,
+    Running,
+    first_life,
+    make_agent,
+    port,
+    same_flows,
+    until,
+    world,
+)
 from tests.unit.fakeovs import FakeSwitch
 from tests.unit.fakeserver import FakeServer
 
@@ -24,14 +33,6 @@ from tests.unit.fakeserver import FakeServer
 @pytest.fixture(autouse=True)
 def quick(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(follow, "BACKOFF_MIN_S", 0.001)
-
-
-async def first_life(state_dir: Path, switch: FakeSwitch, server: FakeServer) -> None:
-    run = Running(make_agent(state_dir, switch, server), switch)
-    await run.start()
-    await until(lambda: run.agent.in_sync, "the list")
-    await run.reconcile()
-    await run.stop()
 
 
 def test_after_a_reboot_the_snapshot_goes_back_before_the_server_answers(

@@ -16,7 +16,7 @@ from flowkeeper.flows.record import Flow
 from flowkeeper.naming import BR_TUN
 from flowkeeper.pipeline.tables import cookie_for
 from flowkeeper.snapshot.store import SnapshotStore
-from tests.unit.agentkit import Running, make_agent, port, same_flows, until, world
+from tests.unit.agentkit import Running, first_life, make_agent, port, same_flows, until, world
 from tests.unit.fakeovs import FakeSwitch
 from tests.unit.fakeserver import FakeServer
 
@@ -42,15 +42,6 @@ def stale_flow(generation: int = 1) -> Flow:
         "pop_vlan,output:patch-int",
         cookie_for(generation),
     )
-
-
-async def first_life(state_dir: Path, switch: FakeSwitch, server: FakeServer) -> None:
-    """A cold start to in sync, then the agent stops (its flows stay)."""
-    run = Running(make_agent(state_dir, switch, server), switch)
-    assert await run.start()  # no snapshot: list
-    await until(lambda: run.agent.in_sync, "the list")
-    await run.reconcile()
-    await run.stop()
 
 
 def test_a_cold_start_lists_installs_exactly_the_desired_flows_and_records_them(
