@@ -10,6 +10,7 @@ import pytest
 
 from flowkeeper.cperrors import Compacted, StoreError
 from flowkeeper.model import Host, Network, Port, WatchEvent
+from flowkeeper.server import hub as hub_module
 from flowkeeper.server.asyncstore import AsyncStore
 from flowkeeper.server.hub import Hub, Watcher
 from flowkeeper.server.stats import Stats
@@ -173,7 +174,12 @@ def test_closing_ends_every_stream_and_refuses_new_ones() -> None:
     asyncio.run(go())
 
 
-def test_falling_behind_compaction_reloads_the_world_and_ends_the_streams() -> None:
+def test_falling_behind_compaction_reloads_the_world_and_ends_the_streams(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The hub's safety-net poll never comes: sync() must be woken by the reload itself.
+    monkeypatch.setattr(hub_module, "IDLE_POLL_S", 3600.0)
+
     async def go() -> None:
         store = FakeStore()
         seed(store)

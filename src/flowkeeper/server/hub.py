@@ -270,6 +270,8 @@ class Hub:
         for watcher in list(self.watchers):
             watcher.close("server reloaded its state; watch again")
         self.watchers.clear()
+        async with self._advanced:  # requests waiting in sync() see the new revision now
+            self._advanced.notify_all()
 
     def _dispatch(self, event: Event) -> None:
         if event.revision <= self.world.revision:
