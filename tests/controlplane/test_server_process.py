@@ -19,14 +19,16 @@ from flowkeeper.client import AsyncClient, Client, ServerUnavailable
 
 
 class Proc:
-    def __init__(self, db: Path, *extra: str) -> None:
+    """A `flowkeeper server` process; `url` reaches it on 127.0.0.1 whatever it listens on."""
+
+    def __init__(self, db: Path, *extra: str, listen: str = "127.0.0.1:0") -> None:
         argv = [
             sys.executable,
             "-m",
             "flowkeeper",
             "server",
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--store",
             f"sqlite:{db}",
             "--heartbeat",
@@ -49,9 +51,9 @@ class Proc:
             line = self.p.stderr.readline()
             assert line, f"server exited: {self.lines}"
             self.lines.append(line)
-            m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+            m = re.search(r"listening on (https?)://[0-9.]+:(\d+)", line)
             if m:
-                self.url = m.group(1)
+                self.url = f"{m.group(1)}://127.0.0.1:{m.group(2)}"
                 self.lines.append(self.p.stderr.readline())  # the token line
                 return
         raise AssertionError("server did not start")

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +14,7 @@ import pytest
 
 from flowkeeper.client import AsyncClient, Client, ServerUnavailable
 from flowkeeper.lab.tls import TlsFiles, make_tls
+from tests.controlplane.test_server_process import Proc
 
 TOKEN = "tls-test-admin-token-0123456789"
 
@@ -38,7 +36,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     return make_tls(tmp_path_factory.mktemp("tls") / "tls")
 
 
-class TlsServer:
+class TlsServer(Proc):
     """A server process listening on 0.0.0.0 (any address: allowed with TLS); the tests
     talk to it on 127.0.0.1 only."""
 
@@ -47,41 +45,25 @@ class TlsServer:
         token_file.write_text(TOKEN + "\n")
         token_file.chmod(0o600)
         self.token_file = token_file
-        argv = [
-            sys.executable, "-m", "flowkeeper", "server", "--listen", "0.0.0.0:0",
-            "--store", f"sqlite:{tmp / 'db' / 'fk.db'}", "--token-file", str(token_file),
-            "--tls-cert", str(tls.cert), "--tls-key", str(tls.key), "--heartbeat", "0.2",
-        ]  # fmt: skip
-        self.p = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        assert self.p.stderr is not None
-        self.lines: list[str] = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            line = self.p.stderr.readline()
-            assert line, f"server exited: {self.lines}"
-            self.lines.append(line)
-            m = re.search(r"listening on https://0\.0\.0\.0:(\d+)", line)
-            if m:
-                self.url = f"https://127.0.0.1:{m.group(1)}"
-                return
-        raise AssertionError("server did not start")
+        tls_args = ("--tls-cert", str(tls.cert), "--tls-key", str(tls.key))
+        super().__init__(
+            tmp / "db" / "fk.db", "--token-file", str(token_file), *tls_args, listen="0.0.0.0:0"
+        )
 
-    def stop(self) -> str:
+    def log(self) -> str:
+        """Stop the server (if running) and return all it wrote."""
         if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            self.p.wait(timeout=10)
-        assert self.p.stderr is not None
-        return "".join(self.lines) + self.p.stderr.read()
+            super().stop()  # reads the rest of what it wrote
+        elif self.p.stderr is not None:
+            self.lines += self.p.stderr.readlines()
+        return "".join(self.lines)
 
 
 @pytest.fixture
 def server(tmp_path: Path, tls: TlsFiles) -> Iterator[TlsServer]:
     proc = TlsServer(tmp_path, tls)
     yield proc
-    proc.stop()
+    proc.log()
 
 
 def test_cli_over_tls_needs_the_ca(server: TlsServer, tls: TlsFiles) -> None:
@@ -105,7 +87,7 @@ def test_cli_over_tls_needs_the_ca(server: TlsServer, tls: TlsFiles) -> None:
     # A plain-HTTP client against the TLS port gets nothing useful either.
     plain = fk("network", "list", *common[2:], "--server", server.url.replace("https", "http"))
     assert plain.returncode == 1
-    log = server.stop()
+    log = server.log()
     assert TOKEN not in log and secret not in log  # tokens are never logged
 
 
