@@ -110,16 +110,18 @@ def test_events_journalled_in_one_life_are_the_next_lifes_starting_point(
     asyncio.run(go())
 
 
+async def switch_after_a_life(state_dir: Path) -> FakeSwitch:
+    """The switch as a first life left it: in sync, its snapshot in `state_dir`."""
+    switch, server = FakeSwitch(), FakeServer()
+    world(server, switch)
+    await first_life(state_dir, switch, server)
+    return switch
+
+
 def test_the_quick_boot_restores_only_the_bridges_that_lost_their_flows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def first() -> FakeSwitch:
-        switch, server = FakeSwitch(), FakeServer()
-        world(server, switch)
-        await first_life(tmp_path, switch, server)
-        return switch
-
-    switch = asyncio.run(first())
+    switch = asyncio.run(switch_after_a_life(tmp_path))
     before = switch.table()
     switch.bridges[BR_INT].flows.clear()  # br-int lost its flows, br-tun kept them
     switch.calls.clear()
@@ -151,13 +153,7 @@ def test_the_quick_boot_restores_only_the_bridges_that_lost_their_flows(
 def test_the_quick_boot_does_nothing_when_ovs_kept_its_flows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def first() -> FakeSwitch:
-        switch, server = FakeSwitch(), FakeServer()
-        world(server, switch)
-        await first_life(tmp_path, switch, server)
-        return switch
-
-    switch = asyncio.run(first())
+    switch = asyncio.run(switch_after_a_life(tmp_path))
     switch.calls.clear()
     monkeypatch.setattr(fastboot, "CliTarget", lambda _ovsdb, _rundir: switch)
     report, quick = fastboot.restore_if_lost(tmp_path, "unix:/nonexistent", tmp_path, TUNNEL_IP)
