@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(openvswitch-switch openvswitch-common iproute2 iputils-ping tcpdump ethtool procps python3-venv openssl)
+APT_PACKAGES=(openvswitch-switch openvswitch-common iproute2 iputils-ping tcpdump ethtool procps python3-venv openssl etcd-server etcd-client)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
