@@ -1,4 +1,4 @@
-"""The control plane's store: open one from a URL (sqlite:PATH today; etcd later)."""
+"""The control plane's store: open one from a URL (sqlite:PATH or etcd://H:P[,H:P...][/PREFIX])."""
 
 from __future__ import annotations
 
@@ -17,12 +17,16 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def open_store(url: str, keep_events: int = DEFAULT_KEEP_EVENTS) -> Store:
-    """Open the store named by `url`: sqlite:PATH (etcd://H:P is not implemented yet)."""
+    """Open the store named by `url`: sqlite:PATH or etcd://H:P[,H:P...][/PREFIX]."""
     path = sqlite_path(url)
     if path is not None:
         from flowkeeper.store.sqlite import SqliteStore
 
         return SqliteStore(path, keep_events=keep_events)
     if url.startswith("etcd://"):
-        raise UsageError("the etcd store is not implemented yet; use --store sqlite:PATH")
-    raise UsageError(f"bad --store {url!r}: use sqlite:PATH")
+        from flowkeeper.store.etcd import EtcdStore
+        from flowkeeper.store.etcd_keys import parse_url
+
+        parse_url(url)  # a bad URL: a one-line UsageError before anything connects
+        return EtcdStore(url, keep_events=keep_events)
+    raise UsageError(f"bad --store {url!r}: use sqlite:PATH or etcd://HOST:PORT[,HOST:PORT...]")
