@@ -356,6 +356,8 @@ class EtcdStore:
             if by_name is not None:
                 raise Conflict(f"network name {net.name!r} already exists")
             if by_seg is not None:
+                if segmentation_id is None:
+                    raise _Race  # taken since we looked: look again
                 raise Conflict(
                     f"segmentation_id {seg} is already used by {net.type} network "
                     f"{by_seg.value.decode()!r}"
