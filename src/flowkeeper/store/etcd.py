@@ -654,14 +654,14 @@ class EtcdStore:
 
     # --- compaction ---------------------------------------------------------
     def compact(self) -> int:
-        """Keep the last keep_events etcd revisions: write the mark, then compact etcd to
-        it. Safe with several servers at once. Returns the mark."""
+        """Keep the last keep_events etcd revisions up to the last event: write the mark,
+        then compact etcd to it. Safe with several servers at once. Returns the mark."""
         return self.conn.call(self._compact)
 
     async def _compact(self, _ambiguous: bool) -> int:
         _, kv = await self.conn.kv()
-        _, now, mark = await self._head(kv)
-        cut = now - self.keep_events
+        head, _, mark = await self._head(kv)
+        cut = head - self.keep_events  # from the last event: marks and the like do not count
         if cut <= mark:
             return mark
         item = await get(kv, self.keys.compacted)
