@@ -107,7 +107,7 @@ def test_liveness_updates_of_a_host_are_not_events(store: Store) -> None:
     store.put_host(Host("h1", "198.18.0.2", state="in-sync"))
     assert store.revision() > rev
     (event,) = store.events_since(rev)
-    assert event.prev is not None and event.prev.same_spec(first)
+    assert isinstance(event.prev, Host) and event.prev.same_spec(first)
     assert event.object == Host("h1", "198.18.0.2", state="in-sync")
 
 
