@@ -69,6 +69,7 @@ CONCURRENCY = 32
 RING_MAX = 50_000  # revisions kept in memory for events_since
 RING_WAIT_S = 2.0  # how long events_since waits for the watch to reach the head
 COMPACT_EVERY_S = 30.0
+NETWORK_CACHE = 100_000
 RACES = 64  # optimistic retries of one write before giving up
 
 
@@ -101,6 +102,7 @@ class EtcdStore:
         self.conn = Conn(self.url, attempt_s, deadline_s)
         self.live = Liveness(self.conn, self.keys, liveness_ttl_s)
         self._callbacks: list[Callable[[], None]] = []
+        self._networks: dict[str, tuple[Network, int]] = {}  # on the loop thread only
         self._etcd_compacted = 0  # etcd's own compaction, as far as a watch has seen it
         try:
             self._cluster_id, self._origin = self.conn.call(self._init_cluster_id)
@@ -392,6 +394,7 @@ class EtcdStore:
             if ports:
                 raise Conflict(f"network {obj.name!r} still has {ports} port(s); delete them first")
             seen.append(obj)
+            self._networks.pop(network_id, None)
             await self._commit(
                 kv,
                 [unchanged(item.key, item.mod_revision), none_under(keys.net_ports(network_id))],
@@ -406,25 +409,55 @@ class EtcdStore:
         return self._write(attempt)
 
     def create_port(self, port: Port) -> Port:
+        """One round trip when the network is known: the transaction's compares are the
+        uniqueness rules, and when one fails its else-branch reads why."""
         keys = self.keys
         stored = replace(port, revision=0, tunnel_ip=None)
+        net_key, key = keys.obj("network", port.network_id), keys.obj("port", port.id)
+        mac_key = keys.mac(port.network_id, port.mac)
+        ip_keys = [keys.ip(port.network_id, ip) for ip in port.fixed_ips]
+        pid = port.id.encode()
+        writes = [
+            put(key, encode_value(stored)),
+            put(mac_key, pid),
+            *(put(k, pid) for k in ip_keys),
+            put(keys.net_ports(port.network_id) + pid),
+            put(keys.host_ports(port.host) + pid),
+            put(keys.head),
+        ]
+        reads = [get_op(k) for k in (net_key, key, mac_key, *ip_keys)]
 
         async def attempt(kv: Any, ambiguous: bool) -> Port:
-            net_key, key = keys.obj("network", port.network_id), keys.obj("port", port.id)
-            mac_key = keys.mac(port.network_id, port.mac)
-            ip_keys = [keys.ip(port.network_id, ip) for ip in port.fixed_ips]
-            found = await self._gets(kv, net_key, key, mac_key, *ip_keys)
+            known = self._networks.get(port.network_id)
+            if known is None:
+                item = await get(kv, net_key)
+                if item is None:
+                    raise NotFound(f"network {port.network_id!r} not found")
+                known = self._remember(item)
+            net, net_mod = known
+            check_port_in_network(port, net)
+            compare = [
+                unchanged(net_key, net_mod),
+                absent(key),
+                absent(mac_key),
+                *(absent(k) for k in ip_keys),
+            ]
+            resp = await txn(kv, compare, writes, reads)
+            if resp.succeeded:
+                return replace(stored, revision=header_revision(resp))
+            found = [(kvs[0] if kvs else None) for kvs in map(range_kvs, resp.responses)]
             net_item, mine, by_mac, by_ip = found[0], found[1], found[2], found[3:]
             if net_item is None:
+                self._networks.pop(port.network_id, None)
                 raise NotFound(f"network {port.network_id!r} not found")
-            net = decode_value("network", net_item.value, net_item.mod_revision)
-            assert isinstance(net, Network)
-            check_port_in_network(port, net)
+            if net_item.mod_revision != net_mod:
+                self._remember(net_item)
+                raise _Race
             if mine is not None:
                 old = decode_value("port", mine.value, mine.mod_revision)
                 if ambiguous and replace(old, revision=0) == stored:
                     assert isinstance(old, Port)
-                    return old
+                    return old  # our own write, whose answer was lost
                 raise Conflict(f"port id {port.id!r} already exists")
             if by_mac is not None:
                 raise Conflict(
@@ -437,26 +470,18 @@ class EtcdStore:
                         f"IP {ip} is already used by port {other.value.decode()!r} "
                         f"on network {net.name!r}"
                     )
-            pid = port.id.encode()
-            rev = await self._commit(
-                kv,
-                [
-                    unchanged(net_key, net_item.mod_revision),
-                    absent(key),
-                    absent(mac_key),
-                    *(absent(k) for k in ip_keys),
-                ],
-                [
-                    put(key, encode_value(stored)),
-                    put(mac_key, pid),
-                    *(put(k, pid) for k in ip_keys),
-                    put(keys.net_ports(port.network_id) + pid),
-                    put(keys.host_ports(port.host) + pid),
-                ],
-            )
-            return replace(stored, revision=rev)
+            raise _Race
 
         return self._write(attempt)
+
+    def _remember(self, item: KV) -> tuple[Network, int]:
+        """Networks never change once made: keep them for the one-round-trip port create."""
+        net = decode_value("network", item.value, item.mod_revision)
+        assert isinstance(net, Network)
+        if len(self._networks) >= NETWORK_CACHE:
+            self._networks.clear()
+        self._networks[net.id] = (net, item.mod_revision)
+        return net, item.mod_revision
 
     def delete_port(self, port_id: str) -> Port:
         keys = self.keys
