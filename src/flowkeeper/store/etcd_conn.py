@@ -130,22 +130,25 @@ class Conn:
         attempt = 0
         while True:
             index = self._index
+            budget = min(self.attempt_s, deadline - time.monotonic())
             try:
-                return await asyncio.wait_for(op(ambiguous), self.attempt_s)
-            except (Transient, TimeoutError) as exc:
-                last = str(exc) or "timed out"
+                return await asyncio.wait_for(op(ambiguous), max(budget, 0.05))
+            except TimeoutError:
+                last = f"{self.endpoint(index)} did not answer within {budget:.1f}s"
+            except Transient as exc:
+                last = f"{self.endpoint(index)}: {exc}"
             except BaseException as exc:
                 found = classify(exc)
                 if not isinstance(found, Transient):
                     if found is exc:
                         raise
                     raise found from None
-                last = str(found)
+                last = f"{self.endpoint(index)}: {found}"
             ambiguous = True  # a write may have happened although its answer was lost
             self.rotate(index)
             attempt += 1
             pause = min(0.05 * attempt, 0.5)
-            if time.monotonic() + pause >= deadline:
+            if time.monotonic() + pause + 0.05 >= deadline:
                 raise self.unavailable(last)
             await asyncio.sleep(pause)
 
