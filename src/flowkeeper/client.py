@@ -129,6 +129,17 @@ def _host_body(
     }
 
 
+LIVENESS_FIELDS = ("alive", "since")
+
+
+def host_record(data: Any) -> Host:
+    """A host of GET /v1/hosts[/{name}] without the liveness the server adds (`alive`,
+    `since`), which is no part of the stored Host."""
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in LIVENESS_FIELDS}
+    return Host.from_dict(data)
+
+
 def _q(value: str) -> str:
     return urllib.parse.quote(value, safe="")
 
@@ -267,10 +278,14 @@ class Client:
 
     # hosts
     def list_hosts(self) -> list[Host]:
-        return [Host.from_dict(h) for h in self.request("GET", "/v1/hosts")["hosts"]]
+        return [host_record(h) for h in self.request("GET", "/v1/hosts")["hosts"]]
 
     def get_host(self, name: str) -> Host:
-        return Host.from_dict(self.request("GET", f"/v1/hosts/{_q(name)}"))
+        return host_record(self.request("GET", f"/v1/hosts/{_q(name)}"))
+
+    def delete_host(self, name: str) -> int:
+        """Remove a host's registration (admin); returns the revision of the delete."""
+        return int(self.request("DELETE", f"/v1/hosts/{_q(name)}")["revision"])
 
     def register_host(
         self,
