@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -212,3 +213,13 @@ def test_host_list_shows_alive_or_gone_since_and_host_delete(
     assert [h["name"] for h in json.loads(out)] == ["h2"]
     code, _, err = run(capsys, "host", "delete", "bad name")
     assert code == 2 and "bad host name" in err
+
+
+def test_a_bad_liveness_ttl_is_refused_before_the_server_starts(
+    capsys: Capture, tmp_path: Path
+) -> None:
+    store = f"sqlite:{tmp_path / 'db' / 'fk.db'}"
+    for bad in ("0", "nan", "5000"):
+        code, _, err = run(capsys, "server", "--liveness-ttl", bad, "--store", store)
+        assert code == 2 and "--liveness-ttl must be between 0.1 and 3600 seconds" in err
+    assert not (tmp_path / "db").exists()
