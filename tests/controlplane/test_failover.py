@@ -396,3 +396,30 @@ def test_the_agent_client_moves_with_its_watch(servers: list[Proc]) -> None:
 
     url, state = asyncio.run(go())
     assert url == servers[1].url and state == "in-sync"
+
+
+# --- the commands ---------------------------------------------------------------------
+
+
+def test_cli_commands_take_a_server_list(
+    servers: list[Proc], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flowkeeper.cli.main import main
+
+    monkeypatch.setenv("FLOWKEEPER_TOKEN", token_of(servers))
+    listed = f"{dead_url()},{servers[1].url}"
+    assert main(["network", "create", "n1", "--server", listed]) == 0
+    monkeypatch.setenv("FLOWKEEPER_SERVER", f"{dead_url()},{servers[2].url}")
+    assert main(["network", "list", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert [n["name"] for n in json.loads(out[out.index("[") :])] == ["n1"]
+    for bad, message in (
+        (f"{servers[1].url},,", "empty server URL"),
+        (f"{servers[1].url},ftp://x", "bad server URL 'ftp://x'"),
+        (f"{servers[1].url},{servers[1].url}", "is given twice"),
+    ):
+        assert main(["network", "list", "--server", bad]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert main(["agent", "--host", "h1", "--tunnel-ip", "198.18.0.1", "--server", "x,y"]) == 2
+    assert "bad server URL 'x'" in capsys.readouterr().err
