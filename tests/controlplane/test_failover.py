@@ -90,7 +90,8 @@ class Follower(ServerFollower):
         self.in_sync = False
         self.cluster_id = ""
         self.failures = 0
-        self.watch_log = WatchLog(watch_log)
+        self.log_file = WatchLog(watch_log)
+        self.watch_log = self.log_file
         self.watched = ""
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -123,7 +124,7 @@ class Follower(ServerFollower):
         asyncio.run_coroutine_threadsafe(down(), self.loop).result(timeout=10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
-        self.watch_log.close()
+        self.log_file.close()
 
 
 def catch_up(url: str, token: str, host: str, after: int) -> list[WatchEvent]:
