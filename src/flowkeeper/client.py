@@ -357,7 +357,8 @@ class Client:
             except MaybeApplied as exc:
                 last = exc
             except ApiError as exc:
-                if exc.status != 503:
+                # A 409 after a lost answer: maybe that earlier attempt landed after all.
+                if exc.status != 503 and not (exc.status == 409 and last is not None):
                     raise
                 last = exc
             try:
@@ -365,6 +366,8 @@ class Client:
             except ApiError as exc:
                 if exc.status != 404:
                     raise
+                if isinstance(last, ApiError) and last.status == 409:
+                    raise last from None  # a real conflict, not our earlier attempt
                 continue  # not applied: create it again
             if same(found):
                 return found
