@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 from flowkeeper.model import Host, Network, NetworkType, Port, PortStatus, check_port_in_network
 from flowkeeper.store.base import (
     DEFAULT_KEEP_EVENTS,
+    DEFAULT_LIVENESS_TTL_S,
     Compacted,
     Conflict,
     Event,
@@ -42,7 +44,7 @@ from flowkeeper.store.etcd_keys import (
     parse_url,
     segment_of,
 )
-from flowkeeper.store.etcd_live import DEFAULT_TTL_S, Liveness, gone_since, overlay
+from flowkeeper.store.etcd_live import Liveness, gone_since, overlay
 from flowkeeper.store.etcd_txn import (
     KV,
     absent,
@@ -87,20 +89,20 @@ class EtcdStore:
         url: str,
         *,
         keep_events: int = DEFAULT_KEEP_EVENTS,
-        liveness_ttl_s: int = DEFAULT_TTL_S,
+        liveness_ttl_s: float = DEFAULT_LIVENESS_TTL_S,
         compact_every_s: float = COMPACT_EVERY_S,
         attempt_s: float = ATTEMPT_TIMEOUT_S,
         deadline_s: float = DEADLINE_S,
     ) -> None:
         if keep_events < 1:
             raise ValidationError(f"keep_events must be >= 1, got {keep_events}")
-        if liveness_ttl_s < 2:
-            raise ValidationError(f"liveness_ttl_s must be >= 2, got {liveness_ttl_s}")
+        if not liveness_ttl_s > 0:
+            raise ValidationError(f"liveness_ttl_s must be > 0, got {liveness_ttl_s}")
         self.url = parse_url(url)
         self.keep_events = keep_events
         self.keys = Keys(self.url.prefix)
         self.conn = Conn(self.url, attempt_s, deadline_s)
-        self.live = Liveness(self.conn, self.keys, liveness_ttl_s)
+        self.live = Liveness(self.conn, self.keys, max(1, math.ceil(liveness_ttl_s)))
         self._callbacks: list[Callable[[], None]] = []
         self._networks: dict[str, tuple[Network, int]] = {}  # on the loop thread only
         self._etcd_compacted = 0  # etcd's own compaction, as far as a watch has seen it

@@ -27,8 +27,6 @@ from flowkeeper.store.etcd_txn import KV, absent, delete, get, put, txn
 
 log = logging.getLogger("flowkeeper.store")
 
-DEFAULT_TTL_S = 15
-
 
 @dataclass
 class Held:
