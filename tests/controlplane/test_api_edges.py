@@ -107,18 +107,21 @@ def test_watchers_per_host_are_limited(server_factory: ServerFactory) -> None:
     async def scenario() -> tuple[int, Any, int]:
         async with AsyncClient(server.url, TOKEN) as ac:
             opened = asyncio.Event()
-            seen: list[Event] = []
+            seen = [0, 0]  # messages per stream: both must be open before the third
 
-            async def hold() -> None:
-                async for event in ac.watch("h1", 0):
-                    seen.append(event)
-                    if len(seen) >= 2:
+            async def hold(i: int) -> None:
+                async for _event in ac.watch("h1", 0):
+                    seen[i] += 1
+                    if all(seen):
                         opened.set()
 
-            tasks = [asyncio.create_task(hold()) for _ in range(2)]
+            tasks = [asyncio.create_task(hold(i)) for i in range(2)]
             await asyncio.wait_for(opened.wait(), 10)
             loop = asyncio.get_running_loop()
-            third = await loop.run_in_executor(None, get, server, "/v1/hosts/h1/watch?from=0")
+            # timeout=5: were it wrongly accepted, the stream ends and the test fails.
+            third = await loop.run_in_executor(
+                None, get, server, "/v1/hosts/h1/watch?from=0&timeout=5"
+            )
             other = await loop.run_in_executor(
                 None, get, server, "/v1/hosts/h2/watch?from=0&timeout=0"
             )
