@@ -190,7 +190,7 @@ class EtcdCluster:
                     f"{self.dir / member.name / 'etcd.log'}"
                 )
             try:
-                with urllib.request.urlopen(f"{member.client_url}/health", timeout=2) as resp:
+                with urllib.request.urlopen(f"{member.client_url}/health", timeout=2) as resp:  # noqa: S310
                     body = json.loads(resp.read())
                 if str(body.get("health")) == "true":
                     return
