@@ -86,3 +86,14 @@ def test_a_gap_a_repeat_and_a_step_back_are_each_found(log: tuple[list[Event], i
     assert any("after" in p for p in check_stream("h2", back, exp, start, end).problems)
     again = records[:1] + records[3:] + records[1:3]  # rev 1 twice, split by a later one
     assert not check_stream("h2", again, exp, start, end).ok
+
+
+def test_ignored_repeats_pass_and_a_list_is_a_break(log: tuple[list[Event], int, int]) -> None:
+    events, start, end = log
+    exp = expected_streams(events, ["h2"], start, end)["h2"]
+    records = _records(exp)
+    resumed = [*records[:2], {**records[1], "dup": True}, *records[2:]]
+    check = check_stream("h2", resumed, exp, start, end)
+    assert check.ok and check.dups == 1, check.problems
+    relisted = [*records[:3], {"revision": records[3]["revision"], "kind": "list", "op": ""}]
+    assert any("listed again" in p for p in check_stream("h2", relisted, exp, start, end).problems)

@@ -60,6 +60,11 @@ def register(sub: Any) -> None:
     up.add_argument(
         "--servers", type=int, default=1, help="flowkeeper servers on the one store (1..5)"
     )
+    up.add_argument(
+        "--watch-log",
+        action="store_true",
+        help="agents log every watch message to LABDIR/hosts/hN/watch.ndjson",
+    )
     up.add_argument("--json", action="store_true")
     up.set_defaults(func=_up)
 
@@ -154,6 +159,7 @@ def _up(args: argparse.Namespace) -> int:
         tls=args.tls,
         store=args.store,
         servers=args.servers,
+        watch_log=args.watch_log,
     )
     state = _lab(args).up(opts)
     vms = ", ".join(f"{v.name}={v.ip}" for v in state.vms)

@@ -60,6 +60,7 @@ class UpOptions:
     tls: bool = False  # the server speaks HTTPS with a CA made for the lab
     store: str = "sqlite"  # the servers' store: the lab's SQLite file, or etcd
     servers: int = 1  # flowkeeper servers on that one store
+    watch_log: bool = False  # agents run with --watch-log HOSTDIR/watch.ndjson
 
 
 def validate(opts: UpOptions) -> None:
@@ -106,7 +107,11 @@ class Lab:
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
         state = LabState(
-            name=opts.name, dir=str(self.dir), underlay_ns=f"{opts.name}-ul", l2pop=opts.l2pop
+            name=opts.name,
+            dir=str(self.dir),
+            underlay_ns=f"{opts.name}-ul",
+            l2pop=opts.l2pop,
+            watch_log=opts.watch_log,
         )
         state.save()
         control = opts.agents and not opts.static_flows

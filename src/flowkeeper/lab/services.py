@@ -197,8 +197,15 @@ def agent_argv(state: LabState, host: HostState, l2pop: bool = True) -> list[str
     ]
     if host.standby_for:
         argv += ["--standby-for", host.standby_for]
+    if state.watch_log:
+        argv += ["--watch-log", watch_log_path(host)]
     argv += ["--datapath-type", "netdev"]  # the lab's switches are userspace ones
     return argv if l2pop else [*argv, "--no-l2pop"]
+
+
+def watch_log_path(host: HostState) -> str:
+    """Where a lab agent started with the lab's watch_log logs its watch messages."""
+    return host.path("watch.ndjson")
 
 
 def start_agent(state: LabState, host: HostState) -> int:

@@ -72,6 +72,7 @@ class LabState:
     servers: list[str] = field(default_factory=list)  # server N's URL is servers[N - 1]
     store: str = "sqlite"  # the servers' store backend: sqlite or etcd
     store_url: str = ""  # what every server gets as --store
+    watch_log: bool = False  # agents log each watch message to HOSTDIR/watch.ndjson
     ca: str = ""  # the CA file of the server's TLS certificate; "" without TLS
     l2pop: bool = True
     networks: dict[str, str] = field(default_factory=dict)  # lab network number -> id

@@ -12,8 +12,12 @@ A logged stream passes when, over the revisions after `start` up to `end`:
   logged (a revision's messages form one run: strictly increasing revisions);
 - the revisions it holds are exactly those at which the host had messages (no gap: no
   revision of the host's networks missing; none extra);
-- at each revision it holds the same messages (kind, op, object id), none twice.
-Heartbeats are not messages of a network and are left out.
+- at each revision it holds the same messages (kind, op, object id), none twice;
+- it holds no "list" line: a full re-list after `start` is a break in the history (the
+  agent fell back to listing instead of resuming its watch).
+Heartbeats are not messages of a network and are left out, and so are lines marked "dup":
+the agent's mirror received them again when a failover resumed the watch inside a
+revision it had begun, and ignored them (they are counted, not applied).
 """
 
 from __future__ import annotations
@@ -72,6 +76,8 @@ class StreamCheck:
     start: int
     end: int
     logged: int = 0  # messages in (start, end]
+    dups: int = 0  # repeats the agent ignored (a watch resumed inside a revision)
+    servers: set[str] = field(default_factory=set)  # the servers its messages came from
     revisions: int = 0  # distinct revisions expected
     problems: list[str] = field(default_factory=list)
 
@@ -93,10 +99,18 @@ def check_stream(
     last = 0
     closed: set[int] = set()
     for rec in records:
-        if rec.get("kind") == "heartbeat":
-            continue
         rev = int(rec["revision"])
         if rev <= start or rev > end:
+            continue
+        if rec.get("server"):
+            check.servers.add(str(rec["server"]))
+        if rec.get("kind") == "list":
+            check.problems.append(f"listed again at revision {rev} instead of resuming")
+            continue
+        if rec.get("kind") == "heartbeat":
+            continue
+        if rec.get("dup"):
+            check.dups += 1
             continue
         check.logged += 1
         if rev < last:
