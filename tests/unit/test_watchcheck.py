@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from flowkeeper.lab.watchcheck import Message, check_stream, expected_streams
+from flowkeeper.lab.watchcheck import Message, check_history, check_stream, expected_streams
 from flowkeeper.model import Host, Port
 from flowkeeper.store.base import Event
 from flowkeeper.store.sqlite import SqliteStore
@@ -97,3 +97,20 @@ def test_ignored_repeats_pass_and_a_list_is_a_break(log: tuple[list[Event], int,
     assert check.ok and check.dups == 1, check.problems
     relisted = [*records[:3], {"revision": records[3]["revision"], "kind": "list", "op": ""}]
     assert any("listed again" in p for p in check_stream("h2", relisted, exp, start, end).problems)
+
+
+def test_history_is_cut_at_each_restart_and_checked_from_its_list(
+    log: tuple[list[Event], int, int],
+) -> None:
+    events, start, end = log
+    exp = expected_streams(events, ["h2"], start, end)["h2"]
+    revs = sorted(exp)
+    # Restarted once, when revs[0] had reached it; the new agent listed at revs[1].
+    before = [r for r in _records(exp) if r["revision"] <= revs[0]]
+    after = [r for r in _records(exp) if r["revision"] > revs[1]]
+    head = [{"revision": start - 1, "kind": "list", "op": ""}]
+    records = [*head, *before, {"revision": revs[1], "kind": "list", "op": ""}, *after]
+    checks = check_history("h2", records, events, start, end, restarts=[revs[0]])
+    assert [c.ok for c in checks] == [True, True], [c.problems for c in checks]
+    unplanned = check_history("h2", records, events, start, end)
+    assert not all(c.ok for c in unplanned)

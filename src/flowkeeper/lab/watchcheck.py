@@ -23,7 +23,7 @@ revision it had begun, and ignored them (they are counted, not applied).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,3 +138,44 @@ def check_stream(
             if len(check.problems) > 20:
                 break
     return check
+
+
+def check_history(
+    host: str,
+    records: Sequence[Mapping[str, Any]],
+    events: Sequence[Event],
+    start: int,
+    end: int,
+    *,
+    restarts: Sequence[int] = (),
+) -> list[StreamCheck]:
+    """Check a host's whole logged history over (start, end], across deliberate agent
+    restarts: `restarts` holds, in order, the store revision at which each restart stopped
+    the agent (everything up to it had reached the agent). Each restart's agent lists
+    again ("list" line at R): its stream is then checked from R. The log is cut there:
+    (start, stop 1], (list 1, stop 2], ..., (list n, end]. A list that is not one of
+    these restarts is a problem of the segment it ends."""
+    first = -1
+    for i, rec in enumerate(records):
+        if rec.get("kind") == "list" and int(rec["revision"]) <= start:
+            first = i  # the window opens after the agent's last list before `start`
+    chunks: list[tuple[int, int, list[Mapping[str, Any]]]] = []
+    seg_start, chunk, k = start, [], 0
+    for rec in records[first + 1 :]:
+        if rec.get("kind") != "list":
+            chunk.append(rec)
+            continue
+        if k < len(restarts):
+            chunks.append((seg_start, restarts[k], chunk))
+            seg_start, chunk, k = int(rec["revision"]), [], k + 1
+        else:
+            chunk.append(rec)  # a list of no restart: check_stream reports it
+    chunks.append((seg_start, end, chunk))
+    checks = []
+    for n, (lo, hi, recs) in enumerate(chunks):
+        expected = expected_streams(events, [host], lo, hi)[host]
+        check = check_stream(host, recs, expected, lo, hi)
+        if n == len(chunks) - 1 and k < len(restarts):
+            check.problems.append(f"{len(restarts) - k} restart(s) without a new list")
+        checks.append(check)
+    return checks
