@@ -1,22 +1,45 @@
-"""API clients: `Client` (sync, urllib) for the CLI, `AsyncClient` (aiohttp) for agents."""
+"""API clients: `Client` (sync, urllib) for the CLI, `AsyncClient` (aiohttp) for agents.
+
+Both take one server URL or several (`URL1,URL2,...`, or a list) and fail over: a request
+that could not reach its server, or was answered 503, goes to the next one, after a short
+jittered backoff (see flowkeeper.failover), unless it may have been applied already and is
+not idempotent (then MaybeApplied; creates check by id whether they were applied).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import http.client
 import json
+import logging
 import os
+import random
 import ssl
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Mapping, Sequence
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flowkeeper import model
 from flowkeeper.cperrors import Compacted
 from flowkeeper.errors import FlowkeeperError, UsageError
+from flowkeeper.failover import (
+    AGENT_BACKOFF,
+    CLI_BACKOFF,
+    Backoff,
+    Budget,
+    ServerPool,
+    cli_budget,
+    parse_servers,
+    retry_safe,
+)
 from flowkeeper.model import Host, Network, Port, PortStatus, View, WatchEvent
 from flowkeeper.tlsconf import client_context, describe_tls_error, resolve_ca
+from flowkeeper.validation import check_cidr
 
 if TYPE_CHECKING:  # aiohttp is imported when an AsyncClient first needs it
     import aiohttp
@@ -28,11 +51,15 @@ __all__ = [
     "Client",
     "Compacted",
     "Event",
+    "MaybeApplied",
     "ServerUnavailable",
     "resolve_ca",
     "resolve_server",
+    "resolve_servers",
     "resolve_token",
 ]
+
+log = logging.getLogger("flowkeeper.failover")
 
 DEFAULT_SERVER = "http://127.0.0.1:9696"
 Event = WatchEvent  # what watch() yields: revision, kind, op, object
@@ -50,15 +77,31 @@ class ApiError(FlowkeeperError):
 class ServerUnavailable(FlowkeeperError):
     """The server could not be reached, or the connection broke."""
 
+    def __init__(self, message: str, sent: bool = False) -> None:
+        super().__init__(message)
+        # The request may have reached a server (it broke after it was written).
+        self.sent = sent
 
-def resolve_server(server: str | None = None, env: Mapping[str, str] | None = None) -> str:
-    """--server, else $FLOWKEEPER_SERVER, else http://127.0.0.1:9696."""
+
+class MaybeApplied(ServerUnavailable):
+    """A write that is not idempotent broke after it was sent: it may have been applied,
+    so it was not sent again."""
+
+
+def resolve_servers(
+    server: str | Sequence[str] | None = None, env: Mapping[str, str] | None = None
+) -> list[str]:
+    """--server URL[,URL...], else $FLOWKEEPER_SERVER (the same list), else
+    http://127.0.0.1:9696; every URL checked (UsageError, one line)."""
     env = os.environ if env is None else env
-    url = (server or env.get("FLOWKEEPER_SERVER") or DEFAULT_SERVER).rstrip("/")
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UsageError(f"bad server URL {url!r}: use http://HOST:PORT")
-    return url
+    return parse_servers(server or env.get("FLOWKEEPER_SERVER") or DEFAULT_SERVER)
+
+
+def resolve_server(
+    server: str | Sequence[str] | None = None, env: Mapping[str, str] | None = None
+) -> str:
+    """As resolve_servers, joined with commas (what Client and AsyncClient take)."""
+    return ",".join(resolve_servers(server, env))
 
 
 def resolve_token(
@@ -129,6 +172,17 @@ def _host_body(
     }
 
 
+LIVENESS_FIELDS = ("alive", "since")
+
+
+def host_record(data: Any) -> Host:
+    """A host of GET /v1/hosts[/{name}] without the liveness the server adds (`alive`,
+    `since`), which is no part of the stored Host."""
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in LIVENESS_FIELDS}
+    return Host.from_dict(data)
+
+
 def _q(value: str) -> str:
     return urllib.parse.quote(value, safe="")
 
@@ -140,30 +194,105 @@ def _tls(base_url: str, ca: str | Path | None) -> ssl.SSLContext | None:
     return client_context(Path(ca) if ca else None)
 
 
-def _unreachable(exc: BaseException, base_url: str) -> ServerUnavailable:
+def _unreachable(exc: BaseException, base_url: str, sent: bool = False) -> ServerUnavailable:
     tls = describe_tls_error(exc, base_url)
     if tls is not None:
-        return ServerUnavailable(tls)
+        return ServerUnavailable(tls, sent)
     reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
-    return ServerUnavailable(f"cannot reach the server at {base_url}: {reason}")
+    if sent:
+        return ServerUnavailable(f"connection to the server at {base_url} broke: {reason}", sent)
+    return ServerUnavailable(f"cannot reach the server at {base_url}: {reason}", sent)
+
+
+def _gave_up(last: FlowkeeperError, tried: Sequence[str]) -> FlowkeeperError:
+    """The error to raise when no server answered: the last one's, naming all tried."""
+    if len(set(tried)) <= 1:
+        return last
+    servers = ", ".join(dict.fromkeys(tried))
+    if isinstance(last, ApiError):
+        return ApiError(f"{last.message} (every server tried: {servers})", last.status)
+    return ServerUnavailable(
+        f"{last} (every server tried: {servers})", getattr(last, "sent", False)
+    )
+
+
+def _maybe_applied(method: str, path: str, exc: ServerUnavailable) -> MaybeApplied:
+    return MaybeApplied(
+        f"{exc}; {method} {path} may have been applied, so it was not sent again: "
+        "check before repeating it",
+        sent=True,
+    )
+
+
+def _moved(pool: ServerPool, url: str, reason: object, level: int) -> None:
+    """`url` failed: move the pool on, one log line naming both servers."""
+    new = pool.failed(url)
+    if new is not None and new != url:
+        log.log(level, "server %s unavailable (%s): failing over to %s", url, reason, new)
+
+
+def _same_port(port: Port, body: Mapping[str, Any]) -> bool:
+    want = Port(
+        id=port.id,
+        network_id=body["network_id"],
+        host=body["host"],
+        mac=body["mac"],
+        fixed_ips=tuple(body["fixed_ips"]),
+        name=body["name"],
+        device_id=body["device_id"],
+    )
+    return (port.network_id, port.host, port.mac, port.fixed_ips, port.name, port.device_id) == (
+        want.network_id,
+        want.host,
+        want.mac,
+        want.fixed_ips,
+        want.name,
+        want.device_id,
+    )
+
+
+def _same_network(net: Network, body: Mapping[str, Any]) -> bool:
+    return (
+        net.name == body["name"]
+        and net.type == body["type"]
+        and body.get("segmentation_id") in (None, net.segmentation_id)
+        and (body.get("cidr") is None or net.cidr == check_cidr(body["cidr"]))
+    )
 
 
 class Client:
     """Synchronous client for the CLI and tests (urllib; no extra dependency).
-    With an https URL, the server's certificate is checked against `ca` (a PEM file) or,
-    without it, against the system's trusted CAs."""
+
+    `base_url`: one server URL or several (`URL1,URL2,...` or a list); with several, a
+    request that cannot reach its server goes to the next (see the module's doc), within
+    `budget` (default: each server twice, 30 s). With https URLs, the servers'
+    certificates are checked against `ca` (a PEM file) or, without it, the system's CAs."""
 
     def __init__(
         self,
-        base_url: str = DEFAULT_SERVER,
+        base_url: str | Sequence[str] = DEFAULT_SERVER,
         token: str | None = None,
         timeout: float = 30.0,
         ca: str | Path | None = None,
+        *,
+        budget: Budget | None = None,
+        backoff: Backoff = CLI_BACKOFF,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[], float] = random.random,
     ) -> None:
-        self.base_url = resolve_server(base_url, {})
+        self.pool = ServerPool(parse_servers(base_url or DEFAULT_SERVER))
         self.token = token
         self.timeout = timeout
-        self.tls = _tls(self.base_url, ca)
+        self.tls = _tls(self.pool.current, ca)
+        self.budget = budget or cli_budget(len(self.pool))
+        self.backoff = backoff
+        self._sleep = sleep
+        self._rand = rand
+
+    @property
+    def base_url(self) -> str:
+        """The server in use now."""
+        return self.pool.current
 
     def request(
         self,
@@ -172,30 +301,91 @@ class Client:
         body: Any = None,
         query: Mapping[str, str | None] | None = None,
     ) -> Any:
-        """One API call; returns the decoded JSON answer."""
-        url = self.base_url + path
+        """One API call (to the first server that answers); the decoded JSON answer."""
         params = {k: v for k, v in (query or {}).items() if v is not None}
-        if params:
-            url += "?" + urllib.parse.urlencode(params)
+        target = path + ("?" + urllib.parse.urlencode(params) if params else "")
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - http(s) only
+        started = time.monotonic()
+        tried: list[str] = []
+        while True:
+            server = self.pool.current
+            tried.append(server)
+            try:
+                status, raw = self._send(server, method, target, data)
+            except ServerUnavailable as exc:
+                if not retry_safe(method, exc.sent):
+                    _moved(self.pool, server, exc, logging.INFO)  # the next call goes on
+                    raise _maybe_applied(method, path, exc) from None
+                failure: FlowkeeperError = exc
+            else:
+                if status != 503:
+                    _raise_for(status, raw)
+                    return json.loads(raw) if raw else None
+                failure = _error_message(status, raw)
+                if not retry_safe(method, True):  # a write the server may have begun
+                    _moved(self.pool, server, failure, logging.INFO)
+                    raise failure
+            if not self.budget.allows(len(tried), time.monotonic() - started):
+                raise _gave_up(failure, tried)
+            _moved(self.pool, server, failure, logging.INFO)
+            self._sleep(self.backoff.delay(len(tried), self._rand))
+
+    def _send(self, server: str, method: str, target: str, data: bytes | None) -> tuple[int, bytes]:
+        """(status, body) of one attempt; ServerUnavailable (with `sent`) if none came."""
+        req = urllib.request.Request(server + target, data=data, method=method)  # noqa: S310
         req.add_header("Accept", "application/json")
         if data is not None:
             req.add_header("Content-Type", "application/json")
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
-        status = 200
         try:
             with urllib.request.urlopen(  # noqa: S310 - http(s) only
                 req, timeout=self.timeout, context=self.tls
             ) as resp:
-                raw = resp.read()
+                return 200, resp.read()
         except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read()
-        except (urllib.error.URLError, OSError) as exc:
-            raise _unreachable(exc, self.base_url) from None
-        _raise_for(status, raw)
-        return json.loads(raw) if raw else None
+            return exc.code, exc.read()
+        except urllib.error.URLError as exc:
+            # urllib wraps what fails while connecting and sending: the request did not
+            # get to the server whole, so it cannot have been applied.
+            raise _unreachable(exc, server) from None
+        except (OSError, http.client.HTTPException) as exc:
+            # Sent; the answer did not come (reset, closed, timed out, cut short).
+            raise _unreachable(exc, server, sent=True) from None
+
+    def _create(self, path: str, body: dict[str, Any], same: Callable[[Any], bool]) -> Any:
+        """POST a create whose id the client chose. If the answer is lost (MaybeApplied,
+        or a 503: the server may have begun it), look the id up: there and equal to what
+        was asked, it was this create; absent, it was not applied: send it again, to the
+        next server, at most once per server and within the budget's time."""
+        started = time.monotonic()
+        last: FlowkeeperError | None = None
+        for attempt in range(len(self.pool)):
+            if attempt and time.monotonic() - started >= self.budget.seconds:
+                break
+            try:
+                return self.request("POST", path, body)
+            except MaybeApplied as exc:
+                last = exc
+            except ApiError as exc:
+                # A 409 after a lost answer: maybe that earlier attempt landed after all.
+                if exc.status != 503 and not (exc.status == 409 and last is not None):
+                    raise
+                last = exc
+            try:
+                found = self.request("GET", f"{path}/{_q(body['id'])}")
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                if isinstance(last, ApiError) and last.status == 409:
+                    raise last from None  # a real conflict, not our earlier attempt
+                continue  # not applied: create it again
+            if same(found):
+                return found
+            what = path.rsplit("/", 1)[-1].removesuffix("s")
+            raise ApiError(f"{what} id {body['id']!r} already exists", 409)
+        assert last is not None
+        raise last
 
     # networks
     def create_network(
@@ -206,11 +396,15 @@ class Client:
         cidr: str | None = None,
         id: str | None = None,
     ) -> Network:
-        body: dict[str, Any] = {"name": name, "type": type}
-        for key, value in (("segmentation_id", segmentation_id), ("cidr", cidr), ("id", id)):
+        body: dict[str, Any] = {"name": name, "type": type, "id": id or str(uuid.uuid4())}
+        for key, value in (("segmentation_id", segmentation_id), ("cidr", cidr)):
             if value is not None:
                 body[key] = value
-        return Network.from_dict(self.request("POST", "/v1/networks", body))
+
+        def same(found: Any) -> bool:
+            return _same_network(Network.from_dict(found), body)
+
+        return Network.from_dict(self._create("/v1/networks", body, same))
 
     def list_networks(self) -> list[Network]:
         return [Network.from_dict(n) for n in self.request("GET", "/v1/networks")["networks"]]
@@ -242,9 +436,19 @@ class Client:
         id: str | None = None,
     ) -> Port:
         body = _port_body(
-            network_id, host, mac, fixed_ips, name=name, device_id=device_id, port_id=id
+            network_id,
+            host,
+            mac,
+            fixed_ips,
+            name=name,
+            device_id=device_id,
+            port_id=id or str(uuid.uuid4()),
         )
-        return Port.from_dict(self.request("POST", "/v1/ports", body))
+
+        def same(found: Any) -> bool:
+            return _same_port(Port.from_dict(found), body)
+
+        return Port.from_dict(self._create("/v1/ports", body, same))
 
     def list_ports(self, network_id: str | None = None, host: str | None = None) -> list[Port]:
         data = self.request("GET", "/v1/ports", query={"network_id": network_id, "host": host})
@@ -267,10 +471,14 @@ class Client:
 
     # hosts
     def list_hosts(self) -> list[Host]:
-        return [Host.from_dict(h) for h in self.request("GET", "/v1/hosts")["hosts"]]
+        return [host_record(h) for h in self.request("GET", "/v1/hosts")["hosts"]]
 
     def get_host(self, name: str) -> Host:
-        return Host.from_dict(self.request("GET", f"/v1/hosts/{_q(name)}"))
+        return host_record(self.request("GET", f"/v1/hosts/{_q(name)}"))
+
+    def delete_host(self, name: str) -> int:
+        """Remove a host's registration (admin); returns the revision of the delete."""
+        return int(self.request("DELETE", f"/v1/hosts/{_q(name)}")["revision"])
 
     def register_host(
         self,
@@ -317,22 +525,43 @@ class Client:
 
 
 class AsyncClient:
-    """Asynchronous client for agents: registration, list (view) + watch, port status."""
+    """Asynchronous client for agents: registration, list (view) + watch, port status.
+
+    `base_url`: one server URL or several (`URL1,URL2,...` or a list); `start` picks the
+    first one used (e.g. failover.start_index(host, n), to spread agents). A request that
+    cannot reach its server goes to the next one, once round the list (the agent's own
+    loops retry for ever); a broken watch moves the client to the next server, so the
+    heartbeat and the status reports follow it."""
 
     def __init__(
         self,
-        base_url: str = DEFAULT_SERVER,
+        base_url: str | Sequence[str] = DEFAULT_SERVER,
         token: str | None = None,
         timeout: float = 30.0,
         ca: str | Path | None = None,
+        *,
+        start: int = 0,
+        backoff: Backoff = AGENT_BACKOFF,
+        rand: Callable[[], float] = random.random,
     ) -> None:
-        self.base_url = resolve_server(base_url, {})
+        self.pool = ServerPool(parse_servers(base_url or DEFAULT_SERVER), start)
         self.token = token
         self.timeout = timeout
-        self.tls = _tls(self.base_url, ca)
+        self.tls = _tls(self.pool.current, ca)
+        self.backoff = backoff
+        self._rand = rand
         self._session: aiohttp.ClientSession | None = None
         # The server's store identity, from the last response (None: not sent).
         self.cluster_id: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The server in use now."""
+        return self.pool.current
+
+    def failed(self, url: str, reason: object) -> None:
+        """`url` failed (e.g. its watch broke): use the next server from now on."""
+        _moved(self.pool, url, reason, logging.WARNING)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -352,19 +581,46 @@ class AsyncClient:
         return self._session
 
     async def request(self, method: str, path: str, body: Any = None) -> Any:
+        """One API call, to the first server that answers (each tried at most once)."""
+        tried: list[str] = []
+        while True:
+            server = self.pool.current
+            tried.append(server)
+            try:
+                status, raw = await self._send(server, method, path, body)
+            except ServerUnavailable as exc:
+                if not retry_safe(method, exc.sent):
+                    self.failed(server, exc)
+                    raise _maybe_applied(method, path, exc) from None
+                failure: FlowkeeperError = exc
+            else:
+                if status != 503:
+                    _raise_for(status, raw)
+                    return json.loads(raw) if raw else None
+                failure = _error_message(status, raw)
+                if not retry_safe(method, True):
+                    self.failed(server, failure)
+                    raise failure
+            if len(tried) >= len(self.pool):
+                raise _gave_up(failure, tried)
+            self.failed(server, failure)
+            await asyncio.sleep(self.backoff.delay(len(tried), self._rand))
+
+    async def _send(self, server: str, method: str, path: str, body: Any) -> tuple[int, bytes]:
         import aiohttp
 
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
             async with self._open().request(
-                method, self.base_url + path, json=body, timeout=timeout
+                method, server + path, json=body, timeout=timeout
             ) as resp:
                 raw = await resp.read()
                 self.cluster_id = resp.headers.get(model.CLUSTER_HEADER)
-                _raise_for(resp.status, raw)
+                return resp.status, raw
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise _unreachable(exc, server) from None  # never connected: not sent
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise _unreachable(exc, self.base_url) from None
-        return json.loads(raw) if raw else None
+            raise _unreachable(exc, server, sent=True) from None
 
     async def register_host(
         self,
@@ -418,8 +674,9 @@ class AsyncClient:
 
         Heartbeats are yielded too (kind "heartbeat", object None): all up to their revision
         has been sent. Raises Compacted (HTTP 410: list the view again) or ServerUnavailable
-        (unreachable, stream ended, or silent for `idle_timeout` seconds). With
-        `standby_for`, the stream also covers that host's networks (see the view).
+        (unreachable, stream ended, a 503, or silent for `idle_timeout` seconds; the
+        client has then moved on to the next server). With `standby_for`, the stream also
+        covers that host's networks (see the view).
         """
         import aiohttp
 
@@ -427,22 +684,31 @@ class AsyncClient:
             "from": str(from_revision),
             **({"standby_for": standby_for} if standby_for else {}),
         }
-        url = f"{self.base_url}/v1/hosts/{_q(host)}/watch"
+        server = self.pool.current
+        url = f"{server}/v1/hosts/{_q(host)}/watch"
         timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=idle_timeout)
         try:
             async with self._open().get(url, params=params, timeout=timeout) as resp:
                 self.cluster_id = resp.headers.get(model.CLUSTER_HEADER)
+                if resp.status == 503:
+                    raise _error_message(resp.status, await resp.read())
                 if resp.status >= 400:
                     _raise_for(resp.status, await resp.read())
                 async for line in resp.content:
                     if line.strip():
                         yield WatchEvent.from_dict(json.loads(line))
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            tls = describe_tls_error(exc, self.base_url)
-            raise ServerUnavailable(
-                tls or f"watch of {host} at {self.base_url} broke: {exc or type(exc).__name__}"
-            ) from None
-        raise ServerUnavailable(f"the server ended the watch stream of {host}")
+            tls = describe_tls_error(exc, server)
+            message = tls or f"watch of {host} at {server} broke: {exc or type(exc).__name__}"
+            self.failed(server, message)
+            raise ServerUnavailable(message) from None
+        except ApiError as exc:
+            if exc.status != 503:
+                raise
+            self.failed(server, exc)
+            raise ServerUnavailable(f"watch of {host} at {server}: {exc}") from None
+        self.failed(server, "it ended the watch stream")
+        raise ServerUnavailable(f"the server {server} ended the watch stream of {host}")
 
     async def close(self) -> None:
         if self._session is not None:

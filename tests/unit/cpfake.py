@@ -44,6 +44,9 @@ class FakeLog:
     def put_host(self, host: Host) -> Event:
         return self._write("host", "put", host.name, host)
 
+    def delete_host(self, name: str) -> Event:
+        return self._write("host", "delete", name, self.objects[("host", name)])
+
     def ports(self) -> list[Port]:
         return [o for o in self.objects.values() if isinstance(o, Port)]
 

@@ -30,6 +30,11 @@ class FakeServer:
         self._live = asyncio.Event()
         self._closed = asyncio.Event()
         self._streams = 0  # bumped to break the open watch streams
+        self.base_url = "http://fake.invalid:9696"  # as AsyncClient: the server in use
+        self.failures: list[str] = []  # as AsyncClient.failed: what broke
+
+    def failed(self, url: str, reason: object) -> None:
+        self.failures.append(f"{url}: {reason}")
 
     # --- the test's hands -------------------------------------------------------
     def put_network(self, net: Network) -> Network:

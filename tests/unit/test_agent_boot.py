@@ -12,6 +12,7 @@ import pytest
 
 from flowkeeper.agent import fastboot, follow
 from flowkeeper.agent.ovsside import HostOvs
+from flowkeeper.failover import Backoff
 from flowkeeper.flows.flowset import FlowSet
 from flowkeeper.naming import BR_INT, BR_TUN
 from flowkeeper.ovs.errors import OpenFlowError
@@ -32,7 +33,7 @@ from tests.unit.fakeserver import FakeServer
 
 @pytest.fixture(autouse=True)
 def quick(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(follow, "BACKOFF_MIN_S", 0.001)
+    monkeypatch.setattr(follow, "BACKOFF", Backoff(0.001, 0.001))
 
 
 def test_after_a_reboot_the_snapshot_goes_back_before_the_server_answers(

@@ -12,6 +12,7 @@ import pytest
 from flowkeeper.agent import follow, guard
 from flowkeeper.agent.ovsside import HostOvs
 from flowkeeper.agent.watchdog import OvsWatch
+from flowkeeper.failover import Backoff
 from flowkeeper.naming import BR_INT, BR_TUN
 from tests.unit.agentkit import Running, make_agent, same_flows, until, world
 from tests.unit.fakeovs import FakeSwitch
@@ -20,7 +21,7 @@ from tests.unit.fakeserver import FakeServer
 
 @pytest.fixture(autouse=True)
 def quick(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(follow, "BACKOFF_MIN_S", 0.001)
+    monkeypatch.setattr(follow, "BACKOFF", Backoff(0.001, 0.001))
     monkeypatch.setattr(guard, "VERIFY_AFTER_S", 0.0)
 
 

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowkeeper.agent import follow
+from flowkeeper.failover import Backoff
 from tests.unit.agentkit import Running, make_agent, port, same_flows, until, world
 from tests.unit.fakeovs import FakeSwitch
 from tests.unit.fakeserver import FakeServer
@@ -75,7 +76,7 @@ async def cold(state_dir: Path, server: FakeServer) -> FakeSwitch:
 @settings(max_examples=30, deadline=None)
 @given(ops=OPS)
 def test_any_history_ends_with_the_flows_of_a_cold_start(ops: list[Op]) -> None:
-    follow.BACKOFF_MIN_S, saved = 0.001, follow.BACKOFF_MIN_S
+    follow.BACKOFF, saved = Backoff(0.001, 0.001), follow.BACKOFF
     try:
         with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
 
@@ -86,4 +87,4 @@ def test_any_history_ends_with_the_flows_of_a_cold_start(ops: list[Op]) -> None:
 
             asyncio.run(go())
     finally:
-        follow.BACKOFF_MIN_S = saved
+        follow.BACKOFF = saved

@@ -11,6 +11,7 @@ import pytest
 
 from flowkeeper.agent import follow
 from flowkeeper.agent.catchup import gate_deletes, must_record
+from flowkeeper.failover import Backoff
 from flowkeeper.flows.flowset import FlowDelta
 from flowkeeper.flows.record import Flow
 from flowkeeper.naming import BR_TUN
@@ -24,7 +25,7 @@ from tests.unit.fakeserver import FakeServer
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fake server is back at once: no need to wait the real backoff."""
-    monkeypatch.setattr(follow, "BACKOFF_MIN_S", 0.001)
+    monkeypatch.setattr(follow, "BACKOFF", Backoff(0.001, 0.001))
 
 
 def snapshot_of(state_dir: Path) -> tuple[int, str] | None:

@@ -119,6 +119,62 @@ def test_host_tunnel_ip_change_refreshes_its_fdb_entries() -> None:
     assert same["h1"] == []  # tunnel IP unchanged: nothing to resend
 
 
+def test_deleting_a_host_without_ports_tells_its_peers_nothing() -> None:
+    """The store refuses a host delete while ports are bound to it, so its peers already
+    dropped its FDB entries with the port deletes; a later registration under the same name
+    with another tunnel IP re-puts the ports bound there by then."""
+    c = Cluster()
+    c.feed(c.log.put_host(Host("h2", "198.18.0.2")))
+    c.feed(c.log.put_network(net("n1")))
+    c.feed(c.log.put_port(port(1, "n1", "h1", "ACTIVE")))
+    c.feed(c.log.put_port(port(2, "n1", "h2", "ACTIVE")))
+    out = c.feed(c.log.delete_port("p2"))
+    assert [(m.kind, m.op) for m in out["h1"]] == [("port", "delete")]
+    out = c.feed(c.log.delete_host("h2"))
+    assert all(msgs == [] for msgs in out.values())
+    assert c.world.tunnel_ip("h2") is None and "h2" not in c.world.hosts
+    c.feed(c.log.put_port(port(3, "n1", "h2", "ACTIVE")))  # bound before it registers again
+    out = c.feed(c.log.put_host(Host("h2", "198.18.0.22")))
+    assert [(m.op, m.object.id, m.object.tunnel_ip) for m in out["h1"]] == [  # type: ignore[union-attr]
+        ("put", "p3", "198.18.0.22")
+    ]
+
+
+def test_a_host_deleted_with_ports_still_bound_leaves_them_without_a_tunnel_ip() -> None:
+    """Not a state the store allows (it refuses the delete); fan-out stays exact anyway:
+    the peers' copies of those ports lose their tunnel IP, as the view has them."""
+    c = Cluster()
+    c.feed(c.log.put_host(Host("h2", "198.18.0.2")))
+    c.feed(c.log.put_network(net("n1")))
+    c.feed(c.log.put_port(port(1, "n1", "h1", "ACTIVE")))
+    c.feed(c.log.put_port(port(2, "n1", "h2", "ACTIVE")))
+    out = c.feed(c.log.delete_host("h2"))
+    assert [(m.op, m.object.id, m.object.tunnel_ip) for m in out["h1"]] == [  # type: ignore[union-attr]
+        ("put", "p2", None)
+    ]
+    assert out["h3"] == []
+    replay = Replay()
+    replay.apply(c.sent["h1"])
+    assert replay.as_view(5) == normal(build_view(c.world, "h1", 5))
+
+
+def test_a_rewound_world_brings_back_a_deleted_host() -> None:
+    log = FakeLog()
+    log.put_host(Host("h2", "198.18.0.2"))
+    log.put_network(net("n1"))
+    log.put_port(port(1, "n1", "h1"))
+    log.put_port(port(2, "n1", "h2"))
+    log.delete_port("p2")
+    log.delete_host("h2")
+    log.put_host(Host("h2", "198.18.0.22"))
+    head = World()
+    for e in log.events:
+        head.apply(e)
+    assert Rewound(head, log.events[5:]).tunnel_ip("h2") == "198.18.0.2"
+    assert Rewound(head, log.events[6:]).tunnel_ip("h2") is None
+    assert Rewound(head, log.events[4:]).ports_of("h2")[0].id == "p2"
+
+
 # --- properties -------------------------------------------------------------------------
 OPS = st.lists(
     st.one_of(
@@ -128,6 +184,7 @@ OPS = st.lists(
         st.tuples(st.just("status"), st.integers(1, 8), st.just(0)),
         st.tuples(st.just("delport"), st.integers(1, 8), st.just(0)),
         st.tuples(st.just("host"), st.sampled_from(HOSTS), st.integers(1, 3)),
+        st.tuples(st.just("delhost"), st.sampled_from(HOSTS), st.just(0)),
     ),
     max_size=60,
 )
@@ -152,6 +209,12 @@ def run_ops(log: FakeLog, ops: list[Op]) -> None:
             log.delete_port(f"p{a}")
         elif op == "host":
             log.put_host(Host(str(a), f"198.18.{b}.{HOSTS.index(str(a)) + 1}"))
+        elif op == "delhost" and ("host", a) in log.objects and not _bound(log, str(a)):
+            log.delete_host(str(a))  # the store refuses it while ports are bound there
+
+
+def _bound(log: FakeLog, host: str) -> bool:
+    return any(p.host == host for p in log.ports())
 
 
 @settings(max_examples=300, deadline=None)

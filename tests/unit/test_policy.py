@@ -20,6 +20,7 @@ ROUTES = [
     ("DELETE", "/v1/ports/{id}", {"id": "p"}),
     ("PUT", "/v1/ports/{id}/binding", {"id": "p"}),
     ("GET", "/v1/hosts", {}),
+    ("DELETE", "/v1/hosts/{name}", {"name": "h2"}),
     ("GET", "/v1/stats", {}),
     ("GET", "/v1/tokens", {}),
     ("POST", "/v1/tokens", {}),
@@ -82,6 +83,21 @@ def test_host_token_sets_the_status_of_its_own_ports_only() -> None:
     # no such port: allowed through, so that the handler answers 404
     assert authorize(H1, "PUT", route, params, None).allowed
     assert not authorize(READER, "PUT", route, params, None).allowed
+
+
+def test_only_an_admin_deletes_a_host_even_its_own() -> None:
+    route = "/v1/hosts/{name}"
+    assert authorize(ADMIN, "DELETE", route, {"name": "h1"}).allowed
+    own = authorize(H1, "DELETE", route, {"name": "h1"})
+    assert not own.allowed
+    assert own.reason == (
+        "host token tk0000000000h1 (host h1) may not DELETE /v1/hosts/{name}: a host token "
+        "may only register its host, read its view and watch, and report its ports' status"
+    )
+    reader = authorize(READER, "DELETE", route, {"name": "h1"})
+    assert reader.reason == (
+        "read-only token tk000000000001 may only read (not DELETE /v1/hosts/{name})"
+    )
 
 
 def test_only_the_api_description_is_public() -> None:

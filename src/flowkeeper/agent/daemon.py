@@ -17,7 +17,7 @@ from typing import Any
 
 from flowkeeper.agent.bridges import DEFAULT_DATAPATH_TYPE
 from flowkeeper.agent.catchup import gate_deletes, must_record
-from flowkeeper.agent.follow import BACKOFF_MIN_S, ServerFollower
+from flowkeeper.agent.follow import ServerFollower
 from flowkeeper.agent.guard import OvsGuard
 from flowkeeper.agent.mirror import (
     LocalVif,
@@ -38,8 +38,10 @@ from flowkeeper.agent.restore import (
     restore,
     snapshot_flows,
 )
+from flowkeeper.agent.watchlog import WatchLog
 from flowkeeper.client import AsyncClient
 from flowkeeper.errors import FlowkeeperError
+from flowkeeper.failover import parse_servers, start_index
 from flowkeeper.flows.flowset import FlowDelta, FlowSet, diff
 from flowkeeper.flows.ports import renumbered, stale_by_number
 from flowkeeper.flows.record import Flow
@@ -75,6 +77,7 @@ class AgentConfig:
     # A hot upgrade's new switch slot: also hold this host's networks before its VMs move.
     standby_for: str = ""
     datapath_type: str = DEFAULT_DATAPATH_TYPE  # of the bridges the agent creates
+    watch_log: Path | None = None  # one JSON line per watch message (diagnostics)
 
 
 @dataclass
@@ -111,7 +114,9 @@ class Agent(OvsGuard, ServerFollower):
         self.vlans: dict[str, int] = {}
         self.cookie = 0
         self.ovs: HostOvs | None = None
-        self.client = AsyncClient(cfg.server, cfg.token, ca=cfg.ca)
+        servers = parse_servers(cfg.server)
+        start = start_index(cfg.host, len(servers))
+        self.client = AsyncClient(servers, cfg.token, ca=cfg.ca, start=start)
         self.persist = Persistence(cfg.state_dir)
         self.generation = 0
         self.devices: dict[str, str] = {}  # device -> network id, for snapshot partitions
@@ -125,7 +130,9 @@ class Agent(OvsGuard, ServerFollower):
         # Port name -> the OpenFlow number the installed flows naming it resolved to.
         self.flow_numbers: dict[str, int] = {}
         self.cluster_id = ""  # the server store the mirror comes from ("": not known)
-        self.backoff = BACKOFF_MIN_S  # before the next try to reach the server
+        self.failures = 0  # consecutive tries that reached no server
+        self.watch_log = WatchLog(cfg.watch_log) if cfg.watch_log else None
+        self.watched = ""  # the server the last watch went to
         self.reconcile_backoff = RECONCILE_RETRY_MIN_S  # before a failed reconcile's retry
 
     # --- start-up -----------------------------------------------------------
@@ -172,6 +179,8 @@ class Agent(OvsGuard, ServerFollower):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.client.close()
+        if self.watch_log is not None:
+            self.watch_log.close()
         await asyncio.to_thread(ovs.close)
         log.info("agent stopped; flows left in place")
 

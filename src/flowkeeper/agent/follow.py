@@ -1,19 +1,24 @@
 """The agent's side of list+watch: list the view, follow the watch stream from the
 mirror's revision (if the server's store is the one the mirror came from), register,
-heartbeat and report its ports' status."""
+heartbeat and report its ports' status. With several servers, a watch that breaks goes
+on from the mirror's revision on the next one (the client has moved to it), after a
+jittered backoff that grows while no server answers (capped; for ever)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import random
 from typing import TYPE_CHECKING
 
 from flowkeeper.agent.catchup import same_history
 from flowkeeper.agent.mirror import Mirror
 from flowkeeper.agent.persist import Persistence
+from flowkeeper.agent.watchlog import WatchLog
 from flowkeeper.client import AsyncClient, Compacted, ServerUnavailable
 from flowkeeper.errors import FlowkeeperError
+from flowkeeper.failover import AGENT_BACKOFF
 from flowkeeper.model import PortStatus
 
 if TYPE_CHECKING:
@@ -22,7 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("flowkeeper.agent")
 
 HEARTBEAT_S = 5.0
-BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 5.0
+BACKOFF = AGENT_BACKOFF  # between tries to reach a server (a module global: tests shorten it)
 
 
 class ServerFollower:
@@ -37,10 +42,17 @@ class ServerFollower:
     wake: asyncio.Event
     stop: asyncio.Event
     cluster_id: str
-    backoff: float
+    failures: int  # consecutive tries that reached no server
+    watch_log: WatchLog | None
+    watched: str  # the server the last watch went to ("": none yet)
+
+    def _retry_in(self) -> float:
+        """The next wait before trying again: full jitter, growing to a cap."""
+        self.failures += 1
+        return BACKOFF.delay(self.failures, random.random)
 
     async def _control_plane(self, need_list: bool) -> None:
-        self.backoff = BACKOFF_MIN_S
+        self.failures = 0
         while not self.stop.is_set():
             try:
                 if need_list:
@@ -49,9 +61,12 @@ class ServerFollower:
                     self.mirror.load(view.revision, view.networks, view.ports)
                     self.cluster_id = self.client.cluster_id or ""
                     self.persist.note_list()
+                    if self.watch_log is not None:
+                        self.watch_log.listed(view.revision, self.client.base_url)
                     log.info(
-                        "listed revision %d: %d networks, %d ports",
+                        "listed revision %d from %s: %d networks, %d ports",
                         view.revision,
+                        self.client.base_url,
                         len(view.networks),
                         len(view.ports),
                     )
@@ -64,22 +79,28 @@ class ServerFollower:
                 need_list = True
             except ServerUnavailable as exc:
                 self.status.state = "disconnected"
+                wait = self._retry_in()
                 log.warning(
-                    "server unavailable (%s); dataplane kept; retry in %.1fs", exc, self.backoff
+                    "server unavailable (%s); dataplane kept; next try %s in %.2fs",
+                    exc,
+                    self.client.base_url,
+                    wait,
                 )
-                await asyncio.sleep(self.backoff)
-                self.backoff = min(self.backoff * 2, BACKOFF_MAX_S)
+                await asyncio.sleep(wait)
             except FlowkeeperError as exc:  # e.g. the server refused our registration
-                log.error("control plane: %s; retry in %.1fs", exc, self.backoff)
-                await asyncio.sleep(self.backoff)
-                self.backoff = min(self.backoff * 2, BACKOFF_MAX_S)
+                wait = self._retry_in()
+                log.error("control plane: %s; retry in %.2fs", exc, wait)
+                await asyncio.sleep(wait)
 
     async def _follow(self) -> bool:
         """Watch from the mirror's revision until the stream ends. True: list again (the
         server's store is not the one the mirror came from)."""
-        stream = self.client.watch(
-            self.cfg.host, self.mirror.revision, standby_for=self.cfg.standby_for
-        )
+        start = self.mirror.resume_from()
+        server = self.client.base_url
+        if self.watched and server != self.watched:
+            log.info("resuming the watch on %s from revision %d", server, start)
+        self.watched = server
+        stream = self.client.watch(self.cfg.host, start, standby_for=self.cfg.standby_for)
         checked = False
         try:
             async for event in stream:
@@ -91,21 +112,26 @@ class ServerFollower:
                             "listing again instead of watching from revision %d",
                             self.client.cluster_id,
                             self.cluster_id or "an unknown one",
-                            self.mirror.revision,
+                            start,
                         )
                         return True
-                self.backoff = BACKOFF_MIN_S
+                self.failures = 0
                 if event.kind == "heartbeat":
                     # Everything up to this revision has been sent: caught up.
-                    self.mirror.revision = max(self.mirror.revision, event.revision)
+                    self.mirror.complete(event.revision)
+                    if self.watch_log is not None:
+                        self.watch_log.event(event, server)
                     if not self.in_sync:
                         log.info("caught up with the server at revision %d", event.revision)
                         self.in_sync = True
                         self.wake.set()
                     continue
-                self.mirror.apply(event.revision, event.kind, event.op, event.object)
-                self.persist.note_event(event)
-                self.wake.set()
+                applied = self.mirror.apply(event.revision, event.kind, event.op, event.object)
+                if self.watch_log is not None:
+                    self.watch_log.event(event, server, dup=not applied)
+                if applied:
+                    self.persist.note_event(event)
+                    self.wake.set()
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:

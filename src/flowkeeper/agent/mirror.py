@@ -9,25 +9,62 @@ from operator import attrgetter
 from flowkeeper.model import Network, Port
 from flowkeeper.pipeline.view import HostView, LocalPort, NetworkView, RemotePort
 
+EventKey = tuple[str, str, "Network | Port"]
+
 
 @dataclass
 class Mirror:
-    """Networks and ports from the server's view and watch stream, at `revision`."""
+    """Networks and ports from the server's view and watch stream, at `revision`.
+
+    The events of one revision may come as several messages, and a stream can break
+    between them: until a message of a later revision or a heartbeat at or past it says
+    that `revision` is complete, `open` holds the events of it applied so far. A watch
+    then resumes from `resume_from()` (the revision before), and the events of the open
+    revision that come again are ignored, as is anything at or below a complete one: no
+    event is lost or applied twice."""
 
     revision: int = 0
     networks: dict[str, Network] = field(default_factory=dict)
     ports: dict[str, Port] = field(default_factory=dict)
+    open: set[EventKey] = field(default_factory=set)
 
     def load(self, revision: int, networks: Iterable[Network], ports: Iterable[Port]) -> None:
         self.revision = revision
         self.networks = {n.id: n for n in networks}
         self.ports = {p.id: p for p in ports}
+        self.open = set()
 
     def copy(self) -> Mirror:
-        return Mirror(self.revision, dict(self.networks), dict(self.ports))
+        return Mirror(self.revision, dict(self.networks), dict(self.ports), set(self.open))
 
-    def apply(self, revision: int, kind: str, op: str, obj: Network | Port | None) -> None:
-        """Apply one watch event (idempotent: replaying an event changes nothing)."""
+    def resume_from(self) -> int:
+        """The revision to watch from: everything up to it is here, complete."""
+        return self.revision - 1 if self.open else self.revision
+
+    def complete(self, revision: int) -> None:
+        """Everything up to `revision` has been sent (a heartbeat)."""
+        if revision >= self.revision:
+            self.revision = revision
+            self.open = set()
+
+    def apply(self, revision: int, kind: str, op: str, obj: Network | Port | None) -> bool:
+        """Apply one watch event; False (nothing changed) if it was applied already: at or
+        below a complete revision, or a repeat of one of the open revision's events."""
+        if obj is None:
+            return False
+        key: EventKey = (kind, op, obj)
+        if revision < self.revision or (
+            revision == self.revision and (not self.open or key in self.open)
+        ):
+            return False
+        if revision > self.revision:
+            self.revision = revision
+            self.open = set()
+        self.open.add(key)
+        self._apply(op, obj)
+        return True
+
+    def _apply(self, op: str, obj: Network | Port) -> None:
         if isinstance(obj, Network):
             if op == "delete":
                 self.networks.pop(obj.id, None)
@@ -39,7 +76,6 @@ class Mirror:
                 self.ports.pop(obj.id, None)
             elif op == "put":
                 self.ports[obj.id] = obj
-        self.revision = max(self.revision, revision)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,9 @@ def register(sub: Any) -> None:
     agent.add_argument(
         "--server",
         default=os.environ.get("FLOWKEEPER_SERVER"),
-        help="server URL (env FLOWKEEPER_SERVER)",
+        metavar="URL[,URL...]",
+        help="server URL, or several separated by commas: the agent fails over between "
+        "them (env FLOWKEEPER_SERVER)",
     )
     agent.add_argument("--ovsdb", default=DEFAULT_OVSDB, help="local ovsdb-server, unix:PATH")
     agent.add_argument("--state-dir", type=Path, default=Path("/var/lib/flowkeeper"))
@@ -51,6 +53,13 @@ def register(sub: Any) -> None:
         help="datapath of the bridges the agent creates (default system, the kernel's); "
         "an existing bridge is never changed",
     )
+    agent.add_argument(
+        "--watch-log",
+        type=Path,
+        metavar="PATH",
+        help="diagnostics: append one JSON line per watch message received to PATH "
+        "(0600; past 64 MiB it moves to PATH.1 and a new one begins)",
+    )
     agent.set_defaults(func=_agent)
 
 
@@ -68,7 +77,12 @@ def _agent(args: argparse.Namespace) -> int:
     started = time.monotonic()
     logging.getLogger().setLevel(logging.DEBUG if args.debug else logging.INFO)
     if not args.server:
-        raise UsageError("agent needs --server URL or FLOWKEEPER_SERVER")
+        raise UsageError("agent needs --server URL[,URL...] or FLOWKEEPER_SERVER")
+    from flowkeeper.failover import parse_servers
+
+    servers = parse_servers(args.server)
+    if args.watch_log is not None and not args.watch_log.parent.is_dir():
+        raise UsageError(f"--watch-log {args.watch_log}: no such directory")
     try:
         ipaddress.IPv4Address(args.tunnel_ip)
     except ValueError:
@@ -96,7 +110,7 @@ def _agent(args: argparse.Namespace) -> int:
     cfg = AgentConfig(
         host=args.host,
         tunnel_ip=args.tunnel_ip,
-        server=args.server,
+        server=",".join(servers),
         ovsdb=args.ovsdb,
         rundir=sock.parent,
         state_dir=args.state_dir,
@@ -106,6 +120,7 @@ def _agent(args: argparse.Namespace) -> int:
         arp_responder=not args.no_arp_responder,
         standby_for=args.standby_for,
         datapath_type=args.datapath_type,
+        watch_log=args.watch_log,
     )
     logging.getLogger("flowkeeper.agent").info(
         "agent %s starting (modules loaded in %.0f ms)",

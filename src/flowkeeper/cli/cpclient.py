@@ -10,7 +10,10 @@ from flowkeeper.client import Client, resolve_ca, resolve_server, resolve_token
 
 def add_client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--server", help="server URL (env FLOWKEEPER_SERVER; default http://127.0.0.1:9696)"
+        "--server",
+        metavar="URL[,URL...]",
+        help="server URL, or several separated by commas, tried in order when one does "
+        "not answer (env FLOWKEEPER_SERVER; default http://127.0.0.1:9696)",
     )
     parser.add_argument(
         "--token-file", help="API token file (env FLOWKEEPER_TOKEN); every request needs one"

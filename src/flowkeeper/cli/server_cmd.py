@@ -12,7 +12,7 @@ from typing import Any
 
 from flowkeeper.cli.common import positive_int
 from flowkeeper.errors import UsageError
-from flowkeeper.store.base import DEFAULT_KEEP_EVENTS
+from flowkeeper.store.base import DEFAULT_KEEP_EVENTS, DEFAULT_LIVENESS_TTL_S
 
 
 def register(sub: Any) -> None:
@@ -46,6 +46,13 @@ def register(sub: Any) -> None:
     )
     srv.add_argument("--heartbeat", type=float, default=5.0, help="watch heartbeat seconds")
     srv.add_argument(
+        "--liveness-ttl",
+        type=float,
+        default=DEFAULT_LIVENESS_TTL_S,
+        help="seconds after a host's last heartbeat before it counts as gone "
+        f"(default {DEFAULT_LIVENESS_TTL_S:g}: three agent heartbeats of 5 s)",
+    )
+    srv.add_argument(
         "--max-watchers-per-host",
         type=_count,
         default=MAX_WATCHERS_PER_HOST,
@@ -71,6 +78,8 @@ def _server(args: argparse.Namespace) -> int:
 
     if not 0.01 <= args.heartbeat <= 300:
         raise UsageError("--heartbeat must be between 0.01 and 300 seconds")
+    if not 0.1 <= args.liveness_ttl <= 3600:
+        raise UsageError("--liveness-ttl must be between 0.1 and 3600 seconds")
     logging.getLogger("flowkeeper.server").setLevel(logging.DEBUG if args.debug else logging.INFO)
     config = ServerConfig(
         listen=args.listen,
@@ -81,6 +90,7 @@ def _server(args: argparse.Namespace) -> int:
         keep_events=args.keep_events,
         heartbeat_s=args.heartbeat,
         max_watchers_per_host=args.max_watchers_per_host,
+        liveness_ttl_s=args.liveness_ttl,
     )
     asyncio.run(serve(config, announce=_announce))
     return 0

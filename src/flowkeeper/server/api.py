@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from flowkeeper.model import Host
 from flowkeeper.server import responses as out
 from flowkeeper.server.endpoint import Input, endpoint
 from flowkeeper.server.openapi import openapi_document
@@ -23,6 +24,7 @@ from flowkeeper.server.requests import (
     PortStatusUpdate,
 )
 from flowkeeper.server.state import STATE, ServerState, principal
+from flowkeeper.store.base import HostLiveness, Store
 
 routes = web.RouteTableDef()
 
@@ -53,6 +55,7 @@ HOST_LINKS = {
     "GetHost": _link("getHost", "name", "name"),
     "GetView": _link("getView", "name", "name"),
     "Watch": _link("watch", "name", "name"),
+    "DeleteHost": _link("deleteHost", "name", "name"),
 }
 
 
@@ -267,8 +270,20 @@ async def bind_port(request: web.Request, inp: Input) -> web.Response:
 )
 async def list_hosts(request: web.Request, _inp: Input) -> web.Response:
     st = _st(request)
-    hosts, rev = await st.db.run(st.db.store.list_hosts)
-    return ok({"revision": rev, "hosts": [h.to_dict() for h in hosts]})
+    hosts, rev, alive = await st.db.run(_hosts_and_liveness, st.db.store)
+    return ok({"revision": rev, "hosts": [_host_status(h, alive) for h in hosts]})
+
+
+def _hosts_and_liveness(store: Store) -> tuple[list[Host], int, dict[str, HostLiveness]]:
+    hosts, rev = store.list_hosts()
+    return hosts, rev, store.host_liveness()
+
+
+def _host_status(host: Host, alive: dict[str, HostLiveness]) -> dict[str, Any]:
+    """The host record with its liveness: `alive`, and alive or gone `since` when."""
+    # Registered after the liveness was read: no heartbeat counted yet, so not alive.
+    state = alive.get(host.name) or HostLiveness(False, host.last_seen)
+    return {**host.to_dict(), "alive": state.alive, "since": state.since}
 
 
 @endpoint(
@@ -279,14 +294,40 @@ async def list_hosts(request: web.Request, _inp: Input) -> web.Response:
     summary="one host",
     what="host",
     ok_status=200,
-    ok_type=out.Host,
+    ok_type=out.HostStatus,
     path_params=HostPath,
     errors=(404,),
 )
 async def get_host(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
-    host = await st.db.run(st.db.store.get_host, inp.path.name)
-    return ok(host.to_dict())
+    host, alive = await st.db.run(_host_and_liveness, st.db.store, inp.path.name)
+    return ok(_host_status(host, alive))
+
+
+def _host_and_liveness(store: Store, name: str) -> tuple[Host, dict[str, HostLiveness]]:
+    host = store.get_host(name)
+    return host, store.host_liveness()
+
+
+@endpoint(
+    routes,
+    method="DELETE",
+    path="/v1/hosts/{name}",
+    operation_id="deleteHost",
+    summary="remove a host's registration (admin; refused while ports are bound to it)",
+    what="host",
+    ok_status=200,
+    ok_type=out.Deleted,
+    path_params=HostPath,
+    errors=(404, 409),
+    description="Stop the host's agent first: a running agent registers its host again at "
+    "its next heartbeat.",
+)
+async def delete_host(request: web.Request, inp: Input) -> web.Response:
+    st = _st(request)
+    host = await st.db.run(st.db.store.delete_host, inp.path.name)
+    revision = await st.hub.sync()
+    return ok({"deleted": host.name, "revision": revision})
 
 
 @endpoint(

@@ -24,7 +24,7 @@ from flowkeeper.server.state import STATE, ServerState
 from flowkeeper.server.stats import Stats
 from flowkeeper.server.tokens import TokenTable
 from flowkeeper.store import open_store
-from flowkeeper.store.base import DEFAULT_KEEP_EVENTS
+from flowkeeper.store.base import DEFAULT_KEEP_EVENTS, DEFAULT_LIVENESS_TTL_S
 from flowkeeper.tlsconf import server_context
 
 log = logging.getLogger("flowkeeper.server")
@@ -44,6 +44,7 @@ class ServerConfig:
     keep_events: int = DEFAULT_KEEP_EVENTS
     heartbeat_s: float = 5.0
     max_watchers_per_host: int = MAX_WATCHERS_PER_HOST
+    liveness_ttl_s: float = DEFAULT_LIVENESS_TTL_S  # gone this long after the last heartbeat
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
@@ -134,7 +135,8 @@ async def start(config: ServerConfig) -> RunningServer:
     host, port = parse_listen(config.listen, tls is not None)
     if config.heartbeat_s <= 0:
         raise UsageError("--heartbeat must be > 0 seconds")
-    db = AsyncStore(open_store(config.store, config.keep_events))  # first: makes the dir 0700
+    store = open_store(config.store, config.keep_events, config.liveness_ttl_s)
+    db = AsyncStore(store)  # the store first: it makes the dir 0700
     stats = Stats()
     hub = Hub(db, stats, max_watchers_per_host=config.max_watchers_per_host)
     try:

@@ -10,7 +10,15 @@ messages for an event turn the host's view before the event into its view after 
   port events on networks outside the view are never sent;
 - a network event: only if the network is in the view;
 - a host event that registers a host or changes its tunnel IP: re-put that host's ports
-  on the networks in the view, so FDB entries carry the new tunnel IP.
+  on the networks in the view, so FDB entries carry the new tunnel IP;
+- a host delete: nothing, as the store refuses it while ports are bound to the host (their
+  FDB entries went with the port deletes or moves). Should a port still be bound there,
+  it is re-put without a tunnel IP, as the view now has it (agents hold no FDB entry for
+  a port without one).
+
+Liveness (a host gone because its heartbeats stopped) is no event and changes nothing
+here: a gone host's ports keep their FDB entries on its peers (docs/control-plane.md,
+"Host lifecycle").
 """
 
 from __future__ import annotations
@@ -128,6 +136,8 @@ def _network_event(state: HostState, event: Event, net: Network) -> list[WatchEv
 
 
 def _host_event(state: HostState, event: Event, host: Host, world: WorldView) -> list[WatchEvent]:
+    """Re-put the host's ports in the view when their tunnel IP changed: registration, a
+    new tunnel IP, or a delete (then `world` resolves them to no tunnel IP)."""
     prev = event.prev if isinstance(event.prev, Host) else None
     if event.op == "put" and prev is not None and prev.tunnel_ip == host.tunnel_ip:
         return []

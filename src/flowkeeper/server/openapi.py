@@ -29,7 +29,8 @@ ERRORS = {
     403: "the token may not do this",
     404: "no such object (also: a port's network_id names no network)",
     409: "conflict with what is stored: duplicate name/MAC/IP/segment/id, a network that "
-    "still has ports, an IP outside the network's CIDR or its network/broadcast address, "
+    "still has ports, a host that still has bound ports, an IP outside the network's CIDR "
+    "or its network/broadcast address, "
     "a status report from a host the port is not bound to",
     410: "the revision was compacted away or is ahead of the server: list the view again",
     413: "request body too large",

@@ -60,6 +60,17 @@ class Host(Strict):
     last_seen: float = Field(description="Unix time, set by the server")
 
 
+class HostStatus(Host):
+    alive: bool = Field(
+        description="true while the host's heartbeats keep coming (the last one within the "
+        "server's liveness TTL, default 15 s); false: the host is gone"
+    )
+    since: float = Field(
+        description="Unix time: alive since (the first heartbeat of the current run), or "
+        "gone since (when its liveness ran out)"
+    )
+
+
 class NetworkList(Strict):
     revision: Revision
     networks: list[Network]
@@ -72,7 +83,7 @@ class PortList(Strict):
 
 class HostList(Strict):
     revision: Revision
-    hosts: list[Host]
+    hosts: list[HostStatus]
 
 
 class Deleted(Strict):

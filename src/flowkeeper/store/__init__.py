@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flowkeeper.errors import UsageError
-from flowkeeper.store.base import DEFAULT_KEEP_EVENTS, Store
+from flowkeeper.store.base import DEFAULT_KEEP_EVENTS, DEFAULT_LIVENESS_TTL_S, Store
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -16,13 +16,18 @@ def sqlite_path(url: str) -> Path | None:
     return None
 
 
-def open_store(url: str, keep_events: int = DEFAULT_KEEP_EVENTS) -> Store:
-    """Open the store named by `url`: sqlite:PATH (etcd://H:P is not implemented yet)."""
+def open_store(
+    url: str,
+    keep_events: int = DEFAULT_KEEP_EVENTS,
+    liveness_ttl_s: float = DEFAULT_LIVENESS_TTL_S,
+) -> Store:
+    """Open the store named by `url`: sqlite:PATH (etcd://H:P is not implemented yet).
+    `liveness_ttl_s`: a host is gone this long after its last heartbeat."""
     path = sqlite_path(url)
     if path is not None:
         from flowkeeper.store.sqlite import SqliteStore
 
-        return SqliteStore(path, keep_events=keep_events)
+        return SqliteStore(path, keep_events=keep_events, liveness_ttl_s=liveness_ttl_s)
     if url.startswith("etcd://"):
         raise UsageError("the etcd store is not implemented yet; use --store sqlite:PATH")
     raise UsageError(f"bad --store {url!r}: use sqlite:PATH")

@@ -12,9 +12,11 @@ from flowkeeper.store.tokens import TokenRecord
 
 __all__ = [
     "DEFAULT_KEEP_EVENTS",
+    "DEFAULT_LIVENESS_TTL_S",
     "Compacted",
     "Conflict",
     "Event",
+    "HostLiveness",
     "Kind",
     "NotFound",
     "Objects",
@@ -34,6 +36,7 @@ StoreObject: TypeAlias = Network | Port | Host
 Objects: TypeAlias = list[StoreObject]
 KINDS: tuple[Kind, ...] = ("network", "port", "host")
 DEFAULT_KEEP_EVENTS = 100_000
+DEFAULT_LIVENESS_TTL_S = 15.0  # three agent heartbeats of 5 s
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,16 @@ class Event:
     id: str
     object: StoreObject
     prev: StoreObject | None = None
+
+
+@dataclass(frozen=True)
+class HostLiveness:
+    """A registered host's liveness: `alive` while its heartbeats keep coming (the last one
+    within the store's liveness TTL); `since` (Unix time) is when it became alive, or when
+    it was declared gone."""
+
+    alive: bool
+    since: float
 
 
 @dataclass(frozen=True)
@@ -150,6 +163,15 @@ class Store(Protocol):
     def put_host(self, host: Host) -> Host:
         """Create or replace. Only a new host or a changed tunnel_ip/l2pop/virtual is an
         event; liveness (state, revision, last_seen) is updated in place."""
+        ...
+
+    def delete_host(self, name: str) -> Host:
+        """Remove a host's registration: one event (kind host, op delete, object and prev
+        the removed host). NotFound if unknown; Conflict while ports are bound to it."""
+        ...
+
+    def host_liveness(self) -> dict[str, HostLiveness]:
+        """The liveness of every registered host, by name. Not an event, no revision."""
         ...
 
     def events_since(self, revision: int, limit: int | None = None) -> list[Event]:

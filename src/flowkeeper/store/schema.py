@@ -35,6 +35,11 @@ SCHEMA = (
         id TEXT NOT NULL,
         object TEXT NOT NULL,
         prev TEXT)""",
+    # When each host's current run of heartbeats began (its "alive since"): liveness, not
+    # an object (no events). A store made before this table gets it at its next open.
+    """CREATE TABLE IF NOT EXISTS host_liveness (
+        name TEXT PRIMARY KEY,
+        alive_since REAL NOT NULL)""",
     # API tokens: not revisioned objects (no events); data holds only the secret's hash.
     "CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, data TEXT NOT NULL)",
 )

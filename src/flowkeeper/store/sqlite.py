@@ -3,6 +3,11 @@
 synchronous=FULL: in WAL mode every COMMIT fsyncs the WAL, so a write the API has
 acknowledged survives power loss. NORMAL would fsync only at checkpoints and could lose
 the last acknowledged writes, whose revisions agents may already have applied.
+
+One exception: a host heartbeat that changes nothing but `last_seen` and the applied
+`revision` commits with synchronous=NORMAL (no fsync). The WAL is appended in order, so
+the next FULL commit's fsync makes it durable too; a power cut can lose only such
+heartbeats, never a state change (see liveness.must_sync).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,11 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from flowkeeper.model import Host, Network, NetworkType, Port, PortStatus, check_port_in_network
+from flowkeeper.store import liveness as live
 from flowkeeper.store.base import (
     DEFAULT_KEEP_EVENTS,
+    DEFAULT_LIVENESS_TTL_S,
     Compacted,
     Conflict,
     Event,
+    HostLiveness,
     Kind,
     NotFound,
     Objects,
@@ -46,11 +55,20 @@ from flowkeeper.store.tokens import TokenRecord, encode_token
 from flowkeeper.validation import SEGMENT_RANGES, ValidationError
 
 
+class _NeedsSync(Exception):
+    """A host PUT begun as a heartbeat turned out to change state: redo it with fsync."""
+
+
 class SqliteStore:
     """A Store in one SQLite file. Thread-safe; all access goes through one connection."""
 
     def __init__(
-        self, path: Path, keep_events: int = DEFAULT_KEEP_EVENTS, synchronous: str = "FULL"
+        self,
+        path: Path,
+        keep_events: int = DEFAULT_KEEP_EVENTS,
+        synchronous: str = "FULL",
+        liveness_ttl_s: float = DEFAULT_LIVENESS_TTL_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if keep_events < 1:
             raise ValidationError(f"keep_events must be >= 1, got {keep_events}")
@@ -58,6 +76,9 @@ class SqliteStore:
             raise ValidationError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
         self.path = path
         self.keep_events = keep_events
+        self.liveness_ttl_s = live.check_ttl(liveness_ttl_s)
+        self._synchronous = synchronous
+        self._clock = clock
         self._lock = threading.RLock()
         try:
             create_private(path)
@@ -104,8 +125,9 @@ class SqliteStore:
 
     # --- transactions -------------------------------------------------------
     @contextmanager
-    def _write(self) -> Iterator[Writer]:
-        with self._lock:
+    def _write(self, sync: bool = True) -> Iterator[Writer]:
+        """One write transaction. `sync=False`: commit without fsync (heartbeats only)."""
+        with self._lock, self._no_sync(not sync):
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 writer = Writer(self._db, self._meta("revision"))
@@ -122,6 +144,21 @@ class SqliteStore:
             except BaseException:
                 self._rollback()
                 raise
+
+    @contextmanager
+    def _no_sync(self, active: bool) -> Iterator[None]:
+        # SQLite refuses to change the safety level inside a transaction: set it around one.
+        if not active or self._synchronous == "NORMAL":
+            yield
+            return
+        try:
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self.path}: {exc}") from None
+        try:
+            yield
+        finally:
+            self._db.execute(f"PRAGMA synchronous={self._synchronous}")
 
     def _rollback(self) -> None:
         if self._db.in_transaction:
@@ -380,16 +417,75 @@ class SqliteStore:
         return new
 
     def put_host(self, host: Host) -> Host:
-        with self._write() as w:
+        """Registration and heartbeat. A heartbeat that is no state change (see
+        liveness.must_sync) commits without an fsync."""
+        ttl = self.liveness_ttl_s
+        with self._lock:
+            with self._read():
+                sync = live.must_sync(self._host(host.name), host, ttl)
+            try:
+                return self._put_host(host, sync)
+            except _NeedsSync:  # another writer changed the host in between
+                return self._put_host(host, True)
+
+    def _put_host(self, host: Host, sync: bool) -> Host:
+        ttl = self.liveness_ttl_s
+        with self._write(sync) as w:
             old = self._host(host.name)
+            if not sync and live.must_sync(old, host, ttl):
+                raise _NeedsSync
+            since = live.run_start(old, self._alive_since(host.name), host, ttl)
             self._db.execute(
                 "INSERT INTO hosts (name, data) VALUES (?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET data = excluded.data",
                 (host.name, encode_object(host)),
             )
+            self._db.execute(
+                "INSERT INTO host_liveness (name, alive_since) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET alive_since = excluded.alive_since",
+                (host.name, since),
+            )
             if old is None or not old.same_spec(host):
                 w.record("host", "put", host, old)
         return host
+
+    def _alive_since(self, name: str) -> float | None:
+        row = self._db.execute(
+            "SELECT alive_since FROM host_liveness WHERE name = ?", (name,)
+        ).fetchone()
+        return None if row is None else float(row[0])
+
+    def delete_host(self, name: str) -> Host:
+        with self._write() as w:
+            host = self._host(name)
+            if host is None:
+                raise NotFound(f"host {name!r} not found")
+            row = self._db.execute("SELECT COUNT(*) FROM ports WHERE host = ?", (name,))
+            bound = int(row.fetchone()[0])
+            if bound:
+                raise Conflict(
+                    f"host {name!r} still has {bound} bound port(s); delete or move them first"
+                )
+            self._db.execute("DELETE FROM hosts WHERE name = ?", (name,))
+            self._db.execute("DELETE FROM host_liveness WHERE name = ?", (name,))
+            w.record("host", "delete", host, host)
+        return host
+
+    def host_liveness(self) -> dict[str, HostLiveness]:
+        """Alive while the last heartbeat is within liveness_ttl_s; see store/liveness.py."""
+        with self._read():
+            rows = self._db.execute(
+                "SELECT h.data, l.alive_since FROM hosts h "
+                "LEFT JOIN host_liveness l ON l.name = h.name ORDER BY h.name"
+            ).fetchall()
+        now, ttl = self._clock(), self.liveness_ttl_s
+        out: dict[str, HostLiveness] = {}
+        for data, since in rows:
+            host = Host.from_dict(parse_json(str(data)))
+            out[host.name] = live.liveness(
+                host.last_seen, None if since is None else float(since), now, ttl
+            )
+        return out
 
     # --- API tokens (no revision, no event) ---------------------------------
     def add_token(self, token: TokenRecord) -> TokenRecord:
