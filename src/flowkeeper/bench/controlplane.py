@@ -157,14 +157,13 @@ def _run_phase(phase: Phase, lab_dir: Path, progress: Progress) -> None:
         name="fkbc",
         store=config.store,
         servers=config.servers,
+        virtual_hosts=phase.hosts - REAL_HOSTS,  # spread over the servers
     )
     state = lab.up(opts)
     try:
         client = lab.client(state)
         virtual = phase.hosts - REAL_HOSTS
         feed = Path(state.dir) / "simhosts.ndjson"
-        services.start_simhosts(state, virtual, feed, spread=True)
-        wait(lambda: len(client.list_hosts()) >= phase.hosts, 120, "virtual hosts")
         members = _make_networks(client, state, phase, virtual)
         progress(f"{phase.hosts} hosts registered, {len(members)} networks; seeding ports")
         wait(lambda: all(p.status == "ACTIVE" for p in client.list_ports()), 120, "seed ports")

@@ -70,8 +70,8 @@ def validate(opts: UpOptions) -> None:
         raise LabError(f"--vms-per-host must be 0..{MAX_VMS_PER_HOST}, got {opts.vms_per_host}")
     if opts.network_type not in ("vxlan", "gre", "mixed"):
         raise LabError(f"--network-type must be vxlan, gre or mixed, got {opts.network_type!r}")
-    if not 0 <= opts.virtual_hosts <= 1000 or not 0 <= opts.virtual_ports <= 20000:
-        raise LabError("--virtual-hosts must be 0..1000 and --virtual-ports 0..20000")
+    if not 0 <= opts.virtual_hosts <= 2000 or not 0 <= opts.virtual_ports <= 20000:
+        raise LabError("--virtual-hosts must be 0..2000 and --virtual-ports 0..20000")
     if opts.virtual_ports and not opts.virtual_hosts:
         raise LabError("--virtual-ports needs --virtual-hosts")
     if not 1 <= opts.networks <= 200:
@@ -126,6 +126,8 @@ class Lab:
                 if opts.store == "etcd":
                     self._make_etcd(state)
                 for index in range(1, opts.servers + 1):
+                    if index == 2:
+                        self._make_tokens(state, opts)
                     self.progress(
                         f"server {index}: starting on 127.0.0.1"
                         f"{' (TLS)' if opts.tls else ''}, store {opts.store}"
@@ -230,16 +232,32 @@ class Lab:
         state.save()
         self.progress(f"server: {opts.networks} {opts.network_type} networks")
 
-    def _make_virtual(self, state: LabState, opts: UpOptions) -> None:
-        """Virtual hosts (one simulated-agent process) and their ports."""
+    @staticmethod
+    def _make_tokens(state: LabState, opts: UpOptions) -> None:
+        """Every host token the lab will use, made through server 1 before the other
+        servers start: a server reads the store's tokens when it starts, and does not
+        learn of a token made through another server later."""
         from flowkeeper.lab.simhosts import virtual_host_name
 
-        services.start_simhosts(state, opts.virtual_hosts, Path(state.dir) / "simhosts.ndjson")
+        for host in state.hosts:
+            services.host_token(state, host)
+        if opts.virtual_hosts:
+            services.simhost_tokens(
+                state, [virtual_host_name(i) for i in range(opts.virtual_hosts)]
+            )
+
+    def _make_virtual(self, state: LabState, opts: UpOptions) -> None:
+        """Virtual hosts (one simulated-agent process per server) and their ports."""
+        from flowkeeper.lab.simhosts import virtual_host_name
+
+        feed = Path(state.dir) / "simhosts.ndjson"
+        services.start_simhosts(state, opts.virtual_hosts, feed, spread=True)
         client = self.client(state)
-        deadline = time.monotonic() + 60
+        limit = 60 + opts.virtual_hosts / 10
+        deadline = time.monotonic() + limit
         while len(client.list_hosts()) < len(state.hosts) + opts.virtual_hosts:
             if time.monotonic() > deadline:
-                raise LabError("virtual hosts did not register within 60s")
+                raise LabError(f"virtual hosts did not register within {limit:.0f}s")
             time.sleep(0.2)
         nets = [state.networks[k] for k in sorted(state.networks, key=int)]
         for i in range(opts.virtual_ports):

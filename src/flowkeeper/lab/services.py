@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from flowkeeper.client import Client
+from flowkeeper.failover import start_index
 from flowkeeper.fsutil import atomic_write
 from flowkeeper.lab import procs
 from flowkeeper.lab.run import LabError
@@ -154,11 +155,13 @@ def server_running(state: LabState, index: int) -> bool:
 
 
 def agent_servers(state: LabState, host: HostState) -> str:
-    """The --server list of a host's agent: every server, starting at a different one per
-    host (h1 at server 1, h2 at server 2, ...), so that agents spread over the servers."""
+    """The --server list of a host's agent: every server, in an order that makes each host
+    start at a different one (h1 at server 1, h2 at server 2, ...), so that agents spread
+    over the servers. (The agent starts at entry start_index(host, n) of its list.)"""
     urls = state.servers or [state.server_url]
     first = (host.index - 1) % len(urls)
-    return ",".join(urls[first:] + urls[:first])
+    shift = (first - start_index(host.name, len(urls))) % len(urls)
+    return ",".join(urls[shift:] + urls[:shift])
 
 
 def wait_http(url: str, pid: int, timeout: float, ca: str = "") -> None:
