@@ -11,6 +11,7 @@ __all__ = [
     "Forbidden",
     "NotFound",
     "StoreError",
+    "StoreUnavailable",
     "Unauthorized",
     "ValidationError",
     "http_status",
@@ -21,6 +22,12 @@ class StoreError(FlowkeeperError):
     """The store failed (I/O, corruption): not the caller's fault."""
 
     status = 500
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or has no quorum (etcd): try again later."""
+
+    status = 503
 
 
 class NotFound(FlowkeeperError):

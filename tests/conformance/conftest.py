@@ -7,6 +7,7 @@ objects. Tests that need a cluster of their own (compaction, member faults) star
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -67,3 +68,19 @@ def store(url: str) -> Iterator[Store]:
         yield opened
     finally:
         opened.close()
+
+
+@contextlib.contextmanager
+def dedicated_url(backend: str, tmp_path: Path, members: int = 1) -> Iterator[str]:
+    """A store URL on a backend of its own: a new SQLite file, or a new etcd cluster (for
+    tests that compact it or stop its members)."""
+    if backend == "sqlite":
+        yield f"sqlite:{tmp_path / 'own.db'}"
+        return
+    require_etcd()
+    cluster = EtcdCluster.create(tmp_path / "etcd-own", members)
+    try:
+        cluster.start_all()
+        yield cluster.url
+    finally:
+        cluster.remove()

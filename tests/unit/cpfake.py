@@ -15,9 +15,16 @@ class FakeLog:
         self.revision = 0
         self.objects: dict[tuple[str, str], StoreObject] = {}
         self.events: list[Event] = []
+        self.one_revision = False  # set by begin(): the writes that follow share one revision
+
+    def begin(self) -> None:
+        """The next writes are one transaction (one revision) until one_revision = False."""
+        self.revision += 1
+        self.one_revision = True
 
     def _write(self, kind: Kind, op: Op, key: str, obj: StoreObject) -> Event:
-        self.revision += 1
+        if not self.one_revision:
+            self.revision += 1
         prev = self.objects.get((kind, key))
         if op == "put":
             if not isinstance(obj, Host):

@@ -4,6 +4,8 @@ and falling behind compaction."""
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable
 from typing import cast
 
 import pytest
@@ -21,9 +23,15 @@ from tests.unit.cpfake import FakeLog, Replay, normal
 class FakeStore:
     """The three reads the hub makes, over a FakeLog; `compacted`: events up to it gone."""
 
+    concurrency = 1
+
     def __init__(self) -> None:
         self.log = FakeLog()
         self.compacted = 0
+        self.callbacks: list[Callable[[], None]] = []
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        self.callbacks.append(callback)
 
     def snapshot(self) -> Snapshot:
         objs = self.log.objects.values()
@@ -41,7 +49,10 @@ class FakeStore:
         if revision < self.compacted:
             raise Compacted(f"revision {revision} compacted")
         out = [e for e in self.log.events if e.revision > revision]
-        return out[:limit] if limit else out
+        if limit is None or len(out) <= limit:
+            return out
+        last = out[limit - 1].revision  # a page never splits a revision
+        return [e for e in out if e.revision <= last]
 
     def compact_revision(self) -> int:
         return self.compacted
@@ -194,6 +205,58 @@ def test_falling_behind_compaction_reloads_the_world_and_ends_the_streams(
         assert "p8" in hub.world.ports
         assert watcher.closed and "watch again" in watcher.reason
         assert hub.watchers == set()
+        await hub.close()
+
+    asyncio.run(go())
+
+
+def test_every_event_of_a_revision_reaches_live_and_catching_up_watchers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hub_module, "PAGE", 1)  # catch-up pages of one event: still whole
+
+    async def go() -> None:
+        store = FakeStore()
+        seed(store)
+        hub = await started(store)
+        before = hub.revision
+        live = await hub.subscribe("h1", before)
+        store.log.begin()  # one transaction, two objects
+        store.log.put_port(port(5, "h2"))
+        store.log.put_port(port(6, "h2"))
+        store.log.one_revision = False
+        await hub.sync()
+        rev = store.log.revision
+        assert rev == before + 1 and {"p5", "p6"} <= set(hub.world.ports)
+        got = await drain(live)
+        assert [(m.revision, getattr(m.object, "id", "")) for m in got] == [
+            (rev, "p5"),
+            (rev, "p6"),
+        ]
+        assert live.revision == rev
+        late = await hub.subscribe("h1", before)  # catches up through the same revision
+        caught = [(m.revision, getattr(m.object, "id", "")) for m in await drain(late)]
+        assert caught == [(rev, "p5"), (rev, "p6")] and late.revision == rev
+        await hub.close()
+
+    asyncio.run(go())
+
+
+def test_the_store_change_callback_wakes_the_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hub_module, "IDLE_POLL_S", 3600.0)  # only the callback can wake it
+
+    async def go() -> None:
+        store = FakeStore()
+        seed(store)
+        hub = await started(store)
+        assert len(store.callbacks) == 1
+        store.log.put_port(port(9, "h2"))  # another server wrote it
+        threading.Thread(target=store.callbacks[0]).start()  # from the store's thread
+        for _ in range(200):  # bounded
+            if hub.revision == store.log.revision:
+                break
+            await asyncio.sleep(0.01)
+        assert hub.revision == store.log.revision and "p9" in hub.world.ports
         await hub.close()
 
     asyncio.run(go())

@@ -28,13 +28,15 @@ def register(sub: Any) -> None:
     srv.add_argument(
         "--store",
         default=os.environ.get("FLOWKEEPER_STORE", DEFAULT_STORE),
-        help=f"sqlite:PATH (env FLOWKEEPER_STORE; default {DEFAULT_STORE})",
+        help="sqlite:PATH or etcd://HOST:PORT[,HOST:PORT...][/PREFIX] "
+        f"(env FLOWKEEPER_STORE; default {DEFAULT_STORE})",
     )
     srv.add_argument(
         "--token-file",
         type=Path,
         help="the bootstrap admin token (else env FLOWKEEPER_TOKEN, else a generated "
-        "'token' file next to the SQLite database)",
+        "'token' file next to the SQLite database; an etcd store needs one of the first "
+        "two, the same on every server)",
     )
     srv.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
     srv.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")

@@ -1,4 +1,5 @@
-"""Run the synchronous store on one worker thread so fsyncs never block the event loop."""
+"""Run the synchronous store on worker threads so its I/O never blocks the event loop:
+as many as the store's `concurrency` (sqlite: one, so calls run in order)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ T = TypeVar("T")
 
 
 class AsyncStore:
-    """`await db.run(db.store.create_port, port)`: calls run one at a time, in order."""
+    """`await db.run(db.store.create_port, port)`: up to `store.concurrency` calls at once
+    (with 1, one at a time, in order)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowkeeper-store")
+        workers = max(1, int(getattr(store, "concurrency", 1)))
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flowkeeper-store")
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()

@@ -40,12 +40,18 @@ def read_token_file(path: Path) -> str:
 def load_token(token_file: Path | None, env: Mapping[str, str], store_url: str) -> tuple[str, str]:
     """The bootstrap admin token and where it came from: --token-file, else
     $FLOWKEEPER_TOKEN, else the file `token` next to the SQLite database, generated (mode
-    0600) on first start."""
+    0600) on first start. An etcd store has no such directory, and several servers must
+    share one token: it needs --token-file or $FLOWKEEPER_TOKEN."""
     if token_file is not None:
         return read_token_file(token_file), str(token_file)
     if env.get(TOKEN_ENV):
         return check_token_text(env[TOKEN_ENV], f"${TOKEN_ENV}"), f"${TOKEN_ENV}"
     db = sqlite_path(store_url)
+    if db is None and store_url.startswith("etcd://"):
+        raise UsageError(
+            f"an etcd store needs the bootstrap admin token given: --token-file PATH or "
+            f"${TOKEN_ENV}, the same on every server"
+        )
     if db is None:
         raise UsageError(f"give the server a token: --token-file PATH or ${TOKEN_ENV}")
     path = db.parent / TOKEN_FILE_NAME

@@ -172,6 +172,13 @@ class Hub:
 
     async def start(self) -> None:
         self.world = World.from_snapshot(await self.db.run(self.db.store.snapshot))
+        loop = asyncio.get_running_loop()
+
+        def changed() -> None:  # from the store's thread: another server may have written
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(self.poke)
+
+        self.db.store.on_change(changed)
         self._task = asyncio.create_task(self._follow(), name="flowkeeper-hub")
 
     async def close(self) -> None:
@@ -255,9 +262,11 @@ class Hub:
 
     async def _catch_up(self) -> None:
         while True:
-            events = await self.db.run(self.db.store.events_since, self.revision, BATCH)
+            start = self.revision
+            events = await self.db.run(self.db.store.events_since, start, BATCH)
             for event in events:
-                self._dispatch(event)
+                if event.revision > start:  # every event of a revision, even several
+                    self._dispatch(event)
             async with self._advanced:
                 self._advanced.notify_all()
             if len(events) < BATCH:
@@ -274,7 +283,7 @@ class Hub:
             self._advanced.notify_all()
 
     def _dispatch(self, event: Event) -> None:
-        if event.revision <= self.world.revision:
+        if event.revision < self.world.revision:
             return
         for watcher in self.watchers:
             if not watcher.live:

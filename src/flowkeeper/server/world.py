@@ -88,8 +88,9 @@ class World:
         return cls(snap.revision, snap.networks, snap.ports, snap.hosts)
 
     def apply(self, event: Event) -> None:
-        """Apply one store event; events at or below `revision` are ignored."""
-        if event.revision <= self.revision:
+        """Apply one store event; events below `revision` are ignored. Several events may
+        share a revision (one transaction): each of them is applied."""
+        if event.revision < self.revision:
             return
         obj = event.object
         if isinstance(obj, Network):

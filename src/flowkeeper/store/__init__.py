@@ -1,4 +1,4 @@
-"""The control plane's store: open one from a URL (sqlite:PATH today; etcd later)."""
+"""The control plane's store: open one from a URL (sqlite:PATH or etcd://H:P[,H:P...][/PREFIX])."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def open_store(
     keep_events: int = DEFAULT_KEEP_EVENTS,
     liveness_ttl_s: float = DEFAULT_LIVENESS_TTL_S,
 ) -> Store:
-    """Open the store named by `url`: sqlite:PATH (etcd://H:P is not implemented yet).
+    """Open the store named by `url`: sqlite:PATH or etcd://H:P[,H:P...][/PREFIX].
     `liveness_ttl_s`: a host is gone this long after its last heartbeat."""
     path = sqlite_path(url)
     if path is not None:
@@ -29,5 +29,9 @@ def open_store(
 
         return SqliteStore(path, keep_events=keep_events, liveness_ttl_s=liveness_ttl_s)
     if url.startswith("etcd://"):
-        raise UsageError("the etcd store is not implemented yet; use --store sqlite:PATH")
-    raise UsageError(f"bad --store {url!r}: use sqlite:PATH")
+        from flowkeeper.store.etcd import EtcdStore
+        from flowkeeper.store.etcd_keys import parse_url
+
+        parse_url(url)  # a bad URL: a one-line UsageError before anything connects
+        return EtcdStore(url, keep_events=keep_events, liveness_ttl_s=liveness_ttl_s)
+    raise UsageError(f"bad --store {url!r}: use sqlite:PATH or etcd://HOST:PORT[,HOST:PORT...]")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias
 
@@ -93,7 +94,14 @@ def decode_object(kind: str, text: str) -> StoreObject:
 class Store(Protocol):
     """A revisioned store. Every write bumps one global revision and appends an event in the
     same transaction; a failed write changes nothing. Methods are synchronous and
-    thread-safe; the server runs them on one worker thread."""
+    thread-safe; the server runs up to `concurrency` of them at once on worker threads
+    (sqlite: 1, in order)."""
+
+    concurrency: int
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` (from any thread) when new events may be available."""
+        ...
 
     def cluster_id(self) -> str:
         """The store's identity: made with the store, the same across restarts. Another
@@ -101,7 +109,7 @@ class Store(Protocol):
         ...
 
     def revision(self) -> int:
-        """The revision of the last write."""
+        """The revision of the last event (token writes and the like are not events)."""
         ...
 
     def compact_revision(self) -> int:
@@ -175,7 +183,9 @@ class Store(Protocol):
         ...
 
     def events_since(self, revision: int, limit: int | None = None) -> list[Event]:
-        """Events after `revision`, oldest first; Compacted if some of them are gone."""
+        """Events after `revision`, oldest first; Compacted if some of them are gone.
+        Several events may share a revision; a page never splits one (it may exceed
+        `limit` to finish it)."""
         ...
 
     def add_token(self, token: TokenRecord) -> TokenRecord:

@@ -62,6 +62,8 @@ class _NeedsSync(Exception):
 class SqliteStore:
     """A Store in one SQLite file. Thread-safe; all access goes through one connection."""
 
+    concurrency = 1  # one writer: the server runs its calls in order on one thread
+
     def __init__(
         self,
         path: Path,
@@ -122,6 +124,10 @@ class SqliteStore:
         found = self._meta("schema")
         if found != SCHEMA_VERSION:
             raise StoreError(f"store schema {found} is not {SCHEMA_VERSION}")
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Never called: the server's own writes poke its hub; other writers of the file
+        are found by the hub's idle poll."""
 
     # --- transactions -------------------------------------------------------
     @contextmanager
