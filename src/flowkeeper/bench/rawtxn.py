@@ -2,9 +2,11 @@
 machine, measured in the same run as the control plane itself.
 
 - etcd: `clients` concurrent aetcd clients (spread over the members' endpoints) in a tight
-  loop, each transaction of the kind a port create is: compares on the create revision of
-  its keys (the object and its uniqueness index keys, "does not exist yet") and one put of
-  each. Keys live under a prefix of their own, removed afterwards.
+  loop, each transaction the shape of the etcd store's port create: three compares (the
+  network key's mod revision unchanged; the port key and its MAC index key absent) and
+  five puts (the port, about 320 bytes; its MAC, network and host index keys; the event
+  head, one key every transaction writes). Keys live under a prefix of their own,
+  removed afterwards.
 - SQLite: one connection with the store's pragmas (WAL, synchronous=FULL) committing one
   row per transaction in a tight loop (SQLite has one writer at a time: the store runs one
   call at a time as well), in a scratch file next to the store's.
@@ -21,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 VALUE = b"x" * 320  # about the size of a port's JSON
-INDEX_KEYS = 2  # a port create also claims its MAC and its IP in index keys
 
 
 @dataclass
@@ -53,7 +54,7 @@ def etcd_txn_rate(endpoints: list[str], clients: int = 32, seconds: float = 5.0)
 
 
 async def _etcd(endpoints: list[str], clients: int, seconds: float) -> RawRate:
-    import aetcd  # type: ignore[import-untyped]
+    import aetcd
 
     prefix = f"bench-raw-{uuid.uuid4().hex[:8]}/"
     conns = []
@@ -64,18 +65,26 @@ async def _etcd(endpoints: list[str], clients: int, seconds: float) -> RawRate:
         conns.append(conn)
     done = [0]
     errors = [0]
+    net, head = f"{prefix}network".encode(), f"{prefix}head".encode()
+    await conns[0].put(net, VALUE)
+    net_mod = (await conns[0].get(net)).mod_revision
     stop_at = time.monotonic() + seconds
 
     async def loop(n: int, conn: aetcd.Client) -> None:
         tx = conn.transactions
         k = 0
         while time.monotonic() < stop_at:
-            keys = [f"{prefix}obj/{n}-{k}".encode()]
-            keys += [f"{prefix}idx{j}/{n}-{k}".encode() for j in range(INDEX_KEYS)]
+            port, mac = f"{prefix}port/{n}-{k}".encode(), f"{prefix}mac/{n}-{k}".encode()
+            index = [f"{prefix}{kind}/{n}-{k}".encode() for kind in ("net-ports", "host-ports")]
             try:
                 ok, _ = await conn.transaction(
-                    compare=[tx.create(key) == 0 for key in keys],
-                    success=[tx.put(key, VALUE) for key in keys],
+                    compare=[tx.mod(net) == net_mod, tx.create(port) == 0, tx.create(mac) == 0],
+                    success=[
+                        tx.put(port, VALUE),
+                        tx.put(mac, port),
+                        *(tx.put(key, b"") for key in index),
+                        tx.put(head, b""),
+                    ],
                     failure=[],
                 )
             except aetcd.ClientError:
