@@ -55,9 +55,19 @@ def create_burst(
     clients: int = 32,
     ca: str | None = None,
     max_seconds: float = 300.0,
+    first: int = 0,
 ) -> Burst:
+    """`first`: the number of the first port (its MAC), for a second burst on one lab."""
     return asyncio.run(
-        _burst(urls, token, placement, count, clients=clients, ca=ca, max_seconds=max_seconds)
+        _burst(
+            urls,
+            token,
+            placement,
+            range(first, first + count),
+            clients=clients,
+            ca=ca,
+            max_seconds=max_seconds,
+        )
     )
 
 
@@ -65,7 +75,7 @@ async def _burst(
     urls: list[str],
     token: str,
     placement: list[tuple[str, str]],
-    count: int,
+    numbers: range,
     *,
     clients: int,
     ca: str | None,
@@ -73,13 +83,14 @@ async def _burst(
 ) -> Burst:
     burst = Burst(clients, len(urls))
     conns = [AsyncClient(urls[i % len(urls)], token, ca=ca) for i in range(clients)]
-    issued = [0]
+    todo = iter(numbers)
     deadline = time.monotonic() + max_seconds
 
     async def loop(conn: AsyncClient) -> None:
-        while issued[0] < count and time.monotonic() < deadline:
-            n = issued[0]
-            issued[0] += 1
+        while time.monotonic() < deadline:
+            n = next(todo, None)
+            if n is None:
+                return
             net_id, host = placement[n % len(placement)]
             try:
                 port = await conn.create_port(net_id, host, mac_of(n), name=f"tput-{n}")
