@@ -5,7 +5,6 @@ make a write wait for a revision that no event has."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,13 +16,13 @@ from flowkeeper.lab.etcdcluster import EtcdCluster
 from flowkeeper.model import Port, WatchEvent
 from flowkeeper.server import hub as hub_module
 from flowkeeper.server.app import ServerConfig
+from tests.conformance.conftest import require_etcd
 from tests.controlplane.conftest import TOKEN, ServerThread
 
 
 @pytest.fixture(scope="module")
 def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
-    if shutil.which("etcd") is None:
-        pytest.skip("etcd is not installed (scripts/install-deps.sh installs etcd-server)")
+    require_etcd()
     cluster = EtcdCluster.create(tmp_path_factory.mktemp("etcd-cp"), 1)
     cluster.start_all()
     try:
@@ -120,3 +119,36 @@ def test_a_write_acknowledged_by_one_server_is_in_the_others_watch_in_order(
     assert [r for r, _ in ports] == [p.revision for p in acked]
     revs = [m.revision for m in seen]
     assert revs == sorted(revs)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "etcd"])
+def test_a_token_made_or_revoked_through_one_server_holds_on_every_server(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, servers: list[ServerThread]
+) -> None:
+    from flowkeeper.client import ApiError, Client
+
+    url = store_url(backend, tmp_path, request)
+    a_url, b_url = serve(servers, url), serve(servers, url)
+    made = Client(a_url, TOKEN).create_token("host", host="h1")
+    b = Client(b_url, made["secret"])
+    assert b.view("h1").revision >= 0  # made through A a moment ago: B re-reads on a miss
+
+    async def watch_until_revoked() -> str:
+        async with AsyncClient(b_url, made["secret"]) as client:
+            stream = client.watch("h1", 0, idle_timeout=30.0)
+            await stream.__anext__()  # B's stream is open (its first message)
+            Client(a_url, TOKEN).revoke_token(made["id"])  # through the OTHER server
+            try:
+                async for _msg in stream:  # bounded by idle_timeout: B must end it
+                    pass
+            except Exception as exc:  # the stream's end is what we check
+                return type(exc).__name__
+            return "ended"
+
+    assert asyncio.run(asyncio.wait_for(watch_until_revoked(), 20.0)) in (
+        "ended",
+        "ServerUnavailable",
+    )
+    with pytest.raises(ApiError) as refused:
+        b.view("h1")
+    assert refused.value.status == 401

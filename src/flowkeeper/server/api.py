@@ -95,7 +95,7 @@ async def create_network(request: web.Request, inp: Input) -> web.Response:
     net = await st.db.run(
         st.db.store.create_network, spec.name, spec.type, spec.segmentation_id, spec.cidr, spec.id
     )
-    await st.hub.sync()
+    await st.hub.sync(target=net.revision)
     return ok(net.to_dict(), 201)
 
 
@@ -171,7 +171,7 @@ async def create_port(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
     spec: PortCreate = inp.body
     stored = await st.db.run(st.db.store.create_port, spec.to_port(str(uuid.uuid4())))
-    await st.hub.sync()
+    await st.hub.sync(target=stored.revision)
     return ok(stored.to_dict(), 201)
 
 
@@ -233,7 +233,7 @@ async def set_port_status(request: web.Request, inp: Input) -> web.Response:
     if who is not None and who.role == "host":
         host = host or who.host  # a host token reports only as its own host
     port = await st.db.run(st.db.store.set_port_status, inp.path.id, body.status, host)
-    await st.hub.sync()
+    await st.hub.sync(target=port.revision)
     return ok(port.to_dict())
 
 
@@ -253,7 +253,7 @@ async def set_port_status(request: web.Request, inp: Input) -> web.Response:
 async def bind_port(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
     port = await st.db.run(st.db.store.bind_port, inp.path.id, inp.body.host)
-    await st.hub.sync()
+    await st.hub.sync(target=port.revision)
     return ok(port.to_dict())
 
 
@@ -346,8 +346,11 @@ async def delete_host(request: web.Request, inp: Input) -> web.Response:
 async def put_host(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
     body: HostPut = inp.body
-    stored = await st.db.run(st.db.store.put_host, body.to_host(inp.path.name, time.time()))
-    await st.hub.sync()
+    host = body.to_host(inp.path.name, time.time())
+    known = st.hub.world.hosts.get(host.name)
+    stored = await st.db.run(st.db.store.put_host, host)
+    if known is None or not known.same_spec(host):  # a heartbeat alone is no event
+        await st.hub.sync()
     return ok(stored.to_dict())
 
 

@@ -23,6 +23,7 @@ from flowkeeper.server.hub import MAX_WATCHERS_PER_HOST, Hub
 from flowkeeper.server.state import STATE, ServerState
 from flowkeeper.server.stats import Stats
 from flowkeeper.server.tokens import TokenTable
+from flowkeeper.server.tokensync import TokenSync
 from flowkeeper.store import open_store
 from flowkeeper.store.base import DEFAULT_KEEP_EVENTS, DEFAULT_LIVENESS_TTL_S
 from flowkeeper.tlsconf import server_context
@@ -124,6 +125,8 @@ class RunningServer:
     token_source: str
 
     async def stop(self) -> None:
+        if self.state.token_sync is not None:
+            await self.state.token_sync.stop()
         await self.state.hub.close()
         await self.runner.cleanup()
         await self.state.db.close()
@@ -144,6 +147,7 @@ async def start(config: ServerConfig) -> RunningServer:
         tokens = TokenTable(token, await db.run(db.store.list_tokens))
         await hub.start()
         state = ServerState(db, hub, stats, tokens, config.heartbeat_s)
+        state.token_sync = TokenSync(state)
         runner = web.AppRunner(build_app(state), access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         site = web.TCPSite(runner, host, port, ssl_context=tls)
@@ -156,6 +160,7 @@ async def start(config: ServerConfig) -> RunningServer:
         await hub.close()
         await db.close()
         raise
+    state.token_sync.start()
     bound = runner.addresses[0][1] if runner.addresses else port
     scheme = "https" if tls else "http"
     return RunningServer(f"{scheme}://{host}:{bound}", state, runner, token_source)

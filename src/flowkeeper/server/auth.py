@@ -85,7 +85,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if is_public(method, route):
         return await handler(request)
     st = request.app[STATE]
-    who = st.tokens.authenticate(request.headers.get("Authorization"))
+    header = request.headers.get("Authorization")
+    if st.token_sync is not None and not st.tokens.knows(header):
+        await st.token_sync.on_miss()  # made through another server a moment ago?
+    who = st.tokens.authenticate(header)
     port_host = None
     if who.role == "host" and (method, route) == ("PUT", PORT_STATUS):
         port_host = await _port_host(st, request.match_info["id"])

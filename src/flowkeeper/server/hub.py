@@ -196,9 +196,15 @@ class Hub:
         """Something was written: read the new events now."""
         self._poke.set()
 
-    async def sync(self, timeout: float = 10.0) -> int:
-        """Wait until every event the store has now is fanned out; returns that revision."""
-        target = await self.db.run(self.db.store.revision)
+    async def sync(self, timeout: float = 10.0, target: int | None = None) -> int:
+        """Wait until every event the store has now is fanned out; returns that revision.
+
+        A write knows its own revision: `target` waits for that one and saves asking the
+        store (on etcd a round trip to the leader) what its last revision is."""
+        if target is None:
+            target = await self.db.run(self.db.store.revision)
+        if self.revision >= target:
+            return self.revision
         self.poke()
         async with self._advanced:
             await asyncio.wait_for(

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -14,6 +15,9 @@ from flowkeeper.server.hub import Hub
 from flowkeeper.server.policy import Principal
 from flowkeeper.server.stats import Stats
 from flowkeeper.server.tokens import TokenTable
+
+if TYPE_CHECKING:
+    from flowkeeper.server.tokensync import TokenSync
 
 
 class Streams:
@@ -56,6 +60,7 @@ class ServerState:
     tokens: TokenTable
     heartbeat_s: float = 5.0
     streams: Streams = field(default_factory=Streams)
+    token_sync: TokenSync | None = None  # with several servers on one store
 
 
 STATE = web.AppKey("flowkeeper", ServerState)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Annotated, Literal
 
@@ -11,7 +12,7 @@ from pydantic import Field
 from flowkeeper.cperrors import Conflict
 from flowkeeper.server.endpoint import Input, endpoint
 from flowkeeper.server.requests import TOKEN_PATH_PATTERN, Loose, Name, Strict, Text
-from flowkeeper.server.state import STATE
+from flowkeeper.server.state import STATE, ServerState
 from flowkeeper.server.tokens import BOOTSTRAP_ID, new_token
 from flowkeeper.store.tokens import TOKEN_ID_PATTERN
 
@@ -64,6 +65,11 @@ class TokenPath(Loose):
     id: str = Field(pattern=TOKEN_PATH_PATTERN)
 
 
+def token_lock(st: ServerState) -> contextlib.AbstractAsyncContextManager[object]:
+    """This server's own token writes exclude its refresh from the store (tokensync)."""
+    return st.token_sync.lock if st.token_sync is not None else contextlib.nullcontext()
+
+
 @endpoint(
     routes,
     method="POST",
@@ -80,8 +86,9 @@ async def create_token(request: web.Request, inp: Input) -> web.Response:
     spec: AnyTokenCreate = inp.body
     host = spec.host if isinstance(spec, HostTokenCreate) else ""
     record, secret = new_token(spec.role, host, time.time(), spec.note)
-    await st.db.run(st.db.store.add_token, record)
-    st.tokens.add(record)
+    async with token_lock(st):
+        await st.db.run(st.db.store.add_token, record)
+        st.tokens.add(record)
     return web.json_response({**record.public(), "secret": secret}, status=201)
 
 
@@ -120,7 +127,8 @@ async def revoke_token(request: web.Request, inp: Input) -> web.Response:
             "the bootstrap token is not revocable here: change the server's token file "
             "or $FLOWKEEPER_TOKEN and restart it"
         )
-    record = await st.db.run(st.db.store.delete_token, token_id)
-    st.tokens.remove(record.id)
-    closed = st.streams.close(record.id)
+    async with token_lock(st):
+        record = await st.db.run(st.db.store.delete_token, token_id)
+        st.tokens.remove(record.id)
+        closed = st.streams.close(record.id)
     return web.json_response({"revoked": record.id, "closed_streams": closed})

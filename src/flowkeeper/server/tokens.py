@@ -60,8 +60,9 @@ def bearer(header: str | None) -> str:
 
 
 class TokenTable:
-    """The tokens the server accepts: the store's records, mirrored in memory (this server
-    is their only writer), plus the bootstrap admin token."""
+    """The tokens the server accepts: the store's records, mirrored in memory, plus the
+    bootstrap admin token. Other servers on the same store create and revoke tokens too:
+    `replace` takes the store's current list (see server/tokensync.py)."""
 
     def __init__(self, bootstrap: str, records: Iterable[TokenRecord] = ()) -> None:
         self._bootstrap = digest(bootstrap)
@@ -72,6 +73,20 @@ class TokenTable:
 
     def remove(self, token_id: str) -> None:
         self._records.pop(token_id, None)
+
+    def replace(self, records: Iterable[TokenRecord]) -> list[str]:
+        """Mirror the store's current list; returns the ids that are gone (revoked)."""
+        new = {r.id: r for r in records}
+        gone = sorted(set(self._records) - set(new))
+        self._records = new
+        return gone
+
+    def knows(self, header: str | None) -> bool:
+        """Whether the header's token id is one this table holds (no secret check)."""
+        try:
+            return token_id_of(bearer(header)) in self._records
+        except Unauthorized:
+            return False
 
     def records(self) -> list[TokenRecord]:
         return sorted(self._records.values(), key=lambda r: r.id)
