@@ -235,8 +235,8 @@ class Lab:
     @staticmethod
     def _make_tokens(state: LabState, opts: UpOptions) -> None:
         """Every host token the lab will use, made through server 1 before the other
-        servers start: a server reads the store's tokens when it starts, and does not
-        learn of a token made through another server later."""
+        servers start, which read them as they start: no agent's first request meets a
+        server that has not re-read the store's tokens yet (each does every second)."""
         from flowkeeper.lab.simhosts import virtual_host_name
 
         for host in state.hosts:
