@@ -47,8 +47,9 @@ def ensure_token(state: LabState) -> Path:
 
 
 def admin_client(state: LabState) -> Client:
+    """The lab's admin client: server 1 first, failing over to the others."""
     token = ensure_token(state).read_text().strip()
-    return Client(state.server_url, token, ca=state.ca or None)
+    return Client(",".join(state.servers) or state.server_url, token, ca=state.ca or None)
 
 
 def host_token(state: LabState, host: HostState) -> Path:
