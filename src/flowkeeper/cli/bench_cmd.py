@@ -90,6 +90,23 @@ def register(sub: Any) -> None:
     cp.add_argument("--hosts", default="200,1000", help="comma-separated host counts")
     cp.add_argument("--ports", type=int, default=200, help="ports created per phase")
     cp.add_argument("--hosts-per-network", type=int, default=10)
+    cp.add_argument(
+        "--store",
+        default="sqlite",
+        help="store backend(s), comma-separated: sqlite, etcd (each a configuration)",
+    )
+    cp.add_argument(
+        "--servers",
+        default="1",
+        help="server count(s), comma-separated; every store runs with every count",
+    )
+    cp.add_argument("--clients", type=int, default=32, help="concurrent clients, throughput")
+    cp.add_argument(
+        "--throughput-ports", type=int, default=2000, help="ports created by the clients"
+    )
+    cp.add_argument(
+        "--raw-seconds", type=float, default=5.0, help="length of the raw store-rate loop"
+    )
     cp.add_argument("--out", type=Path, default=DEFAULT_OUT)
     cp.add_argument("--lab-dir", type=Path, default=Path("/var/tmp/flowkeeper-bench-cp"))
     cp.add_argument("--json", action="store_true")
@@ -205,24 +222,67 @@ def _controlplane(args: argparse.Namespace) -> int:
         raise UsageError("--hosts: each count must be 3..2000")
     if not 1 <= args.ports <= 5000 or not 2 <= args.hosts_per_network <= 500:
         raise UsageError("--ports must be 1..5000 and --hosts-per-network 2..500")
-    data = controlplane.run(sizes, args.ports, args.hosts_per_network, args.lab_dir, progress)
+    configs = _cp_configs(args)
+    data = controlplane.run(
+        sizes, args.ports, args.hosts_per_network, args.lab_dir, progress, configs=configs
+    )
     path = _save("controlplane", data, args.out)
     if args.json:
         print(json.dumps(data, indent=2))
     else:
-        print(
-            f"{'hosts':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'hosts/event':>12} "
-            f"{'fan-out all':>12} {'reduction':>10}"
-        )
-        for p in data["phases"]:
-            lat = p["latency_ms"]
-            print(
-                f"{p['hosts']:>6} {lat['p50']:>8.1f} {lat['p99']:>8.1f} {lat['max']:>8.1f} "
-                f"{p['hosts_reached_per_port_event']:>12} "
-                f"{p['fanout_to_all_per_port_event']:>12} {p['reduction_vs_fanout_to_all']:>9}x"
-            )
+        print(_cp_table(data["phases"]))
         print(f"saved {path}")
     return 0
+
+
+def _cp_configs(args: argparse.Namespace) -> list[Any]:
+    from flowkeeper.bench.controlplane import Config
+
+    stores = [s.strip() for s in args.store.split(",") if s.strip()]
+    if not stores or any(s not in ("sqlite", "etcd") for s in stores):
+        raise UsageError(
+            f"--store must be sqlite, etcd or both (comma-separated), got {args.store!r}"
+        )
+    try:
+        counts = [int(n) for n in args.servers.split(",") if n.strip()]
+    except ValueError:
+        raise UsageError(
+            f"--servers must be comma-separated counts, got {args.servers!r}"
+        ) from None
+    if not counts or not all(1 <= n <= 5 for n in counts):
+        raise UsageError("--servers: each count must be 1..5")
+    if not 1 <= args.clients <= 256 or not 1 <= args.throughput_ports <= 50_000:
+        raise UsageError("--clients must be 1..256 and --throughput-ports 1..50000")
+    if not 0.5 <= args.raw_seconds <= 120:
+        raise UsageError("--raw-seconds must be 0.5..120")
+    return [
+        Config(s, n, args.clients, args.throughput_ports, args.raw_seconds)
+        for s in stores
+        for n in counts
+    ]
+
+
+def _cp_table(phases: list[dict[str, Any]]) -> str:
+    def num(value: Any, fmt: str = ".1f") -> str:
+        return "-" if value is None else format(value, fmt)
+
+    lines = [
+        f"{'store':>6} {'srv':>3} {'hosts':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+        f"{'hosts/ev':>8} {'reduct':>7} {'creates/s':>9} {'raw txn/s':>9} {'ratio':>6} "
+        f"{'KiB/port':>8}"
+    ]
+    for p in phases:
+        lat = p["latency_ms"]
+        lines.append(
+            f"{p['store']:>6} {p['servers']:>3} {p['hosts']:>6} {num(lat['p50']):>7} "
+            f"{num(lat['p99']):>7} {num(lat['max']):>7} "
+            f"{num(p['hosts_reached_per_port_event']):>8} "
+            f"{num(p['reduction_vs_fanout_to_all']):>6}x "
+            f"{num(p['throughput'].get('ports_per_s')):>9} "
+            f"{num(p['raw_store'].get('txn_per_s')):>9} {num(p['throughput_to_raw'], '.2f'):>6} "
+            f"{num(p['memory'].get('kib_per_port'), '.2f'):>8}"
+        )
+    return "\n".join(lines)
 
 
 def _openflow(args: argparse.Namespace) -> int:

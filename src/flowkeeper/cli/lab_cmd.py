@@ -50,6 +50,21 @@ def register(sub: Any) -> None:
     up.add_argument(
         "--tls", action="store_true", help="HTTPS API with a CA made for the lab (LABDIR/tls)"
     )
+    up.add_argument(
+        "--store",
+        choices=["sqlite", "etcd"],
+        default="sqlite",
+        help="the servers' store: one SQLite file (default) or a 3-member etcd cluster "
+        "on 127.0.0.1 (LABDIR/etcd)",
+    )
+    up.add_argument(
+        "--servers", type=int, default=1, help="flowkeeper servers on the one store (1..5)"
+    )
+    up.add_argument(
+        "--watch-log",
+        action="store_true",
+        help="agents log every watch message to LABDIR/hosts/hN/watch.ndjson",
+    )
     up.add_argument("--json", action="store_true")
     up.set_defaults(func=_up)
 
@@ -71,9 +86,17 @@ def register(sub: Any) -> None:
 
     _register_restarts(cmds)
 
-    srv = cmds.add_parser("server", help="stop or start the lab's flowkeeper server")
+    srv = cmds.add_parser("server", help="stop or start one of the lab's flowkeeper servers")
     srv.add_argument("action", choices=["stop", "start"])
+    srv.add_argument("index", nargs="?", type=int, default=1, help="server number (default 1)")
+    srv.add_argument("--kill", action="store_true", help="stop with kill -9")
     srv.set_defaults(func=_server)
+
+    etcd = cmds.add_parser("etcd", help="stop or start one member of the lab's etcd cluster")
+    etcd.add_argument("action", choices=["stop", "start"])
+    etcd.add_argument("index", type=int, help="member number (1..3)")
+    etcd.add_argument("--kill", action="store_true", help="stop with kill -9")
+    etcd.set_defaults(func=_etcd)
 
     exe = cmds.add_parser("exec", help="run a command inside a VM or host namespace")
     exe.add_argument("target")
@@ -134,6 +157,9 @@ def _up(args: argparse.Namespace) -> int:
         virtual_hosts=args.virtual_hosts,
         virtual_ports=args.virtual_ports,
         tls=args.tls,
+        store=args.store,
+        servers=args.servers,
+        watch_log=args.watch_log,
     )
     state = _lab(args).up(opts)
     vms = ", ".join(f"{v.name}={v.ip}" for v in state.vms)
@@ -153,7 +179,13 @@ def _down(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     st = _lab(args).status()
-    lines = [f"lab {st['lab']} in {st['dir']}"]
+    lines = [f"lab {st['lab']} in {st['dir']}, store {st['store']} {st['store_url']}"]
+    for srv in st["servers"]:  # type: ignore[attr-defined]
+        up = "up" if srv["up"] else "DOWN"
+        lines.append(f"  server {srv['index']} {srv['url']:26} pid {srv['pid'] or '-'} {up}")
+    for m in st.get("etcd", []):  # type: ignore[attr-defined]
+        up = "up" if m["up"] else "DOWN"
+        lines.append(f"  etcd   {m['index']} {m['endpoint']:26} pid {m['pid'] or '-'} {up}")
     for h in st["hosts"]:  # type: ignore[attr-defined]
         daemons = " ".join(f"{d}:{'up' if ok else 'DOWN'}" for d, ok in h["daemons"].items())
         lines.append(f"  host {h['name']:6} {h['tunnel_ip']:15} {daemons}")
@@ -227,10 +259,28 @@ def _upgrade_ovs(args: argparse.Namespace) -> int:
 def _server(args: argparse.Namespace) -> int:
     lab = _lab(args)
     if args.action == "stop":
-        lab.stop_server()
+        how = "killed" if args.kill else "stopped"
+        done = lab.stop_server(args.index, hard=args.kill)
+        print(f"server {args.index} {how}" if done else f"server {args.index} was not running")
     else:
-        lab.start_server()
-    print(f"server {args.action}{'ped' if args.action == 'stop' else 'ed'}")
+        url = lab.start_server(args.index)
+        print(f"server {args.index} started on {url}")
+    return 0
+
+
+def _etcd(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    if args.action == "stop":
+        how = "killed" if args.kill else "stopped"
+        done = lab.stop_etcd(args.index, hard=args.kill)
+        print(
+            f"etcd member {args.index} {how}"
+            if done
+            else f"etcd member {args.index} was not running"
+        )
+    else:
+        lab.start_etcd(args.index)
+        print(f"etcd member {args.index} started")
     return 0
 
 

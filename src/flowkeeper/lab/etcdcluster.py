@@ -190,7 +190,7 @@ class EtcdCluster:
                     f"{self.dir / member.name / 'etcd.log'}"
                 )
             try:
-                with urllib.request.urlopen(f"{member.client_url}/health", timeout=2) as resp:
+                with urllib.request.urlopen(f"{member.client_url}/health", timeout=2) as resp:  # noqa: S310
                     body = json.loads(resp.read())
                 if str(body.get("health")) == "true":
                     return
@@ -221,6 +221,30 @@ class EtcdCluster:
             for i, m in enumerate(self.members)
             if m.pid and procs.is_ours(m.pid, str(self.dir))
         ]
+
+    def status(self, index: int) -> dict[str, str]:
+        """Member `index`'s own status: its member id and the leader it knows ("" if it
+        does not answer)."""
+        member = self.member(index)
+        req = urllib.request.Request(  # noqa: S310 - http://127.0.0.1 of our member
+            f"{member.client_url}/v3/maintenance/status", data=b"{}", method="POST"
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=2) as resp:  # noqa: S310
+                body = json.loads(resp.read())
+            return {"id": str(body["header"]["member_id"]), "leader": str(body["leader"])}
+        except (OSError, ValueError, KeyError, urllib.error.URLError):
+            return {"id": "", "leader": ""}
+
+    def leader(self) -> int | None:
+        """The 1-based index of the leader, as the running members see it (None: no one
+        answers, or they name no member they know)."""
+        statuses = {i: self.status(i) for i in self.running()}
+        ids = {st["id"]: i for i, st in statuses.items() if st["id"]}
+        for st in statuses.values():
+            if st["leader"] in ids:
+                return ids[st["leader"]]
+        return None
 
     def remove(self) -> None:
         """Stop every member and delete the cluster's directory."""

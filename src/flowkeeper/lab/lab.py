@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 from flowkeeper.client import Client
 from flowkeeper.flows.flowset import FlowSet
 from flowkeeper.lab import hostops, procs, services
+from flowkeeper.lab.etcdcluster import EtcdCluster, EtcdError
 from flowkeeper.lab.plan import plan_hosts, plan_vms
 from flowkeeper.lab.probe import ProbeResult
 from flowkeeper.lab.run import LabError, add_netns, del_netns, list_netns, run
@@ -29,6 +31,8 @@ DEFAULT_LAB_DIR = "/var/tmp/flowkeeper-lab"
 UNDERLAY_BRIDGE = "ul"
 MAX_HOSTS = 64
 MAX_VMS_PER_HOST = 32
+MAX_SERVERS = 5
+ETCD_MEMBERS = 3
 
 Progress = Callable[[str], None]
 
@@ -54,6 +58,9 @@ class UpOptions:
     virtual_hosts: int = 0  # control-plane-only hosts, bound by simulated agents
     virtual_ports: int = 0  # ports on them, spread over the lab's networks
     tls: bool = False  # the server speaks HTTPS with a CA made for the lab
+    store: str = "sqlite"  # the servers' store: the lab's SQLite file, or etcd
+    servers: int = 1  # flowkeeper servers on that one store
+    watch_log: bool = False  # agents run with --watch-log HOSTDIR/watch.ndjson
 
 
 def validate(opts: UpOptions) -> None:
@@ -63,12 +70,18 @@ def validate(opts: UpOptions) -> None:
         raise LabError(f"--vms-per-host must be 0..{MAX_VMS_PER_HOST}, got {opts.vms_per_host}")
     if opts.network_type not in ("vxlan", "gre", "mixed"):
         raise LabError(f"--network-type must be vxlan, gre or mixed, got {opts.network_type!r}")
-    if not 0 <= opts.virtual_hosts <= 1000 or not 0 <= opts.virtual_ports <= 20000:
-        raise LabError("--virtual-hosts must be 0..1000 and --virtual-ports 0..20000")
+    if not 0 <= opts.virtual_hosts <= 2000 or not 0 <= opts.virtual_ports <= 20000:
+        raise LabError("--virtual-hosts must be 0..2000 and --virtual-ports 0..20000")
     if opts.virtual_ports and not opts.virtual_hosts:
         raise LabError("--virtual-ports needs --virtual-hosts")
     if not 1 <= opts.networks <= 200:
         raise LabError(f"--networks must be 1..200, got {opts.networks}")
+    if opts.store not in ("sqlite", "etcd"):
+        raise LabError(f"--store must be sqlite or etcd, got {opts.store!r}")
+    if not 1 <= opts.servers <= MAX_SERVERS:
+        raise LabError(f"--servers must be 1..{MAX_SERVERS}, got {opts.servers}")
+    if (opts.store != "sqlite" or opts.servers != 1) and (opts.static_flows or not opts.agents):
+        raise LabError("--store and --servers need the control plane (--flows agents)")
     if not opts.name.isalnum() or len(opts.name) > 8:
         raise LabError(f"lab name must be 1-8 letters or digits, got {opts.name!r}")
 
@@ -94,7 +107,11 @@ class Lab:
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
         state = LabState(
-            name=opts.name, dir=str(self.dir), underlay_ns=f"{opts.name}-ul", l2pop=opts.l2pop
+            name=opts.name,
+            dir=str(self.dir),
+            underlay_ns=f"{opts.name}-ul",
+            l2pop=opts.l2pop,
+            watch_log=opts.watch_log,
         )
         state.save()
         control = opts.agents and not opts.static_flows
@@ -106,8 +123,16 @@ class Lab:
                 if opts.tls:
                     state.ca = str(make_tls(self.dir / "tls").ca)
                     state.save()
-                self.progress(f"server: starting on 127.0.0.1{' (TLS)' if opts.tls else ''}")
-                services.start_server(state)
+                if opts.store == "etcd":
+                    self._make_etcd(state)
+                for index in range(1, opts.servers + 1):
+                    if index == 2:
+                        self._make_tokens(state, opts)
+                    self.progress(
+                        f"server {index}: starting on 127.0.0.1"
+                        f"{' (TLS)' if opts.tls else ''}, store {opts.store}"
+                    )
+                    services.start_server(state, index)
                 self._make_networks(state, opts)
                 for host in state.hosts:
                     services.start_agent(state, host)
@@ -129,6 +154,20 @@ class Lab:
             self.down()
             raise
         return state
+
+    def _make_etcd(self, state: LabState) -> None:
+        self.progress(f"etcd: {ETCD_MEMBERS} members on 127.0.0.1 in {self.dir / 'etcd'}")
+        cluster = EtcdCluster.create(self.dir / "etcd", ETCD_MEMBERS)
+        state.store = "etcd"
+        state.store_url = cluster.url
+        state.save()
+        cluster.start_all()
+
+    def etcd(self) -> EtcdCluster:
+        """The lab's etcd cluster (LABDIR/etcd)."""
+        if self.state().store != "etcd":
+            raise LabError("this lab's store is SQLite: no etcd (lab up --store etcd)")
+        return EtcdCluster.load(self.dir / "etcd")
 
     def _add_ns(self, state: LabState, ns: str) -> None:
         if ns in list_netns():
@@ -193,16 +232,32 @@ class Lab:
         state.save()
         self.progress(f"server: {opts.networks} {opts.network_type} networks")
 
-    def _make_virtual(self, state: LabState, opts: UpOptions) -> None:
-        """Virtual hosts (one simulated-agent process) and their ports."""
+    @staticmethod
+    def _make_tokens(state: LabState, opts: UpOptions) -> None:
+        """Every host token the lab will use, made through server 1 before the other
+        servers start, which read them as they start: no agent's first request meets a
+        server that has not re-read the store's tokens yet (each does every second)."""
         from flowkeeper.lab.simhosts import virtual_host_name
 
-        services.start_simhosts(state, opts.virtual_hosts, Path(state.dir) / "simhosts.ndjson")
+        for host in state.hosts:
+            services.host_token(state, host)
+        if opts.virtual_hosts:
+            services.simhost_tokens(
+                state, [virtual_host_name(i) for i in range(opts.virtual_hosts)]
+            )
+
+    def _make_virtual(self, state: LabState, opts: UpOptions) -> None:
+        """Virtual hosts (one simulated-agent process per server) and their ports."""
+        from flowkeeper.lab.simhosts import virtual_host_name
+
+        feed = Path(state.dir) / "simhosts.ndjson"
+        services.start_simhosts(state, opts.virtual_hosts, feed, spread=True)
         client = self.client(state)
-        deadline = time.monotonic() + 60
+        limit = 60 + opts.virtual_hosts / 10
+        deadline = time.monotonic() + limit
         while len(client.list_hosts()) < len(state.hosts) + opts.virtual_hosts:
             if time.monotonic() > deadline:
-                raise LabError("virtual hosts did not register within 60s")
+                raise LabError(f"virtual hosts did not register within {limit:.0f}s")
             time.sleep(0.2)
         nets = [state.networks[k] for k in sorted(state.networks, key=int)]
         for i in range(opts.virtual_ports):
@@ -306,6 +361,11 @@ class Lab:
             pids |= set(state.pids.values())
             for host in state.hosts:
                 pids |= set(host.pids.values())
+        etcd = self.dir / "etcd"
+        if (etcd / "cluster.json").exists():
+            with contextlib.suppress(EtcdError):
+                cluster = EtcdCluster.load(etcd)
+                pids |= {m.pid for m in cluster.members if m.pid}
         for pidfile in self.dir.glob("**/*.pid") if self.dir.exists() else []:
             pid = procs.read_pidfile(pidfile)
             if pid:
@@ -392,13 +452,28 @@ class Lab:
         hostops.restart_agent(state, state.host(host_name), hard=hard)
         state.save()
 
-    def stop_server(self) -> None:
+    def stop_server(self, index: int = 1, *, hard: bool = False) -> bool:
+        """Stop server `index` (SIGTERM, kill -9 with hard). False if it was not running."""
         state = self.state()
-        services.stop_server(state)
+        return services.stop_server(state, state.server_index(index), hard=hard)
 
-    def start_server(self) -> None:
+    def start_server(self, index: int = 1) -> str:
+        """Start server `index` again, on its port, with the lab's store."""
         state = self.state()
-        services.start_server(state, url=state.server_url)
+        state.server_index(index)
+        if services.server_running(state, index):
+            return state.servers[index - 1]
+        return services.start_server(state, index)
+
+    def stop_etcd(self, index: int, *, hard: bool = False) -> bool:
+        return self.etcd().stop(index, hard=hard)
+
+    def start_etcd(self, index: int) -> None:
+        """Start member `index` again; wait for it to serve when it makes a quorum."""
+        cluster = self.etcd()
+        cluster.member(index)
+        up = set(cluster.running()) | {index}
+        cluster.start(index, wait=len(up) > len(cluster.members) // 2)
 
     def run_in(
         self, target: str, argv: list[str], *, check: bool = True, timeout: float = 30.0
@@ -446,4 +521,35 @@ class Lab:
             }
             for v in state.vms
         ]
-        return {"lab": state.name, "dir": state.dir, "hosts": hosts, "vms": vms}
+        servers = [
+            {
+                "index": i,
+                "url": url,
+                "pid": state.pids.get(services.server_key(i), 0),
+                "up": services.server_running(state, i),
+            }
+            for i, url in enumerate(state.servers, start=1)
+        ]
+        out: dict[str, object] = {
+            "lab": state.name,
+            "dir": state.dir,
+            "store": state.store,
+            "store_url": state.store_url,
+            "servers": servers,
+            "hosts": hosts,
+            "vms": vms,
+        }
+        if state.store == "etcd":
+            cluster = self.etcd()
+            running = cluster.running()
+            out["etcd"] = [
+                {
+                    "index": i,
+                    "name": m.name,
+                    "endpoint": m.endpoint,
+                    "pid": m.pid,
+                    "up": i in running,
+                }
+                for i, m in enumerate(cluster.members, start=1)
+            ]
+        return out

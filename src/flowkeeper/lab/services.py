@@ -1,4 +1,8 @@
-"""The lab's control plane processes: one flowkeeper server and one agent per host.
+"""The lab's control plane processes: flowkeeper servers and one agent per host.
+
+The lab runs one server or several on one store: the lab's SQLite file (every server
+opens it; each one's hub polls its event log) or the lab's etcd cluster. Server N's URL
+is `state.servers[N - 1]`, its PID `state.pids["serverN"]`.
 
 The lab keeps the server's bootstrap admin token in LABDIR/token; each agent runs with a
 host token of its own (HOSTDIR/agent.token), and the simulated hosts with theirs
@@ -19,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from flowkeeper.client import Client
+from flowkeeper.failover import start_index
 from flowkeeper.fsutil import atomic_write
 from flowkeeper.lab import procs
 from flowkeeper.lab.run import LabError
@@ -42,8 +47,9 @@ def ensure_token(state: LabState) -> Path:
 
 
 def admin_client(state: LabState) -> Client:
+    """The lab's admin client: server 1 first, failing over to the others."""
     token = ensure_token(state).read_text().strip()
-    return Client(state.server_url, token, ca=state.ca or None)
+    return Client(",".join(state.servers) or state.server_url, token, ca=state.ca or None)
 
 
 def host_token(state: LabState, host: HostState) -> Path:
@@ -85,13 +91,32 @@ def _spawn(argv: list[str], log: Path) -> int:
     return proc.pid
 
 
-def start_server(state: LabState, url: str = "") -> str:
-    """Start `flowkeeper server` on 127.0.0.1 with its SQLite store in the lab dir; with
-    the lab's TLS files when it has a CA."""
-    port = int(url.rsplit(":", 1)[1]) if url else free_port()
-    url = f"{'https' if state.ca else 'http'}://127.0.0.1:{port}"
+def sqlite_store_url(state: LabState) -> str:
+    """The lab's SQLite store: one file every server of the lab opens."""
     store = Path(state.dir) / "server" / "flowkeeper.db"
     store.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return f"sqlite:{store}"
+
+
+def server_key(index: int) -> str:
+    """The key of server `index` (1-based) in the lab's PID table."""
+    return f"server{index}"
+
+
+def server_dir(state: LabState, index: int) -> Path:
+    return Path(state.dir) / "server" if index == 1 else Path(state.dir) / f"server{index}"
+
+
+def start_server(state: LabState, index: int = 1) -> str:
+    """Start server `index` on 127.0.0.1 with the lab's store (SQLite file or etcd), on
+    the port it had before if it ran already; with the lab's TLS files when it has a CA."""
+    while len(state.servers) < index:
+        state.servers.append("")
+    url = state.servers[index - 1]
+    port = int(url.rsplit(":", 1)[1]) if url else free_port()
+    url = f"{'https' if state.ca else 'http'}://127.0.0.1:{port}"
+    if not state.store_url:
+        state.store_url = sqlite_store_url(state)
     argv = [
         sys.executable,
         "-m",
@@ -100,25 +125,44 @@ def start_server(state: LabState, url: str = "") -> str:
         "--listen",
         f"127.0.0.1:{port}",
         "--store",
-        f"sqlite:{store}",
+        state.store_url,
         "--token-file",
         str(ensure_token(state)),
     ]
     if state.ca:
         tls = tls_files(Path(state.ca).parent)
         argv += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
-    state.pids["server"] = _spawn(argv, Path(state.dir) / "server" / "server.log")
-    state.server_url = url
+    key = server_key(index)
+    log = server_dir(state, index) / "server.log"
+    state.pids[key] = _spawn(argv, log)
+    state.servers[index - 1] = url
+    state.server_url = state.servers[0]
     state.save()
-    wait_http(f"{url}/v1/openapi.json", state.pids["server"], 20, state.ca)
+    wait_http(f"{url}/v1/openapi.json", state.pids[key], 20, state.ca)
     return url
 
 
-def stop_server(state: LabState) -> None:
-    pid = state.pids.pop("server", None)
-    if pid:
-        procs.stop(pid, state.dir)
+def stop_server(state: LabState, index: int = 1, *, hard: bool = False) -> bool:
+    """SIGTERM (kill -9 with hard) server `index`. False if it was not running."""
+    pid = state.pids.pop(server_key(index), 0)
+    stopped = procs.stop(pid, state.dir, hard=hard) if pid else False
     state.save()
+    return stopped
+
+
+def server_running(state: LabState, index: int) -> bool:
+    pid = state.pids.get(server_key(index), 0)
+    return bool(pid) and procs.is_ours(pid, state.dir)
+
+
+def agent_servers(state: LabState, host: HostState) -> str:
+    """The --server list of a host's agent: every server, in an order that makes each host
+    start at a different one (h1 at server 1, h2 at server 2, ...), so that agents spread
+    over the servers. (The agent starts at entry start_index(host, n) of its list.)"""
+    urls = state.servers or [state.server_url]
+    first = (host.index - 1) % len(urls)
+    shift = (first - start_index(host.name, len(urls))) % len(urls)
+    return ",".join(urls[shift:] + urls[:shift])
 
 
 def wait_http(url: str, pid: int, timeout: float, ca: str = "") -> None:
@@ -146,7 +190,7 @@ def agent_argv(state: LabState, host: HostState, l2pop: bool = True) -> list[str
         "--tunnel-ip",
         host.tunnel_ip,
         "--server",
-        state.server_url,
+        agent_servers(state, host),
         "--ovsdb",
         f"unix:{host.db_sock}",
         "--state-dir",
@@ -157,8 +201,15 @@ def agent_argv(state: LabState, host: HostState, l2pop: bool = True) -> list[str
     ]
     if host.standby_for:
         argv += ["--standby-for", host.standby_for]
+    if state.watch_log:
+        argv += ["--watch-log", watch_log_path(host)]
     argv += ["--datapath-type", "netdev"]  # the lab's switches are userspace ones
     return argv if l2pop else [*argv, "--no-l2pop"]
+
+
+def watch_log_path(host: HostState) -> str:
+    """Where a lab agent started with the lab's watch_log logs its watch messages."""
+    return host.path("watch.ndjson")
 
 
 def start_agent(state: LabState, host: HostState) -> int:
@@ -174,35 +225,48 @@ def stop_agent(host: HostState, *, hard: bool = False) -> None:
         procs.stop(pid, host.dir, hard=hard)
 
 
-def start_simhosts(state: LabState, count: int, out: Path, max_seconds: float = 900) -> int:
-    """Start `count` virtual hosts (one process) against the lab's server."""
+def start_simhosts(
+    state: LabState, count: int, out: Path, max_seconds: float = 900, *, spread: bool = False
+) -> list[int]:
+    """Start `count` virtual hosts against the lab's server: one process, or with spread
+    one process per server, each with its share of the hosts (v0000.. on server 1, the
+    next ones on server 2, ...). All of them append to `out`."""
     from flowkeeper.lab.simhosts import virtual_host_name
 
     tokens = simhost_tokens(state, [virtual_host_name(i) for i in range(count)])
-    argv = [
-        sys.executable,
-        "-m",
-        "flowkeeper.lab.simhosts",
-        "--server",
-        state.server_url,
-        "--tokens-file",
-        str(tokens),
-        *_tls_args(state),
-        "--hosts",
-        str(count),
-        "--out",
-        str(out),
-        "--max-seconds",
-        str(max_seconds),
-    ]
-    pid = _spawn(argv, Path(state.dir) / "simhosts.log")
-    state.pids["simhosts"] = pid
-    state.save()
-    return pid
+    urls = (state.servers or [state.server_url]) if spread else [state.server_url]
+    urls = urls[: max(1, min(len(urls), count))]
+    pids = []
+    for n, url in enumerate(urls):
+        first, last = count * n // len(urls), count * (n + 1) // len(urls)
+        argv = [
+            sys.executable,
+            "-m",
+            "flowkeeper.lab.simhosts",
+            "--server",
+            url,
+            "--tokens-file",
+            str(tokens),
+            *_tls_args(state),
+            "--hosts",
+            str(last - first),
+            "--first",
+            str(first),
+            "--out",
+            str(out),
+            "--max-seconds",
+            str(max_seconds),
+        ]
+        suffix = "" if n == 0 else str(n + 1)
+        pid = _spawn(argv, Path(state.dir) / f"simhosts{suffix}.log")
+        state.pids[f"simhosts{suffix}"] = pid
+        state.save()
+        pids.append(pid)
+    return pids
 
 
 def stop_simhosts(state: LabState) -> None:
-    pid = state.pids.pop("simhosts", None)
-    if pid:
+    for key in [k for k in state.pids if k.startswith("simhosts")]:
+        pid = state.pids.pop(key)
         procs.stop(pid, state.dir)
-        state.save()
+    state.save()

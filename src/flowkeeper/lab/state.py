@@ -67,8 +67,12 @@ class LabState:
     hosts: list[HostState] = field(default_factory=list)
     vms: list[VmState] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
-    pids: dict[str, int] = field(default_factory=dict)  # extra processes: the server
-    server_url: str = ""
+    pids: dict[str, int] = field(default_factory=dict)  # extra processes: serverN, simhosts
+    server_url: str = ""  # server 1's URL: the lab's own client speaks to it
+    servers: list[str] = field(default_factory=list)  # server N's URL is servers[N - 1]
+    store: str = "sqlite"  # the servers' store backend: sqlite or etcd
+    store_url: str = ""  # what every server gets as --store
+    watch_log: bool = False  # agents log each watch message to HOSTDIR/watch.ndjson
     ca: str = ""  # the CA file of the server's TLS certificate; "" without TLS
     l2pop: bool = True
     networks: dict[str, str] = field(default_factory=dict)  # lab network number -> id
@@ -84,6 +88,16 @@ class LabState:
             if vm.name == name:
                 return vm
         raise LabError(f"no VM {name!r} in the lab (see 'flowkeeper lab status')")
+
+    def server_index(self, index: int) -> int:
+        """A 1-based server number, checked against the lab's servers."""
+        if not 1 <= index <= len(self.servers):
+            raise LabError(
+                f"no server {index}: the lab has servers 1..{len(self.servers)}"
+                if self.servers
+                else "the lab runs no server (it was made without agents)"
+            )
+        return index
 
     def host_names(self) -> list[str]:
         return [h.name for h in self.hosts]
