@@ -113,7 +113,7 @@ def test_a_write_acknowledged_by_one_server_is_in_the_others_watch_in_order(
             task.cancel()
             return acked, seen
 
-    acked, seen = asyncio.run(scenario())
+    acked, seen = asyncio.run(asyncio.wait_for(scenario(), 60.0))  # a hang fails, not stalls
     ports = [(m.revision, m.object) for m in seen if isinstance(m.object, Port)]
     assert [p.id for _, p in ports] == [p.id for p in acked]  # all of them, in order
     assert [r for r, _ in ports] == [p.revision for p in acked]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from flowkeeper.cperrors import Compacted, StoreError
 from flowkeeper.errors import FlowkeeperError
@@ -161,6 +161,10 @@ class Hub:
         self.max_watchers_per_host = max_watchers_per_host
         self.world = World()
         self.watchers: set[Watcher] = set()
+        # Live fan-out of a port event only visits the watchers of the hosts it concerns
+        # (see _targets); watchers still catching up are the only ones before_live needs.
+        self._by_host: dict[str, set[Watcher]] = {}
+        self._catching_up: set[Watcher] = set()
         self.closed = False
         self._poke = asyncio.Event()
         self._advanced = asyncio.Condition()
@@ -245,11 +249,22 @@ class Hub:
             watcher.state = HostState.from_world(host, self.world, standby_for)
             watcher.rewinding = None
         self.watchers.add(watcher)
+        for name in {host, standby_for} - {""}:
+            self._by_host.setdefault(name, set()).add(watcher)
+        if not watcher.live:
+            self._catching_up.add(watcher)
         self.stats.watch_connections += 1
         return watcher
 
     def unsubscribe(self, watcher: Watcher) -> None:
         self.watchers.discard(watcher)
+        self._catching_up.discard(watcher)
+        for name in {watcher.host, watcher.standby_for} - {""}:
+            group = self._by_host.get(name)
+            if group is not None:
+                group.discard(watcher)
+                if not group:
+                    del self._by_host[name]
 
     async def _follow(self) -> None:
         while not self.closed:
@@ -285,21 +300,36 @@ class Hub:
         for watcher in list(self.watchers):
             watcher.close("server reloaded its state; watch again")
         self.watchers.clear()
+        self._by_host.clear()
+        self._catching_up.clear()
         async with self._advanced:  # requests waiting in sync() see the new revision now
             self._advanced.notify_all()
 
     def _dispatch(self, event: Event) -> None:
         if event.revision < self.world.revision:
             return
-        for watcher in self.watchers:
-            if not watcher.live:
+        for watcher in list(self._catching_up):
+            if watcher.live:
+                self._catching_up.discard(watcher)
+            else:
                 watcher.before_live(event)
+        port = event.object if isinstance(event.object, Port) else None
+        prev = event.prev if isinstance(event.prev, Port) else None
+        networks = {p.network_id for p in (port, prev) if p is not None}
+        concerned = self._concerned(networks)  # before the event: members that may leave
         self.world.apply(event)
         self.stats.event(event.kind)
+        if port is None:
+            targets: Iterable[Watcher] = list(self.watchers)  # network and host events
+        else:
+            members = {n: self.world.hosts_on(n) for n in networks}  # after the event
+            concerned |= {p.host for p in (port, prev) if p is not None}
+            concerned = concerned.union(*members.values())
+            targets = {w for h in concerned for w in self._by_host.get(h, ())}
         delivered: set[str] = set()
-        for watcher in list(self.watchers):
+        for watcher in targets:
             if watcher.closed:
-                self.watchers.discard(watcher)
+                self.unsubscribe(watcher)
                 continue
             if not watcher.live:
                 continue
@@ -307,17 +337,27 @@ class Hub:
             if messages:
                 watcher.push(messages)
                 delivered.add(watcher.host)
-            watcher.revision = event.revision
-        port = event.object
-        if isinstance(port, Port):
-            interested = self.world.hosts_on(port.network_id) | {port.host}
+        for watcher in self.watchers:  # every live watcher is now at this revision
+            if watcher.live:
+                watcher.revision = event.revision
+        if port is not None:
             self.stats.port_fanout(
                 event.revision,
                 port.network_id,
                 len(delivered),
-                len(interested),
+                len(members[port.network_id] | {port.host}),
                 self.world.host_count(),
             )
+
+    def _concerned(self, networks: set[str]) -> set[str]:
+        """Hosts with ports on these networks. A port event can change the view of only
+        these hosts and of the port's own host (before and after): for every other
+        watcher fan_out's `_unrelated` holds for both values of the port, so it is
+        skipped without being visited. A standby watcher is filed under both hosts."""
+        hosts: set[str] = set()
+        for network_id in networks:
+            hosts |= self.world.hosts_on(network_id)
+        return hosts
 
 
 def _key(event: Event) -> str:
