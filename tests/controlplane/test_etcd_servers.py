@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -152,3 +153,34 @@ def test_a_token_made_or_revoked_through_one_server_holds_on_every_server(
     with pytest.raises(ApiError) as refused:
         b.view("h1")
     assert refused.value.status == 401
+
+
+def test_known_tokens_never_wait_for_a_token_re_read(
+    tmp_path: Path, servers: list[ServerThread], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flowkeeper.client import ApiError, Client
+    from flowkeeper.server import tokensync
+
+    monkeypatch.setattr(tokensync, "REFRESH_S", 3600.0)  # no periodic re-read here
+    serve(servers, f"sqlite:{tmp_path / 'fk.db'}")
+    thread = servers[0]
+    store = thread.running.state.db.store
+    reads: list[int] = []
+    real = store.list_tokens
+
+    def counted() -> list[Any]:
+        reads.append(1)
+        return list(real())
+
+    store.list_tokens = counted
+    admin = Client(thread.running.url, TOKEN)
+    made = admin.create_token("host", host="h1")
+    reads.clear()
+    host = Client(thread.running.url, made["secret"])
+    for _ in range(40):  # the bootstrap token and a held token: no re-read per request
+        admin.list_networks()
+        host.view("h1")
+    assert reads == []
+    with pytest.raises(ApiError):
+        Client(thread.running.url, "fk_tk0123456789ab_unknown").view("h1")
+    assert reads == [1]  # a token id it does not hold: one re-read, then 401

@@ -85,3 +85,18 @@ def test_sqlite_token_table(tmp_path: Path) -> None:
     with pytest.raises(NotFound, match="not found"):
         store.delete_token(record.id)
     store.close()
+
+
+def test_only_an_unknown_token_of_our_form_is_worth_re_reading_the_store() -> None:
+    from flowkeeper.server.tokens import TokenTable, new_token
+
+    record, secret = new_token("host", "h1", 1.0)
+    other, other_secret = new_token("admin", "", 1.0)
+    table = TokenTable("the-bootstrap-token", [record])
+    assert not table.unknown_id("Bearer the-bootstrap-token")  # no store read for it
+    assert not table.unknown_id(f"Bearer {secret}")  # held already
+    assert not table.unknown_id("Bearer not-one-of-ours")  # no id to look for
+    assert not table.unknown_id(None) and not table.unknown_id("Basic abc")
+    assert table.unknown_id(f"Bearer {other_secret}")  # made elsewhere, maybe
+    assert table.replace([record, other]) == [] and not table.unknown_id(f"Bearer {other_secret}")
+    assert table.replace([other]) == [record.id]  # revoked elsewhere

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from flowkeeper.cperrors import Forbidden, NotFound
+from flowkeeper.cperrors import Forbidden, NotFound, Unauthorized
 from flowkeeper.errors import UsageError
 from flowkeeper.fsutil import atomic_write
 from flowkeeper.server.policy import PORT_STATUS, authorize, is_public
@@ -86,9 +86,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     st = request.app[STATE]
     header = request.headers.get("Authorization")
-    if st.token_sync is not None and not st.tokens.knows(header):
+    try:
+        who = st.tokens.authenticate(header)
+    except Unauthorized:
+        if st.token_sync is None or not st.tokens.unknown_id(header):
+            raise
         await st.token_sync.on_miss()  # made through another server a moment ago?
-    who = st.tokens.authenticate(header)
+        who = st.tokens.authenticate(header)
     port_host = None
     if who.role == "host" and (method, route) == ("PUT", PORT_STATUS):
         port_host = await _port_host(st, request.match_info["id"])

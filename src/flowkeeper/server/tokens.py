@@ -81,12 +81,14 @@ class TokenTable:
         self._records = new
         return gone
 
-    def knows(self, header: str | None) -> bool:
-        """Whether the header's token id is one this table holds (no secret check)."""
+    def unknown_id(self, header: str | None) -> bool:
+        """Whether the header holds a token of our form whose id this table lacks (one
+        made through another server, maybe): worth re-reading the store for."""
         try:
-            return token_id_of(bearer(header)) in self._records
+            token_id = token_id_of(bearer(header))
         except Unauthorized:
             return False
+        return bool(token_id) and token_id not in self._records
 
     def records(self) -> list[TokenRecord]:
         return sorted(self._records.values(), key=lambda r: r.id)
