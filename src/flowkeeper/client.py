@@ -21,6 +21,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -224,6 +225,32 @@ def _maybe_applied(method: str, path: str, exc: ServerUnavailable) -> MaybeAppli
     )
 
 
+Attempt = tuple[int, bytes] | ServerUnavailable  # (status, body), or no answer
+
+
+@dataclass(frozen=True)
+class Retry:
+    """An attempt that failed: `final` means give up with `failure` now (a write that may
+    have been applied); otherwise another server may be tried."""
+
+    failure: FlowkeeperError
+    final: bool
+
+
+def judge(method: str, path: str, attempt: Attempt) -> Any:
+    """What one attempt of a request comes to, for the sync and async clients alike: the
+    decoded answer, a Retry, or the API error raised (a 4xx, a 5xx but 503)."""
+    if isinstance(attempt, ServerUnavailable):
+        if not retry_safe(method, attempt.sent):
+            return Retry(_maybe_applied(method, path, attempt), final=True)
+        return Retry(attempt, final=False)
+    status, raw = attempt
+    if status != 503:
+        _raise_for(status, raw)
+        return json.loads(raw) if raw else None
+    return Retry(_error_message(status, raw), final=not retry_safe(method, True))
+
+
 def _moved(pool: ServerPool, url: str, reason: object, level: int) -> None:
     """`url` failed: move the pool on, one log line naming both servers."""
     new = pool.failed(url)
@@ -311,20 +338,16 @@ class Client:
             server = self.pool.current
             tried.append(server)
             try:
-                status, raw = self._send(server, method, target, data)
+                attempt: Attempt = self._send(server, method, target, data)
             except ServerUnavailable as exc:
-                if not retry_safe(method, exc.sent):
-                    _moved(self.pool, server, exc, logging.INFO)  # the next call goes on
-                    raise _maybe_applied(method, path, exc) from None
-                failure: FlowkeeperError = exc
-            else:
-                if status != 503:
-                    _raise_for(status, raw)
-                    return json.loads(raw) if raw else None
-                failure = _error_message(status, raw)
-                if not retry_safe(method, True):  # a write the server may have begun
-                    _moved(self.pool, server, failure, logging.INFO)
-                    raise failure
+                attempt = exc
+            verdict = judge(method, path, attempt)
+            if not isinstance(verdict, Retry):
+                return verdict
+            failure = verdict.failure
+            if verdict.final:  # a write the server may have begun: not sent again
+                _moved(self.pool, server, failure, logging.INFO)  # the next call goes on
+                raise failure
             if not self.budget.allows(len(tried), time.monotonic() - started):
                 raise _gave_up(failure, tried)
             _moved(self.pool, server, failure, logging.INFO)
@@ -587,20 +610,16 @@ class AsyncClient:
             server = self.pool.current
             tried.append(server)
             try:
-                status, raw = await self._send(server, method, path, body)
+                attempt: Attempt = await self._send(server, method, path, body)
             except ServerUnavailable as exc:
-                if not retry_safe(method, exc.sent):
-                    self.failed(server, exc)
-                    raise _maybe_applied(method, path, exc) from None
-                failure: FlowkeeperError = exc
-            else:
-                if status != 503:
-                    _raise_for(status, raw)
-                    return json.loads(raw) if raw else None
-                failure = _error_message(status, raw)
-                if not retry_safe(method, True):
-                    self.failed(server, failure)
-                    raise failure
+                attempt = exc
+            verdict = judge(method, path, attempt)
+            if not isinstance(verdict, Retry):
+                return verdict
+            failure = verdict.failure
+            if verdict.final:
+                self.failed(server, failure)
+                raise failure
             if len(tried) >= len(self.pool):
                 raise _gave_up(failure, tried)
             self.failed(server, failure)

@@ -31,15 +31,22 @@ def require_etcd() -> None:
     pytest.skip("etcd is not installed (scripts/install-deps.sh installs etcd-server)")
 
 
-@pytest.fixture(scope="session")
-def etcd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+def one_member_cluster(
+    tmp_path_factory: pytest.TempPathFactory, name: str
+) -> Iterator[EtcdCluster]:
+    """A running 1-member etcd for a fixture to yield; removed afterwards."""
     require_etcd()
-    cluster = EtcdCluster.create(tmp_path_factory.mktemp("etcd"), 1)
+    cluster = EtcdCluster.create(tmp_path_factory.mktemp(name), 1)
     cluster.start_all()
     try:
         yield cluster
     finally:
         cluster.remove()
+
+
+@pytest.fixture(scope="session")
+def etcd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+    yield from one_member_cluster(tmp_path_factory, "etcd")
 
 
 def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:

@@ -17,19 +17,13 @@ from flowkeeper.lab.etcdcluster import EtcdCluster
 from flowkeeper.model import Port, WatchEvent
 from flowkeeper.server import hub as hub_module
 from flowkeeper.server.app import ServerConfig
-from tests.conformance.conftest import require_etcd
+from tests.conformance.conftest import one_member_cluster
 from tests.controlplane.conftest import TOKEN, ServerThread
 
 
 @pytest.fixture(scope="module")
 def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
-    require_etcd()
-    cluster = EtcdCluster.create(tmp_path_factory.mktemp("etcd-cp"), 1)
-    cluster.start_all()
-    try:
-        yield cluster
-    finally:
-        cluster.remove()
+    yield from one_member_cluster(tmp_path_factory, "etcd-cp")
 
 
 @pytest.fixture

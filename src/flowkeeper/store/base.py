@@ -73,6 +73,18 @@ class Snapshot:
     hosts: list[Host]
 
 
+def status_unchanged(port_id: str, status: PortStatus, host: str | None) -> Callable[[Port], bool]:
+    """set_port_status's rule on every backend: Conflict when the reporting host is not
+    the one the port is bound to; True (no write) when the status is already `status`."""
+
+    def unchanged(port: Port) -> bool:
+        if host is not None and port.host != host:
+            raise Conflict(f"port {port_id!r} is bound to {port.host!r}, not {host!r}")
+        return port.status == status
+
+    return unchanged
+
+
 def encode_object(obj: StoreObject) -> str:
     data: dict[str, Any] = obj.to_dict()
     if isinstance(obj, Port):

@@ -31,6 +31,7 @@ from flowkeeper.store.base import (
     Snapshot,
     StoreError,
     StoreObject,
+    status_unchanged,
 )
 from flowkeeper.store.etcd_conn import ATTEMPT_TIMEOUT_S, DEADLINE_S, CompactedError, Conn
 from flowkeeper.store.etcd_events import Ring
@@ -515,12 +516,7 @@ class EtcdStore:
         return self._write(attempt)
 
     def set_port_status(self, port_id: str, status: PortStatus, host: str | None = None) -> Port:
-        def same(port: Port) -> bool:
-            if host is not None and port.host != host:
-                raise Conflict(f"port {port_id!r} is bound to {port.host!r}, not {host!r}")
-            return port.status == status
-
-        return self._update_port(port_id, same, status=status)
+        return self._update_port(port_id, status_unchanged(port_id, status, host), status=status)
 
     def bind_port(self, port_id: str, host: str) -> Port:
         return self._update_port(port_id, lambda p: p.host == host, host=host)

@@ -39,6 +39,7 @@ from flowkeeper.store.base import (
     StoreError,
     decode_object,
     encode_object,
+    status_unchanged,
 )
 from flowkeeper.store.schema import SCHEMA, SCHEMA_VERSION
 from flowkeeper.store.sqlite_rows import (
@@ -398,12 +399,7 @@ class SqliteStore:
         return port
 
     def set_port_status(self, port_id: str, status: PortStatus, host: str | None = None) -> Port:
-        def unchanged(port: Port) -> bool:
-            if host is not None and port.host != host:
-                raise Conflict(f"port {port_id!r} is bound to {port.host!r}, not {host!r}")
-            return port.status == status
-
-        return self._update_port(port_id, unchanged, status=status)
+        return self._update_port(port_id, status_unchanged(port_id, status, host), status=status)
 
     def bind_port(self, port_id: str, host: str) -> Port:
         return self._update_port(port_id, lambda p: p.host == host, host=host)
