@@ -103,6 +103,8 @@ def test_a_watch_with_a_timeout_ends_and_every_line_is_a_watch_message(
 
 def test_watchers_per_host_are_limited(server_factory: ServerFactory) -> None:
     server = server_factory(heartbeat_s=0.05, max_watchers_per_host=2)
+    for i in (1, 2):  # agents register their host before they watch
+        server.client().register_host(f"h{i}", f"198.18.0.{i}")
 
     async def scenario() -> tuple[int, Any, int]:
         async with AsyncClient(server.url, TOKEN) as ac:

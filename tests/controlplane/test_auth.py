@@ -121,6 +121,7 @@ def test_revoking_a_token_ends_its_watch_streams(server: LiveServer) -> None:
     admin = server.client()
     made = admin.create_token("host", "h1")
     secret = made["secret"]
+    admin.register_host("h1", "198.18.0.1")  # as its agent does before it watches
 
     async def scenario() -> tuple[dict[str, object], str]:
         async with AsyncClient(server.url, secret, timeout=10) as ac:

@@ -125,6 +125,7 @@ def test_a_token_made_or_revoked_through_one_server_holds_on_every_server(
     url = store_url(backend, tmp_path, request)
     a_url, b_url = serve(servers, url), serve(servers, url)
     made = Client(a_url, TOKEN).create_token("host", host="h1")
+    Client(a_url, TOKEN).register_host("h1", "198.18.0.1")
     b = Client(b_url, made["secret"])
     assert b.view("h1").revision >= 0  # made through A a moment ago: B re-reads on a miss
 
@@ -169,6 +170,7 @@ def test_known_tokens_never_wait_for_a_token_re_read(
     store.list_tokens = counted
     admin = Client(thread.running.url, TOKEN)
     made = admin.create_token("host", host="h1")
+    admin.register_host("h1", "198.18.0.1")
     reads.clear()
     host = Client(thread.running.url, made["secret"])
     for _ in range(40):  # the bootstrap token and a held token: no re-read per request

@@ -77,6 +77,7 @@ def test_a_port_event_reaches_only_the_hosts_of_its_network_promptly(
 def test_watch_from_a_compacted_revision_is_410(server_factory: ServerFactory) -> None:
     server = server_factory(keep_events=3)
     c = server.client()
+    c.register_host("h1", "198.18.0.1")
     for i in range(6):
         c.create_network(f"net{i}", "gre")
     for rev in (0, 1, 2):
@@ -98,9 +99,9 @@ def test_watch_from_a_compacted_revision_is_410(server_factory: ServerFactory) -
 
     with pytest.raises(Compacted, match="compacted away"):
         asyncio.run(watch(1))
-    with pytest.raises(Compacted, match="ahead of the server's revision 6"):
+    with pytest.raises(Compacted, match="ahead of the server's revision 7"):
         asyncio.run(watch(99))
-    assert [e.revision for e in asyncio.run(watch(3))] == [6]  # 3 is still complete
+    assert [e.revision for e in asyncio.run(watch(4))] == [7]  # 4 is still complete
 
 
 def test_resuming_from_an_old_revision_loses_nothing(server: LiveServer) -> None:
@@ -142,6 +143,7 @@ def test_resuming_from_an_old_revision_loses_nothing(server: LiveServer) -> None
 
 def test_gone_watchers_are_dropped_and_counted(server_factory: ServerFactory) -> None:
     server = server_factory(heartbeat_s=0.1)
+    server.client().register_host("h1", "198.18.0.1")
 
     async def one_message() -> None:
         async with AsyncClient(server.url, TOKEN) as ac:

@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
-from flowkeeper.cperrors import Compacted, StoreError
+from flowkeeper.cperrors import Compacted, NotFound, StoreError
 from flowkeeper.errors import FlowkeeperError
 from flowkeeper.model import Host, Port, View, WatchEvent
 from flowkeeper.server.asyncstore import AsyncStore
@@ -218,7 +218,15 @@ class Hub:
 
     async def view(self, host: str, standby_for: str = "") -> View:
         await self.sync()
+        self._known(host)
         return build_view(self.world, host, self.revision, standby_for)
+
+    def _known(self, host: str) -> None:
+        """A view or watch is of a host the store knows: registered, or with ports bound
+        to it (a port may be bound before the host's agent registers). A name that is
+        neither, e.g. a deleted host (a delete is refused while ports are bound), is 404."""
+        if host not in self.world.hosts and not self.world.ports_of(host):
+            raise NotFound(f"host {host!r} is not registered and has no ports bound to it")
 
     async def subscribe(self, host: str, from_revision: int, standby_for: str = "") -> Watcher:
         """A watcher whose `catch_up` first sends the messages for every event after
@@ -232,6 +240,7 @@ class Hub:
                 f"(the most this server allows per host)"
             )
         await self.sync()
+        self._known(host)
         if from_revision > self.revision:
             raise Compacted(
                 f"revision {from_revision} is ahead of the server's revision {self.revision} "
