@@ -33,6 +33,7 @@ CHUNK = 2000  # messages per socket write
     ok_type=out.View,
     path_params=HostPath,
     query=ViewQuery,
+    errors=(404,),
 )
 async def view(request: web.Request, inp: Input) -> web.Response:
     st = request.app[STATE]
@@ -62,7 +63,7 @@ WATCH_DESCRIPTION = (
     media_type="application/x-ndjson",
     path_params=HostPath,
     query=WatchQuery,
-    errors=(410, 429),
+    errors=(404, 410, 429),
 )
 async def watch(request: web.Request, inp: Input) -> web.StreamResponse:
     """Every message after ?from=R for this host, a heartbeat once the catch-up is sent,
