@@ -11,27 +11,12 @@ from flowkeeper.lab import services
 from flowkeeper.lab.lab import Lab
 from flowkeeper.lab.state import HostState, LabState
 from flowkeeper.naming import BR_INT, BR_TUN
-from flowkeeper.pipeline.tables import LEARNED_COOKIE
 from flowkeeper.snapshot.store import SnapshotStore
 from flowkeeper.store.sqlite import SqliteStore
 from tests.conftest import LabFactory, wait_for
+from tests.integration.ha_support import Shape, flows, log_of
 
 pytestmark = pytest.mark.lab
-Shape = tuple[str, int, int, tuple[tuple[str, str], ...], str]
-
-
-def flows(lab: Lab, host: HostState) -> set[Shape]:
-    """The agent's flows, cookies aside (a cold start has another generation)."""
-    out = set()
-    for bridge in (BR_INT, BR_TUN):
-        for f in lab.bridge(host, bridge).dump_flows():
-            if f.cookie != LEARNED_COOKIE:
-                out.add((f.bridge, f.table, f.priority, tuple(f.match), f.actions))
-    return out
-
-
-def log_of(host: HostState) -> str:
-    return (Path(host.dir) / "agent.log").read_text()
 
 
 def snapshot_cluster(host: HostState) -> str | None:
