@@ -16,6 +16,27 @@ class NetworkView:
 
 
 @dataclass(frozen=True, order=True)
+class RuleView:
+    """One security group rule, as the firewall pipeline sees it."""
+
+    direction: str  # "ingress" | "egress"
+    ethertype: str  # "IPv4" | "IPv6"
+    protocol: str = ""  # "" any | "tcp" | "udp" | "icmp" | "icmpv6"
+    port_min: int | None = None  # tcp/udp port range; icmp type
+    port_max: int | None = None  # tcp/udp; icmp code
+    remote_ip_prefix: str = ""  # "" any
+    remote_group: str = ""  # "" none
+
+
+@dataclass(frozen=True, order=True)
+class GroupView:
+    """A security group used by a port of this host, with its rules (sorted)."""
+
+    id: str
+    rules: tuple[RuleView, ...] = ()
+
+
+@dataclass(frozen=True, order=True)
 class LocalPort:
     """A VIF on this host's br-int, bound to a control-plane port."""
 
@@ -24,6 +45,9 @@ class LocalPort:
     device: str  # the OVS port name, e.g. tapXXXXXXXXXXX (never an ofport number)
     mac: str
     ips: tuple[str, ...] = ()
+    port_security: bool = False
+    security_groups: tuple[str, ...] = ()  # sorted group ids
+    allowed_pairs: tuple[tuple[str, str], ...] = ()  # (mac, ip or CIDR), sorted
 
 
 @dataclass(frozen=True, order=True)
@@ -48,6 +72,9 @@ class HostView:
     networks: tuple[NetworkView, ...] = ()
     local_ports: tuple[LocalPort, ...] = ()
     remote_ports: tuple[RemotePort, ...] = field(default=())
+    firewall: bool = False  # the agent's --firewall: openvswitch (True) | noop
+    groups: tuple[GroupView, ...] = ()  # used groups, sorted by id
+    members: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (group id, sorted IPs/CIDRs)
 
     def network(self, network_id: str) -> NetworkView | None:
         for net in self.networks:
