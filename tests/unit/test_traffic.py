@@ -93,3 +93,8 @@ def test_connect_verdicts_over_loopback() -> None:
         assert traffic.connect("127.0.0.1", port, 1.0)["verdict"] == "refused"
         sock.listen(1)
         assert traffic.connect("127.0.0.1", port, 1.0)["verdict"] == "connected"
+
+
+def test_tags_of_marked_datagrams() -> None:
+    assert traffic.tag_of(traffic.MARKER + b"spoofmac:17") == "spoofmac"
+    assert traffic.tag_of(traffic.MARKER + b":3") == ""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from flowkeeper.client import Client
 from flowkeeper.flows.flowset import FlowSet
-from flowkeeper.lab import hostops, procs, services
+from flowkeeper.lab import hostops, ovsproc, procs, services
 from flowkeeper.lab.etcdcluster import EtcdCluster, EtcdError
 from flowkeeper.lab.plan import plan_hosts, plan_vms
 from flowkeeper.lab.probe import ProbeResult
@@ -453,6 +453,10 @@ class Lab:
         )
         state.save()
         return times
+
+    def conntrack(self, host_name: str, zone: int | None = None) -> list[str]:
+        """The host's userspace conntrack entries (one zone's, or all)."""
+        return ovsproc.conntrack(self.state().host(host_name), zone)
 
     def restart_agent(self, host_name: str, *, hard: bool = False) -> None:
         state = self.state()

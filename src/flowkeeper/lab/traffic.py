@@ -268,13 +268,19 @@ def _finish(
 
 
 # --- UDP and raw frames -----------------------------------------------------------
+def tag_of(data: bytes) -> str:
+    """The sender's tag in a marked datagram: MARKER TAG ":" INDEX."""
+    return data[len(MARKER) :].rsplit(b":", 1)[0].decode(errors="replace")
+
+
 def udp_count(port: int, duration: float, ready: str | None) -> Result:
-    """Count marked UDP datagrams by source IP until the deadline."""
+    """Count marked UDP datagrams by source IP and by sender's tag until the deadline."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("0.0.0.0", port))  # noqa: S104 - inside a lab VM namespace
     if ready:
         Path(ready).write_text(str(os.getpid()))
     by_source: dict[str, int] = {}
+    by_tag: dict[str, int] = {}
     deadline = time.monotonic() + duration
     with sock:
         while (left := deadline - time.monotonic()) > 0:
@@ -283,7 +289,9 @@ def udp_count(port: int, duration: float, ready: str | None) -> Result:
                 data, addr = sock.recvfrom(2048)
                 if data.startswith(MARKER):
                     by_source[str(addr[0])] = by_source.get(str(addr[0]), 0) + 1
-    return {"received": sum(by_source.values()), "by_source": by_source}
+                    tag = tag_of(data)
+                    by_tag[tag] = by_tag.get(tag, 0) + 1
+    return {"received": sum(by_source.values()), "by_source": by_source, "by_tag": by_tag}
 
 
 def checksum(data: bytes) -> int:
@@ -318,19 +326,21 @@ def udp_frame(src: Endpoint, dst: Endpoint, payload: bytes) -> bytes:
     return mac_bytes(dst.mac) + mac_bytes(src.mac) + b"\x08\x00" + header + udp
 
 
-def spoof_send(iface: str, src: Endpoint, dst: Endpoint, *, count: int, interval: float) -> Result:
+def spoof_send(
+    iface: str, src: Endpoint, dst: Endpoint, *, count: int, interval: float, tag: str = ""
+) -> Result:
     """Send `count` marked UDP datagrams from any MAC and IP, as raw frames on `iface`."""
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     sent = 0
     with sock:
         sock.bind((iface, 0))
         for i in range(count):
-            frame = udp_frame(src, dst, MARKER + b"%d" % i)
+            frame = udp_frame(src, dst, MARKER + tag.encode() + b":%d" % i)
             with contextlib.suppress(OSError):
                 sock.send(frame)
                 sent += 1
             time.sleep(interval)
-    return {"sent": sent, "src_mac": src.mac, "src_ip": src.ip, "dst_ip": dst.ip}
+    return {"sent": sent, "src_mac": src.mac, "src_ip": src.ip, "dst_ip": dst.ip, "tag": tag}
 
 
 # --- command line -------------------------------------------------------------------
@@ -364,6 +374,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--port", type=int, required=True)
     sp.add_argument("--count", type=int, default=5)
     sp.add_argument("--interval", type=float, default=0.05)
+    sp.add_argument("--tag", default="", help="a label the counter reports datagrams by")
     sp.add_argument("--out")
     return p
 
@@ -391,6 +402,8 @@ def run(args: argparse.Namespace) -> Result:
             grace=seconds(args.grace),
         )
     if args.cmd == "spoof-send":
+        if not args.tag.isalnum() and args.tag:
+            raise UsageError("--tag must be letters and digits")
         if not 1 <= args.count <= MAX_COUNT or not 0 <= args.interval <= 1:
             raise UsageError(f"--count must be 1..{MAX_COUNT}, --interval 0..1 s")
         seconds(max(args.count * args.interval, 0.001))
@@ -400,6 +413,7 @@ def run(args: argparse.Namespace) -> Result:
             Endpoint(args.dst_mac, lab_address(args.dst_ip), args.port),
             count=args.count,
             interval=args.interval,
+            tag=args.tag,
         )
     raise UsageError(f"unknown command {args.cmd!r}")
 
