@@ -81,7 +81,9 @@ def fan_out(state: HostState, event: Event, world: WorldView) -> list[WatchEvent
         return _port_event(state, event.revision, prev, new, world)
     if isinstance(obj, Network):
         return _network_event(state, event, obj)
-    return _host_event(state, event, obj, world)
+    if isinstance(obj, Host):
+        return _host_event(state, event, obj, world)
+    return []  # security groups: not yet sent to hosts
 
 
 def _port_event(

@@ -104,10 +104,11 @@ class World:
                 self._index.remove(old)
             if event.op == "put":
                 self._put_port(obj)
-        elif event.op == "put":
-            self.hosts[obj.name] = obj
-        else:
-            self.hosts.pop(obj.name, None)
+        elif isinstance(obj, Host):
+            if event.op == "put":
+                self.hosts[obj.name] = obj
+            else:
+                self.hosts.pop(obj.name, None)
         self.revision = event.revision
 
     def _put_port(self, port: Port) -> None:
