@@ -9,6 +9,7 @@ from typing import Any, Literal, Protocol, TypeAlias
 
 from flowkeeper.cperrors import Compacted, Conflict, NotFound, StoreError
 from flowkeeper.model import (
+    DEFAULT_PROJECT,
     AddressPair,
     Host,
     Network,
@@ -177,6 +178,8 @@ class Store(Protocol):
         segmentation_id: int | None = None,
         cidr: str | None = None,
         id: str | None = None,
+        *,
+        project_id: str = DEFAULT_PROJECT,
     ) -> Network:
         """Allocates the lowest free segmentation_id of the type when it is None."""
         ...
