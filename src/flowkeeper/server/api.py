@@ -196,9 +196,10 @@ async def create_port(request: web.Request, inp: Input) -> web.Response:
     ok_type=out.Port,
     path_params=PortPath,
     body=PortSecurityUpdate,
-    errors=(404,),
+    errors=(404, 409),
     description="Fields left out are kept. " + PORT_SECURITY_RELATIONS + " 404: no such "
-    "port or group; 400: a group of another project.",
+    "port or group; 400: a group of another project; 409: the port would keep its stored "
+    "groups or pairs without port security (or get them while it has none).",
 )
 async def update_port(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from flowkeeper import validation as v
 from flowkeeper.model import SecurityGroupRule
@@ -17,6 +17,7 @@ from flowkeeper.server.requests import (
     Revision,
     Strict,
     Text,
+    _json_int,
 )
 from flowkeeper.server.responses import SecurityGroup as SecurityGroupOut
 
@@ -29,7 +30,7 @@ IpPrefix = Annotated[
         "are cleared, an address is a /32 (/128), a /0 is any address (null)",
     ),
 ]
-PortNumber = Annotated[int, Field(ge=0, le=65535)]
+PortNumber = Annotated[int, Field(ge=0, le=65535), BeforeValidator(_json_int)]
 RULE_RELATIONS = (
     "tcp/udp: port_range_min and port_range_max both or neither, each 1-65535, min <= max "
     "(1-65535 is no range); icmp/icmpv6: port_range_min is the type and port_range_max the "
