@@ -91,6 +91,29 @@ def test_port_create_security_options(env: LiveServer, capsys: Capture) -> None:
     assert json.loads(out)["name"] == "default"
 
 
+def test_port_set(env: LiveServer, capsys: Capture) -> None:
+    run(capsys, "network", "create", "net1", "--project", "t1")
+    run(capsys, "security-group", "create", "web", "--project", "t1")
+    code, out, _ = run(
+        capsys,
+        *("port", "create", "--network", "net1", "--host", "h1", "--mac", "fa:16:3e:00:00:01"),
+        "--json",
+    )
+    pid = json.loads(out)["id"]
+    code, out, err = run(capsys, "port", "set", pid, "--security-group", "web", "--json")
+    assert code == 0, err
+    port = json.loads(out)
+    assert len(port["security_groups"]) == 1
+    code, out, err = run(capsys, "port", "set", pid, "--allowed-address-pair", "198.19.1.7")
+    assert code == 0 and out.startswith(f"port {pid}: port security on, ")
+    code, out, err = run(capsys, "port", "set", pid, "--no-port-security", "--json")
+    port = json.loads(out)
+    assert code == 0 and port["port_security_enabled"] is False
+    assert port["security_groups"] == [] and port["allowed_address_pairs"] == []
+    code, out, err = run(capsys, "port", "set", pid, "--security-group", "web")
+    assert code == 1 and "would have security groups without port security" in err
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -188,7 +188,7 @@ def test_port_security_refusals(server: LiveServer) -> None:
     before = server.snapshot()
     msg = refused(lambda: c.create_port(n, "h1", MAC, security_groups=["nope"]), 404)
     assert msg == "security group 'nope' not found"
-    msg = refused(lambda: c.create_port(n, "h1", MAC, security_groups=[theirs.id]), 400)
+    msg = refused(lambda: c.create_port(n, "h1", MAC, security_groups=[theirs.id]), 409)
     assert msg == (
         f"security group {theirs.id!r} is of project 'tenant-b', not the port's project 'tenant-a'"
     )

@@ -71,6 +71,48 @@ def register(sub: Any) -> None:
     add_client_options(bind)
     bind.set_defaults(func=_bind)
 
+    update = cmds.add_parser("set", help="change a port's security groups, port security, pairs")
+    update.add_argument("port", help="port id")
+    groups = update.add_mutually_exclusive_group()
+    groups.add_argument(
+        "--security-group",
+        action="append",
+        default=None,
+        metavar="GROUP",
+        help="the port's security groups from now on, name or id (repeatable)",
+    )
+    groups.add_argument(
+        "--no-security-group", action="store_true", help="no group: all its traffic is dropped"
+    )
+    security = update.add_mutually_exclusive_group()
+    security.add_argument(
+        "--port-security",
+        dest="port_security",
+        action="store_const",
+        const=True,
+        help="turn port security on",
+    )
+    security.add_argument(
+        "--no-port-security",
+        dest="port_security",
+        action="store_const",
+        const=False,
+        help="turn port security off (also clears its groups and pairs)",
+    )
+    pairs = update.add_mutually_exclusive_group()
+    pairs.add_argument(
+        "--allowed-address-pair",
+        action="append",
+        default=None,
+        metavar="IP[,MAC]",
+        help="the port's allowed address pairs from now on (repeatable)",
+    )
+    pairs.add_argument(
+        "--no-allowed-address-pair", action="store_true", help="remove all its address pairs"
+    )
+    add_client_options(update)
+    update.set_defaults(func=_set)
+
     delete = cmds.add_parser("delete", help="delete a port")
     delete.add_argument("port", help="port id")
     add_client_options(delete)
@@ -118,6 +160,35 @@ def _create(args: argparse.Namespace) -> int:
         args.json,
         f"created port {port.id} on {net.name}: {port.mac} {ips} @ {port.host}",
     )
+    return 0
+
+
+def _set(args: argparse.Namespace) -> int:
+    check_id(args.port, "port")
+    client = client_from(args)
+    groups: list[str] | None = None
+    pairs: list[AddressPair] | None = None
+    if args.no_security_group:
+        groups = []
+    elif args.security_group is not None:
+        project = client.get_port(args.port).project_id
+        groups = [client.find_security_group(g, project).id for g in args.security_group]
+    if args.no_allowed_address_pair:
+        pairs = []
+    elif args.allowed_address_pair is not None:
+        pairs = [parse_pair(text) for text in args.allowed_address_pair]
+    if args.port_security is False:  # off: nothing to filter with, as Neutron requires
+        groups = [] if groups is None else groups
+        pairs = [] if pairs is None else pairs
+    port = client.update_port(
+        args.port,
+        security_groups=groups,
+        port_security_enabled=args.port_security,
+        allowed_address_pairs=pairs,
+    )
+    state = "on" if port.port_security_enabled else "off"
+    groups_text = ", ".join(port.security_groups) or "no group"
+    emit(port.to_dict(), args.json, f"port {port.id}: port security {state}, {groups_text}")
     return 0
 
 

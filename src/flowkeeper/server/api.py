@@ -175,7 +175,7 @@ async def list_ports(request: web.Request, inp: Input) -> web.Response:
     errors=(404, 409),
     links=PORT_LINKS,
     description="Security as in Neutron: " + PORT_SECURITY_RELATIONS + " Groups must exist "
-    "(404) and be of the port's project (400).",
+    "(404) and be of the port's project (409).",
 )
 async def create_port(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
@@ -198,7 +198,7 @@ async def create_port(request: web.Request, inp: Input) -> web.Response:
     body=PortSecurityUpdate,
     errors=(404, 409),
     description="Fields left out are kept. " + PORT_SECURITY_RELATIONS + " 404: no such "
-    "port or group; 400: a group of another project; 409: the port would keep its stored "
+    "port or group; 409: a group of another project, or the port would keep its stored "
     "groups or pairs without port security (or get them while it has none).",
 )
 async def update_port(request: web.Request, inp: Input) -> web.Response:

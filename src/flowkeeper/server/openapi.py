@@ -34,6 +34,7 @@ ERRORS = {
     "or its network/broadcast address, "
     "a status report from a host the port is not bound to, "
     "a second default security group in a project, a rule a group already has, "
+    "a security group of another project, "
     "a security group still used by ports or named by other groups' rules",
     410: "the revision was compacted away or is ahead of the server: list the view again",
     413: "request body too large",

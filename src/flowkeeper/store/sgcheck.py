@@ -13,7 +13,7 @@ from typing import Any
 from flowkeeper.cperrors import Conflict, NotFound
 from flowkeeper.model import Port, SecurityGroup, SecurityGroupRule
 from flowkeeper.model_sg import DEFAULT_GROUP
-from flowkeeper.validation import StateConflict, ValidationError
+from flowkeeper.validation import StateConflict
 
 __all__ = [
     "DEFAULT_GROUP",
@@ -28,13 +28,14 @@ __all__ = [
 
 
 def check_port_groups(port: Port, groups: Mapping[str, SecurityGroup | None]) -> None:
-    """Every group of the port exists (NotFound) and is of the port's project."""
+    """Every group of the port exists (NotFound) and is of the port's project (else
+    StateConflict, 409: the request is well formed, the stored group refuses it)."""
     for gid in port.security_groups:
         group = groups.get(gid)
         if group is None:
             raise NotFound(f"security group {gid!r} not found")
         if group.project_id != port.project_id:
-            raise ValidationError(
+            raise StateConflict(
                 f"security group {gid!r} is of project {group.project_id!r}, "
                 f"not the port's project {port.project_id!r}"
             )
@@ -70,7 +71,7 @@ def check_remotes(group: SecurityGroup, found: Mapping[str, SecurityGroup | None
         if remote is None:
             raise NotFound(f"remote group {gid!r} not found")
         if remote.project_id != group.project_id:
-            raise ValidationError(
+            raise StateConflict(
                 f"remote group {gid!r} is of project {remote.project_id!r}, "
                 f"not the group's project {group.project_id!r}"
             )
