@@ -115,7 +115,12 @@ def test_missing_groups_are_404(server: LiveServer) -> None:
     g = c.create_security_group("web")
     body = {"direction": "ingress", "remote_group_id": "nope"}
     status, answer = call(server, "POST", f"/v1/security-groups/{g.id}/rules", body)
-    assert (status, answer) == (404, {"error": "remote group 'nope' not found"})
+    # the group at the path is there: a missing object its body names is a 409
+    assert (status, answer) == (409, {"error": "remote group 'nope' not found"})
+    n = net(c)
+    p = c.create_port(n, "h1", MAC)
+    status, answer = call(server, "PATCH", f"/v1/ports/{p.id}", {"security_groups": ["nope"]})
+    assert (status, answer) == (409, {"error": "security group 'nope' not found"})
 
 
 def test_a_port_gets_its_projects_default_group(server: LiveServer) -> None:
@@ -268,3 +273,15 @@ def test_rules_accept_the_documented_forms(server: LiveServer) -> None:
     ]
     rule = SecurityGroupRule("my-id", "egress", "IPv4", "tcp", 443, 443, "198.18.0.0/15")
     assert c.create_security_group_rule(g.id, rule) == rule
+
+
+def test_a_deleted_default_group_is_made_again(server: LiveServer) -> None:
+    c = server.client()
+    n = net(c)
+    first = c.create_port(n, "h1", MAC)
+    c.delete_port(first.id)
+    c.delete_security_group(first.security_groups[0])  # no port uses it now
+    second = c.create_port(n, "h1", MAC)
+    (gid,) = second.security_groups
+    assert gid != first.security_groups[0]
+    assert c.get_security_group(gid).name == "default"

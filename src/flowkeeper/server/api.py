@@ -22,7 +22,7 @@ from flowkeeper.server.requests import (
     PortsQuery,
     PortStatusUpdate,
 )
-from flowkeeper.server.sg_api import create_port_with_groups
+from flowkeeper.server.sg_api import create_port_with_groups, referenced_is_conflict
 from flowkeeper.server.sg_requests import PORT_SECURITY_RELATIONS, PortSecurityUpdate
 from flowkeeper.server.state import STATE, ServerState, principal
 from flowkeeper.store.base import HostLiveness, Store
@@ -198,20 +198,22 @@ async def create_port(request: web.Request, inp: Input) -> web.Response:
     body=PortSecurityUpdate,
     errors=(404, 409),
     description="Fields left out are kept. " + PORT_SECURITY_RELATIONS + " 404: no such "
-    "port or group; 409: a group of another project, or the port would keep its stored "
+    "port; 409: a group that does not exist or is of another project, or the port would "
+    "keep its stored "
     "groups or pairs without port security (or get them while it has none).",
 )
 async def update_port(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
     body: PortSecurityUpdate = inp.body
     pairs = body.allowed_address_pairs
-    port = await st.db.run(
-        st.db.store.update_port_security,
-        inp.path.id,
-        security_groups=None if body.security_groups is None else tuple(body.security_groups),
-        port_security_enabled=body.port_security_enabled,
-        allowed_address_pairs=None if pairs is None else tuple(p.to_pair() for p in pairs),
-    )
+    with referenced_is_conflict():
+        port = await st.db.run(
+            st.db.store.update_port_security,
+            inp.path.id,
+            security_groups=None if body.security_groups is None else tuple(body.security_groups),
+            port_security_enabled=body.port_security_enabled,
+            allowed_address_pairs=None if pairs is None else tuple(p.to_pair() for p in pairs),
+        )
     await st.hub.sync(target=port.revision)
     return ok(port.to_dict())
 

@@ -4,11 +4,13 @@ project's default group made on demand."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from aiohttp import web
 
-from flowkeeper.cperrors import Conflict, NotFound
+from flowkeeper.cperrors import Conflict, MissingReference, NotFound
 from flowkeeper.model import Port, SecurityGroup, SecurityGroupRule
 from flowkeeper.model_sg import DEFAULT_GROUP, default_group_rules
 from flowkeeper.server import responses as out
@@ -89,14 +91,45 @@ def _find_default(store: Store, project_id: str) -> SecurityGroup | None:
     return next((g for g in groups if g.name == DEFAULT_GROUP), None)
 
 
+# (store identity, project) -> its default group's id: saves a port create the lookup.
+# The store checks the group in the port's create, so a stale entry (the group deleted
+# since, or made again with a new id) costs one retry, never a wrong port.
+_DEFAULTS: dict[tuple[str, str], str] = {}
+_DEFAULTS_MAX = 10_000
+
+
 def create_port_with_groups(store: Store, spec: PortCreate) -> Port:
     """Neutron's port create: the network's project unless named; no security_groups given
     (and port security on): the project's default group."""
     net = store.get_network(spec.network_id)
     project = spec.project_id or net.project_id
-    wants_default = spec.security_groups is None and spec.port_security_enabled
-    defaults = (default_group(store, project).id,) if wants_default else ()
-    return store.create_port(spec.to_port(str(uuid.uuid4()), project, defaults))
+    new_id = str(uuid.uuid4())
+    if spec.security_groups is not None or not spec.port_security_enabled:
+        return store.create_port(spec.to_port(new_id, project, ()))
+    key = (store.cluster_id(), project)
+    cached = _DEFAULTS.get(key)
+    if cached is not None:
+        try:
+            return store.create_port(spec.to_port(new_id, project, (cached,)))
+        except NotFound as exc:
+            if cached not in str(exc):
+                raise
+            _DEFAULTS.pop(key, None)
+    group = default_group(store, project)
+    if len(_DEFAULTS) >= _DEFAULTS_MAX:
+        _DEFAULTS.clear()
+    _DEFAULTS[key] = group.id
+    return store.create_port(spec.to_port(new_id, project, (group.id,)))
+
+
+@contextmanager
+def referenced_is_conflict() -> Iterator[None]:
+    """On an existing object's path, 404 means that object is gone: a missing object its
+    body names is a 409 instead (same one-line message)."""
+    try:
+        yield
+    except MissingReference as exc:
+        raise Conflict(str(exc)) from None
 
 
 def _rule_out(group: SecurityGroup, rule: SecurityGroupRule) -> dict[str, Any]:
@@ -250,14 +283,15 @@ async def list_rules(request: web.Request, inp: Input) -> web.Response:
     body=RuleCreate,
     errors=(404, 409),
     links=RULE_LINKS,
-    description=f"{RULE_RELATIONS} 409: the group has the same rule already. 404: no such "
-    "group or remote group.",
+    description=f"{RULE_RELATIONS} 409: the group has the same rule already, or the "
+    "remote group does not exist (or is of another project). 404: no such group.",
 )
 async def create_rule(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
     spec: RuleCreate = inp.body
     rule = spec.to_rule(str(uuid.uuid4()))
-    group = await st.db.run(st.db.store.add_security_group_rule, inp.path.id, rule)
+    with referenced_is_conflict():
+        group = await st.db.run(st.db.store.add_security_group_rule, inp.path.id, rule)
     await st.hub.sync(target=group.revision)
     stored = group.rule(rule.id)
     assert stored is not None

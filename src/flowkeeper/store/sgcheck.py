@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from flowkeeper.cperrors import Conflict, NotFound
+from flowkeeper.cperrors import Conflict, MissingReference, NotFound
 from flowkeeper.model import Port, SecurityGroup, SecurityGroupRule
 from flowkeeper.model_sg import DEFAULT_GROUP
 from flowkeeper.validation import StateConflict
@@ -33,7 +33,7 @@ def check_port_groups(port: Port, groups: Mapping[str, SecurityGroup | None]) ->
     for gid in port.security_groups:
         group = groups.get(gid)
         if group is None:
-            raise NotFound(f"security group {gid!r} not found")
+            raise MissingReference(f"security group {gid!r} not found")
         if group.project_id != port.project_id:
             raise StateConflict(
                 f"security group {gid!r} is of project {group.project_id!r}, "
@@ -69,7 +69,7 @@ def check_remotes(group: SecurityGroup, found: Mapping[str, SecurityGroup | None
     for gid in sorted(other_remotes(group)):
         remote = found.get(gid)
         if remote is None:
-            raise NotFound(f"remote group {gid!r} not found")
+            raise MissingReference(f"remote group {gid!r} not found")
         if remote.project_id != group.project_id:
             raise StateConflict(
                 f"remote group {gid!r} is of project {remote.project_id!r}, "
