@@ -252,3 +252,27 @@ def check_ip_in_cidr(ip: str, cidr: str, network_name: str) -> None:
     if net.prefixlen <= 30 and addr in (net.network_address, net.broadcast_address):
         which = "network" if addr == net.network_address else "broadcast"
         raise StateConflict(f"IP {ip} is the {which} address of {cidr}")
+
+
+def check_ip_prefix(value: str, what: str = "remote_ip_prefix") -> tuple[str, int]:
+    """An IPv4 or IPv6 address or network, normalised as Neutron does: an address becomes
+    a /32 (/128), host bits are cleared. Returns (canonical CIDR, IP version)."""
+    if not isinstance(value, str) or not 0 < len(value) <= 64:
+        raise ValidationError(f"bad {what} {_show(value)}: expected e.g. 198.19.1.0/24")
+    try:
+        net = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValidationError(
+            f"bad {what} {_show(value)}: not an IP network like 198.19.1.0/24 or 2001:db8::/32"
+        ) from None
+    return str(net), net.version
+
+
+def check_ip_or_cidr(value: str, what: str = "IP address") -> str:
+    """A unicast IPv4 address, or an IPv4 network without host bits (allowed address
+    pairs, group members). A /32 is written as its plain address."""
+    if isinstance(value, str) and value.endswith("/32"):
+        return check_ipv4(value.removesuffix("/32"), what)
+    if isinstance(value, str) and "/" in value:
+        return check_cidr(value)
+    return check_ipv4(value, what)

@@ -232,7 +232,13 @@ def test_replaying_a_hosts_messages_yields_its_view_after_every_event(ops: list[
             touched = before[h] | c.states[h].networks()
             for m in msgs:
                 obj = m.object
-                net_id = obj.id if isinstance(obj, Network) else obj.network_id if obj else ""
+                net_id = (
+                    obj.id
+                    if isinstance(obj, Network)
+                    else obj.network_id
+                    if isinstance(obj, Port)
+                    else ""
+                )
                 prev = event.prev
                 old_net = prev.network_id if isinstance(prev, Port) else None
                 assert net_id in touched or old_net in touched, (h, m)

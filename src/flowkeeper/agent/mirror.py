@@ -6,10 +6,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
 
-from flowkeeper.model import Network, Port
+from flowkeeper.model import Network, Port, WatchObject
 from flowkeeper.pipeline.view import HostView, LocalPort, NetworkView, RemotePort
 
-EventKey = tuple[str, str, "Network | Port"]
+EventKey = tuple[str, str, WatchObject]
 
 
 @dataclass
@@ -47,7 +47,7 @@ class Mirror:
             self.revision = revision
             self.open = set()
 
-    def apply(self, revision: int, kind: str, op: str, obj: Network | Port | None) -> bool:
+    def apply(self, revision: int, kind: str, op: str, obj: WatchObject | None) -> bool:
         """Apply one watch event; False (nothing changed) if it was applied already: at or
         below a complete revision, or a repeat of one of the open revision's events."""
         if obj is None:
@@ -64,7 +64,7 @@ class Mirror:
         self._apply(op, obj)
         return True
 
-    def _apply(self, op: str, obj: Network | Port) -> None:
+    def _apply(self, op: str, obj: WatchObject) -> None:
         if isinstance(obj, Network):
             if op == "delete":
                 self.networks.pop(obj.id, None)

@@ -32,6 +32,12 @@ class Network(Strict):
     segmentation_id: GreSegment = Field(description="vxlan 1..16777215, gre 1..4294967295")
     cidr: Cidr | None
     revision: Revision = Field(description="store revision of the last change")
+    project_id: Name = Field(description='its project ("default" unless given)')
+
+
+class AddressPair(Strict):
+    ip_address: IPv4 | Cidr = Field(description="an IPv4 address or network")
+    mac_address: Mac | None = Field(description="the port's own MAC when null on input")
 
 
 class Port(Strict):
@@ -48,6 +54,38 @@ class Port(Strict):
         description="the binding host's tunnel IP; filled in only in views and watch "
         "messages (null when the host is not registered)"
     )
+    project_id: Name
+    security_groups: list[Id] = Field(description="ids of its security groups, sorted")
+    port_security_enabled: bool = Field(
+        description="false: unfiltered (no groups, no anti-spoofing)"
+    )
+    allowed_address_pairs: list[AddressPair]
+
+
+class SecurityGroupRule(Strict):
+    id: Id
+    direction: Literal["ingress", "egress"]
+    ethertype: Literal["IPv4", "IPv6"]
+    protocol: Literal["tcp", "udp", "icmp", "icmpv6"] | None = Field(description="null: any")
+    port_range_min: int | None = Field(description="tcp/udp: first port; icmp: type")
+    port_range_max: int | None = Field(description="tcp/udp: last port; icmp: code")
+    remote_ip_prefix: str | None = Field(description="a CIDR; null: any address")
+    remote_group_id: Id | None = Field(description="from/to the members of this group")
+
+
+class SecurityGroup(Strict):
+    id: Id
+    name: Name
+    project_id: Name
+    description: Text
+    rules: list[SecurityGroupRule] = Field(description="sorted by id")
+    revision: Revision = Field(description="store revision of the last change")
+
+
+class GroupMember(Strict):
+    group_id: Id
+    port_id: Id
+    ips: list[IPv4 | Cidr] = Field(description="fixed IPs and allowed address pairs' IPs")
 
 
 class Host(Strict):
@@ -95,6 +133,10 @@ class View(Strict):
     revision: Revision
     networks: list[Network]
     ports: list[Port]
+    security_groups: list[SecurityGroup] = Field(description="the groups its ports use")
+    members: list[GroupMember] = Field(
+        description="the members of the groups those groups' rules name as remote groups"
+    )
 
 
 class Heartbeat(Strict):
@@ -116,8 +158,22 @@ class PortMessage(Strict):
     object: Port
 
 
+class SecurityGroupMessage(Strict):
+    revision: Revision
+    kind: Literal["security_group"]
+    op: Literal["put", "delete"]
+    object: SecurityGroup
+
+
+class MemberMessage(Strict):
+    revision: Revision
+    kind: Literal["member"]
+    op: Literal["put", "delete"] = Field(description="keyed by (group_id, port_id)")
+    object: GroupMember
+
+
 WatchMessage = Annotated[
-    Heartbeat | NetworkMessage | PortMessage,
+    Heartbeat | NetworkMessage | PortMessage | SecurityGroupMessage | MemberMessage,
     Field(discriminator="kind", description="one line of the NDJSON watch stream"),
 ]
 
