@@ -9,6 +9,7 @@ from typing import NamedTuple
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flowkeeper.agent.mirror import Mirror
 from flowkeeper.model import (
     AddressPair,
     GroupMember,
@@ -271,6 +272,7 @@ def test_replaying_a_hosts_messages_yields_its_view_after_every_event(ops: list[
     run_ops(log, ops)
     c = Cluster()
     replays = {h: Replay() for h in HOSTS}
+    mirrors = {h: Mirror() for h in HOSTS}  # the agent's side of the same messages
     for event in log.events:
         before = {h: _held(c.world, h) for h in HOSTS}
         hub_before = concerned_before(event, c.world)
@@ -289,6 +291,14 @@ def test_replaying_a_hosts_messages_yields_its_view_after_every_event(ops: list[
             replays[h].apply(msgs)
             want = normal(build_view(c.world, h, event.revision))
             assert replays[h].as_view(event.revision) == want, (h, event)
+            for m in msgs:
+                assert mirrors[h].apply(m.revision, m.kind, m.op, m.object), m
+            r, mirror = replays[h], mirrors[h]
+            assert (mirror.ports, mirror.groups, mirror.members) == (
+                r.ports,
+                r.groups,
+                r.members,
+            )
 
 
 @settings(max_examples=200, deadline=None)
