@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import cast
 
 from flowkeeper.model import GroupMember, Host, Network, Port, SecurityGroup, View, WatchEvent
 from flowkeeper.store.base import Event, Kind, Op, StoreObject
@@ -56,15 +55,14 @@ class FakeLog:
         return self._write("host", "delete", name, self.objects[("host", name)])
 
     def put_group(self, group: SecurityGroup) -> Event:
-        return self._write(cast(Kind, "security_group"), "put", group.id, cast(StoreObject, group))
+        return self._write("security_group", "put", group.id, group)
 
     def delete_group(self, group_id: str) -> Event:
         obj = self.objects[("security_group", group_id)]
-        return self._write(cast(Kind, "security_group"), "delete", group_id, obj)
+        return self._write("security_group", "delete", group_id, obj)
 
     def groups(self) -> list[SecurityGroup]:
-        values: list[object] = list(self.objects.values())
-        return [o for o in values if isinstance(o, SecurityGroup)]
+        return [o for o in self.objects.values() if isinstance(o, SecurityGroup)]
 
     def ports(self) -> list[Port]:
         return [o for o in self.objects.values() if isinstance(o, Port)]

@@ -11,10 +11,11 @@ import contextlib
 import logging
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from flowkeeper.agent import conntrack
 from flowkeeper.agent.bridges import DEFAULT_DATAPATH_TYPE
 from flowkeeper.agent.catchup import gate_deletes, must_record
 from flowkeeper.agent.follow import ServerFollower
@@ -78,6 +79,14 @@ class AgentConfig:
     standby_for: str = ""
     datapath_type: str = DEFAULT_DATAPATH_TYPE  # of the bridges the agent creates
     watch_log: Path | None = None  # one JSON line per watch message (diagnostics)
+    firewall: str = "openvswitch"  # security groups in br-int's flows, or "noop": none
+    # ovs-vswitchd's unixctl socket, for conntrack flushes ("": ovs-vswitchd's own, found
+    # through its pid file in rundir, as `ovs-appctl -t ovs-vswitchd` finds it)
+    vswitchd_ctl: str = ""
+
+    @property
+    def firewall_on(self) -> bool:
+        return self.firewall == "openvswitch"
 
 
 @dataclass
@@ -134,6 +143,8 @@ class Agent(OvsGuard, ServerFollower):
         self.watch_log = WatchLog(cfg.watch_log) if cfg.watch_log else None
         self.watched = ""  # the server the last watch went to
         self.reconcile_backoff = RECONCILE_RETRY_MIN_S  # before a failed reconcile's retry
+        # (port, zone, address) whose connections the firewall tracks, as last flushed
+        self.ct_held: frozenset[conntrack.Held] = frozenset()
 
     # --- start-up -----------------------------------------------------------
     async def run(self) -> None:
@@ -219,6 +230,7 @@ class Agent(OvsGuard, ServerFollower):
         self.cluster_id = data.cluster_id
         self.vlans = dict(data.vlans)
         self.tunnels = set(data.tunnels)
+        self.ct_held = self._held_before(self.mirror)
         log.info(
             "generation %d; %d flows installed; snapshot at revision %d "
             "(%d partitions, %d journal records); watching from there",
@@ -317,6 +329,7 @@ class Agent(OvsGuard, ServerFollower):
         if delta:
             delta, complete = await self._apply(ovs, delta, phases, revision)
             exact = exact and complete
+        await self._conntrack(view, in_sync)
         # Neutron's record of each VIF's network and VLAN: after the flows, off their path.
         await asyncio.to_thread(ovs.record_vlans, vlan_records(view, bound, mirror))
         self.flow_numbers = numbers
@@ -335,6 +348,26 @@ class Agent(OvsGuard, ServerFollower):
                 log.info("in sync at revision %d: %d flows", revision, len(self.installed))
                 with contextlib.suppress(FlowkeeperError):
                     await self._register("in-sync")
+
+    async def _conntrack(self, view: HostView, in_sync: bool) -> None:
+        """Flush the entries of addresses no port holds any more, once their flows are
+        gone (in sync: the deletes went in). Before that, remember them for later."""
+        now = conntrack.held(view)
+        if not in_sync:
+            self.ct_held |= now
+            return
+        what = conntrack.to_flush(self.ct_held, now)
+        self.ct_held = now
+        if what:
+            log.info("conntrack: flushing %s", conntrack.describe(what))
+            target = self.cfg.vswitchd_ctl or "ovs-vswitchd"
+            await asyncio.to_thread(conntrack.flush, what, target, str(self.cfg.rundir))
+
+    def _held_before(self, mirror: Mirror) -> frozenset[conntrack.Held]:
+        """What the agent before this one tracked, from its snapshot: every port of this
+        host in it (a port deleted while no agent ran is flushed at the first sync)."""
+        ours = {p.id: "" for p in mirror.ports.values() if p.host == self.cfg.host}
+        return conntrack.held(self._view(mirror, ours))
 
     def _moment(self) -> Moment:
         """One consistent copy: watch events keep arriving while the reconcile awaits OVS."""
@@ -419,7 +452,7 @@ class Agent(OvsGuard, ServerFollower):
 
     def _view(self, mirror: Mirror, present: dict[str, str]) -> HostView:
         """The pipeline's input; `present`: bound VIFs whose device OVS has."""
-        return assemble(
+        view = assemble(
             mirror,
             host=self.cfg.host,
             tunnel_ip=self.cfg.tunnel_ip,
@@ -430,6 +463,7 @@ class Agent(OvsGuard, ServerFollower):
             vlans=self.vlans,
             memo=self.remote_memo,
         )
+        return replace(view, firewall=self.cfg.firewall_on)
 
     def _delta(self, view: HostView, step: Step | None) -> FlowDelta:
         """Desired minus installed. When the last reconcile left installed equal to what

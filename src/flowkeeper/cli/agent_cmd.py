@@ -60,6 +60,20 @@ def register(sub: Any) -> None:
         help="diagnostics: append one JSON line per watch message received to PATH "
         "(0600; past 64 MiB it moves to PATH.1 and a new one begins)",
     )
+    agent.add_argument(
+        "--firewall",
+        choices=("openvswitch", "noop"),
+        default="openvswitch",
+        help="security groups: openvswitch (the default, Neutron's stateful OVS firewall "
+        "in br-int's flows) or noop (no filtering; flows as without security groups)",
+    )
+    agent.add_argument(
+        "--vswitchd-ctl",
+        default="",
+        metavar="PATH",
+        help="ovs-vswitchd's unixctl socket, for conntrack flushes (default: the one "
+        "ovs-appctl -t ovs-vswitchd finds next to the OVSDB socket)",
+    )
     agent.set_defaults(func=_agent)
 
 
@@ -121,6 +135,8 @@ def _agent(args: argparse.Namespace) -> int:
         standby_for=args.standby_for,
         datapath_type=args.datapath_type,
         watch_log=args.watch_log,
+        firewall=args.firewall,
+        vswitchd_ctl=args.vswitchd_ctl,
     )
     logging.getLogger("flowkeeper.agent").info(
         "agent %s starting (modules loaded in %.0f ms)",

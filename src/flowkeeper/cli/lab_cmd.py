@@ -65,6 +65,12 @@ def register(sub: Any) -> None:
         action="store_true",
         help="agents log every watch message to LABDIR/hosts/hN/watch.ndjson",
     )
+    up.add_argument(
+        "--firewall",
+        choices=["openvswitch", "noop"],
+        default="noop",
+        help="every agent's --firewall (default noop here; the agent's own default is openvswitch)",
+    )
     up.add_argument("--json", action="store_true")
     up.set_defaults(func=_up)
 
@@ -160,6 +166,7 @@ def _up(args: argparse.Namespace) -> int:
         store=args.store,
         servers=args.servers,
         watch_log=args.watch_log,
+        firewall=args.firewall,
     )
     state = _lab(args).up(opts)
     vms = ", ".join(f"{v.name}={v.ip}" for v in state.vms)

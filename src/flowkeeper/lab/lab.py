@@ -15,7 +15,7 @@ from pathlib import Path
 
 from flowkeeper.client import Client
 from flowkeeper.flows.flowset import FlowSet
-from flowkeeper.lab import hostops, procs, services
+from flowkeeper.lab import hostops, ovsproc, procs, services
 from flowkeeper.lab.etcdcluster import EtcdCluster, EtcdError
 from flowkeeper.lab.plan import plan_hosts, plan_vms
 from flowkeeper.lab.probe import ProbeResult
@@ -61,6 +61,10 @@ class UpOptions:
     store: str = "sqlite"  # the servers' store: the lab's SQLite file, or etcd
     servers: int = 1  # flowkeeper servers on that one store
     watch_log: bool = False  # agents run with --watch-log HOSTDIR/watch.ndjson
+    # Every agent's --firewall. The lab's default is noop (the agent's is openvswitch): the
+    # lab tests and benchmarks made before security groups measure the L2 pipeline, and
+    # the firewall's own tests and bench ask for it.
+    firewall: str = "noop"
 
 
 def validate(opts: UpOptions) -> None:
@@ -82,6 +86,8 @@ def validate(opts: UpOptions) -> None:
         raise LabError(f"--servers must be 1..{MAX_SERVERS}, got {opts.servers}")
     if (opts.store != "sqlite" or opts.servers != 1) and (opts.static_flows or not opts.agents):
         raise LabError("--store and --servers need the control plane (--flows agents)")
+    if opts.firewall not in ("openvswitch", "noop"):
+        raise LabError(f"--firewall must be openvswitch or noop, got {opts.firewall!r}")
     if not opts.name.isalnum() or len(opts.name) > 8:
         raise LabError(f"lab name must be 1-8 letters or digits, got {opts.name!r}")
 
@@ -112,6 +118,7 @@ class Lab:
             underlay_ns=f"{opts.name}-ul",
             l2pop=opts.l2pop,
             watch_log=opts.watch_log,
+            firewall=opts.firewall,
         )
         state.save()
         control = opts.agents and not opts.static_flows
@@ -447,6 +454,10 @@ class Lab:
         state.save()
         return times
 
+    def conntrack(self, host_name: str, zone: int | None = None) -> list[str]:
+        """The host's userspace conntrack entries (one zone's, or all)."""
+        return ovsproc.conntrack(self.state().host(host_name), zone)
+
     def restart_agent(self, host_name: str, *, hard: bool = False) -> None:
         state = self.state()
         hostops.restart_agent(state, state.host(host_name), hard=hard)
@@ -535,6 +546,7 @@ class Lab:
             "dir": state.dir,
             "store": state.store,
             "store_url": state.store_url,
+            "firewall": state.firewall,
             "servers": servers,
             "hosts": hosts,
             "vms": vms,

@@ -154,3 +154,17 @@ def flow_restore_complete(host: HostState) -> None:
         "other_config",
         "flow-restore-wait=true",
     )
+
+
+# --- the userspace datapath's conntrack (inside ovs-vswitchd; `conntrack -L` misses it) ---
+def appctl(host: HostState, *args: str, timeout: float = 10.0) -> str:
+    """ovs-appctl against the host's ovs-vswitchd."""
+    target = host.path("ovs-vswitchd.ctl")
+    argv = ["ovs-appctl", f"--timeout={int(timeout)}", "-t", target, *args]
+    return run(argv, timeout=timeout + 5).stdout
+
+
+def conntrack(host: HostState, zone: int | None = None) -> list[str]:
+    """The host's conntrack entries (`dpctl/dump-conntrack -m`), of one zone or all."""
+    args = ["dpctl/dump-conntrack", "-m", *([f"zone={zone}"] if zone is not None else [])]
+    return [line for line in appctl(host, *args).splitlines() if line.strip()]

@@ -204,6 +204,8 @@ def agent_argv(state: LabState, host: HostState, l2pop: bool = True) -> list[str
     if state.watch_log:
         argv += ["--watch-log", watch_log_path(host)]
     argv += ["--datapath-type", "netdev"]  # the lab's switches are userspace ones
+    # The lab's ovs-vswitchd has its unixctl socket in the host's dir (ovsproc).
+    argv += ["--firewall", state.firewall, "--vswitchd-ctl", host.path("ovs-vswitchd.ctl")]
     return argv if l2pop else [*argv, "--no-l2pop"]
 
 

@@ -75,6 +75,7 @@ class LabState:
     watch_log: bool = False  # agents log each watch message to HOSTDIR/watch.ndjson
     ca: str = ""  # the CA file of the server's TLS certificate; "" without TLS
     l2pop: bool = True
+    firewall: str = "noop"  # every agent's --firewall: openvswitch or noop
     networks: dict[str, str] = field(default_factory=dict)  # lab network number -> id
 
     def host(self, name: str) -> HostState:

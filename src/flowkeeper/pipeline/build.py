@@ -6,6 +6,7 @@ to the current ofports when flows are installed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from operator import attrgetter
 
@@ -14,6 +15,7 @@ from flowkeeper.flows.fields import FIELD_ALIASES, PROTOCOL_SHORTHANDS, canonica
 from flowkeeper.flows.flowset import FlowSet
 from flowkeeper.flows.record import Flow
 from flowkeeper.naming import BR_INT, BR_TUN, PATCH_INT, PATCH_TUN, tunnel_port_name
+from flowkeeper.pipeline import firewall as fw
 from flowkeeper.pipeline import tables as t
 from flowkeeper.pipeline.view import HostView, LocalPort, NetworkView, RemotePort, tunnel_peers
 
@@ -61,10 +63,11 @@ class Options:
     l2pop: bool
     arp_responder: bool
     cookie: int
+    firewall: bool = False  # switching in table 94, table 60 dispatches (firewall.py)
 
     @classmethod
     def of(cls, view: HostView) -> Options:
-        return cls(view.l2pop, view.arp_responder and view.l2pop, view.cookie)
+        return cls(view.l2pop, view.arp_responder and view.l2pop, view.cookie, view.firewall)
 
 
 @dataclass(frozen=True)
@@ -75,18 +78,28 @@ class NetworkInputs:
     network: NetworkView
     local: tuple[LocalPort, ...]  # sorted
     remote: tuple[RemotePort, ...]  # sorted; reached through a tunnel
+    # (port id, reg5) of the local ports with port security, firewall on (else empty)
+    protected: tuple[tuple[str, int], ...] = ()
 
 
 def build_flows(view: HostView) -> FlowSet:
     """Every flow of br-int and br-tun for this host."""
     flows = base_flows(view)
-    for inputs in by_network(view):
+    firewall = fw.plan(view)
+    for inputs in by_network(view, firewall.numbers):
         flows += network_flows(inputs)
+    for port in firewall.ports.values():
+        flows += fw.port_flows(port)
+    for members in firewall.members.values():
+        flows += fw.member_flows(members)
     return FlowSet(flows)
 
 
-def by_network(view: HostView) -> list[NetworkInputs]:
-    """The view cut into one NetworkInputs per network (ports of absent networks left out)."""
+def by_network(view: HostView, numbers: Mapping[str, int] | None = None) -> list[NetworkInputs]:
+    """The view cut into one NetworkInputs per network (ports of absent networks left out).
+
+    `numbers`: reg5 of the ports with port security (fw.plan), when the firewall is on.
+    """
     options = Options.of(view)
     local: dict[str, list[LocalPort]] = {n.id: [] for n in view.networks}
     remote: dict[str, list[RemotePort]] = {n.id: [] for n in view.networks}
@@ -97,8 +110,19 @@ def by_network(view: HostView) -> list[NetworkInputs]:
     for rport in sorted(view.remote_ports, key=_by_id):
         if rport.network_id in remote and rport.tunnel_ip != view.tunnel_ip:
             remote[rport.network_id].append(rport)
+    if not numbers:
+        return [
+            NetworkInputs(options, net, tuple(local[net.id]), tuple(remote[net.id]))
+            for net in view.networks
+        ]
     return [
-        NetworkInputs(options, net, tuple(local[net.id]), tuple(remote[net.id]))
+        NetworkInputs(
+            options,
+            net,
+            tuple(local[net.id]),
+            tuple(remote[net.id]),
+            tuple((p.id, numbers[p.id]) for p in local[net.id] if p.id in numbers),
+        )
         for net in view.networks
     ]
 
@@ -112,7 +136,12 @@ def base_flows(view: HostView) -> list[Flow]:
     add = out.add
     add(BR_INT, t.INT_DISPATCH, 0, "", "drop")
     add(BR_INT, t.INT_DISPATCH, 10, f"in_port={PATCH_TUN}", f"resubmit(,{t.INT_SWITCH})")
-    add(BR_INT, t.INT_SWITCH, 0, "", "drop")
+    if view.firewall:
+        # Table 60 dispatches to the firewall; what it lets through is switched in 94.
+        add(BR_INT, t.FW_DISPATCH, 0, "", f"resubmit(,{t.ACCEPTED_EGRESS_SWITCH})")
+        out.flows += fw.base_flows(view.cookie)
+    else:
+        add(BR_INT, t.INT_SWITCH, 0, "", "drop")
     add(BR_TUN, t.TUN_DISPATCH, 0, "", "drop")
     add(BR_TUN, t.TUN_DISPATCH, 1, f"in_port={PATCH_INT}", f"resubmit(,{t.FROM_INT})")
     for kind, ip in sorted(tunnel_peers(view)):
@@ -141,6 +170,8 @@ def network_flows(inputs: NetworkInputs) -> list[Flow]:
     opts, net = inputs.options, inputs.network
     out = _Flows(opts.cookie)
     vlan = str(net.vlan)
+    # With the firewall on, the switching flows are those of table 94 (accepted traffic).
+    switch = t.ACCEPTED_EGRESS_SWITCH if opts.firewall else t.INT_SWITCH
     for port in inputs.local:
         out.add(
             BR_INT,
@@ -151,14 +182,14 @@ def network_flows(inputs: NetworkInputs) -> list[Flow]:
         )
         out.add(
             BR_INT,
-            t.INT_SWITCH,
+            switch,
             20,
             f"dl_vlan={vlan},dl_dst={port.mac}",
             f"strip_vlan,output:{port.device}",
         )
     local = ",".join(f"output:{port.device}" for port in inputs.local)
     flood = f"output:{PATCH_TUN}" + (f",strip_vlan,{local}" if local else "")
-    out.add(BR_INT, t.INT_SWITCH, 5, f"dl_vlan={vlan}", flood)
+    out.add(BR_INT, switch, 5, f"dl_vlan={vlan}", flood)
     to_tun = f"output:{PATCH_TUN}"
     seg = net.segmentation_id
     tunnels: set[str] = set()
@@ -168,12 +199,16 @@ def network_flows(inputs: NetworkInputs) -> list[Flow]:
         dst = (("dl_dst", rport.mac), ("dl_vlan", vlan))
         if opts.l2pop:
             set_tun = f"pop_vlan,set_field:{seg:#x}->tun_id,output:{tunnel}"
-            out.fast(BR_INT, t.INT_SWITCH, 10, dst, to_tun)
+            out.fast(BR_INT, switch, 10, dst, to_tun)
             out.fast(BR_TUN, t.UCAST_TO_TUN, 2, dst, set_tun)
         if opts.arp_responder:
             for ip in rport.ips:
                 match = (("arp_tpa", ip), ("dl_type", "0x806"), ("dl_vlan", vlan))
                 out.fast(BR_TUN, t.ARP_RESPONDER, 1, match, _arp_reply(rport.mac, ip))
+    if inputs.protected:
+        ports = {p.id: p for p in inputs.local}
+        protected = ((ports[pid], number) for pid, number in inputs.protected)
+        out.flows += fw.dispatch_flows(opts.cookie, net.vlan, protected)
     out.add(
         BR_TUN,
         t.FROM_TUNNEL[net.type],

@@ -2,22 +2,28 @@
 
 At 20,000 flows a full build plus a full diff costs the agent ~60 ms of CPU per event
 (more on a busy host), though a port change touches a handful of flows. The view is cut
-into the same parts build_flows is made of (the host-wide base, then one part per
-network); a part is rebuilt only when its inputs changed, and the flows that changed are
+into the same parts build_flows is made of (the host-wide base, one part per network,
+and with the firewall on one part per protected port and one per network's remote-group
+members, so that a member or rule change rebuilds the ports and networks it concerns
+only); a part is rebuilt only when its inputs changed, and the flows that changed are
 reported, so that a diff against installed flows known to match the previous result can
 look at those keys alone. Pure: no I/O.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from flowkeeper.flows.flowset import FlowDelta, FlowSet, same_but_cookie
 from flowkeeper.flows.record import Flow, FlowKey
-from flowkeeper.pipeline.build import NetworkInputs, Options, base_flows, by_network, network_flows
+from flowkeeper.pipeline import firewall as fw
+from flowkeeper.pipeline.build import Options, base_flows, by_network, network_flows
 from flowkeeper.pipeline.view import HostView, tunnel_peers
 
-BASE = ""  # the host-wide part's name; network parts are named by network id
+PartName = tuple[str, str]  # (kind, id)
+BASE: PartName = ("base", "")
 
 
 @dataclass
@@ -31,24 +37,30 @@ class IncrementalBuild:
     """`desired` equals build_flows(view) of the last view given to update()."""
 
     desired: FlowSet = field(default_factory=FlowSet)
-    _parts: dict[str, _Part] = field(default_factory=dict)
+    _parts: dict[PartName, _Part] = field(default_factory=dict)
 
     def update(self, view: HostView) -> set[FlowKey]:
         """Bring `desired` to build_flows(view); return the keys whose flow changed."""
         base_key = (Options.of(view), frozenset(tunnel_peers(view)))
-        wanted: dict[str, tuple[object, NetworkInputs | None]] = {BASE: (base_key, None)}
-        for inputs in by_network(view):
-            wanted[inputs.network.id] = (inputs, inputs)
-        old: dict[str, _Part] = {n: p for n, p in self._parts.items() if n not in wanted}
-        new: dict[str, _Part] = {}
-        for name, (key, net) in wanted.items():
+        wanted: dict[PartName, tuple[object, Callable[[], list[Flow]]]] = {
+            BASE: (base_key, lambda: base_flows(view))
+        }
+        firewall = fw.plan(view)
+        for inputs in by_network(view, firewall.numbers):
+            wanted[("net", inputs.network.id)] = (inputs, partial(network_flows, inputs))
+        for port_id, port in firewall.ports.items():
+            wanted[("port", port_id)] = (port, partial(fw.port_flows, port))
+        for net_id, members in firewall.members.items():
+            wanted[("members", net_id)] = (members, partial(fw.member_flows, members))
+        old: dict[PartName, _Part] = {n: p for n, p in self._parts.items() if n not in wanted}
+        new: dict[PartName, _Part] = {}
+        for name, (key, make) in wanted.items():
             part = self._parts.get(name)
             if part is not None and part.inputs == key:
                 continue
             if part is not None:
                 old[name] = part
-            flows = base_flows(view) if net is None else network_flows(net)
-            new[name] = _Part(key, {f.key: f for f in flows})
+            new[name] = _Part(key, {f.key: f for f in make()})
         # All removals before all additions: a flow may pass from one part to another
         # (a device re-used on another network keeps its in_port flow's key).
         changed: set[FlowKey] = set()

@@ -4,7 +4,30 @@ from __future__ import annotations
 
 # br-int
 INT_DISPATCH = 0
-INT_SWITCH = 60
+INT_SWITCH = 60  # forwarding; with the firewall on, dispatch (Neutron's TRANSIENT_TABLE)
+
+# br-int, the openvswitch firewall (neutron-lib's ovs_constants)
+FW_DISPATCH = 60
+BASE_EGRESS = 71
+RULES_EGRESS = 72
+ACCEPT_OR_INGRESS = 73
+BASE_INGRESS = 81
+RULES_INGRESS = 82
+ACCEPTED_EGRESS = 91
+ACCEPTED_INGRESS = 92
+DROPPED = 93
+ACCEPTED_EGRESS_SWITCH = 94  # Neutron's NORMAL table; here the explicit MAC switching
+FIREWALL_TABLES = (
+    BASE_EGRESS,
+    RULES_EGRESS,
+    ACCEPT_OR_INGRESS,
+    BASE_INGRESS,
+    RULES_INGRESS,
+    ACCEPTED_EGRESS,
+    ACCEPTED_INGRESS,
+    DROPPED,
+    ACCEPTED_EGRESS_SWITCH,
+)
 
 # br-tun (the numbers of Neutron's ovs agent, see PRODUCT.md)
 TUN_DISPATCH = 0

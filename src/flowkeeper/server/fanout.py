@@ -174,7 +174,9 @@ def fan_out(state: HostState, event: Event, world: WorldView) -> list[WatchEvent
         return _network_event(state, event, obj)
     if isinstance(obj, SecurityGroup):
         return _group_event(state, event, obj, world)
-    return _host_event(state, event, obj, world)
+    if isinstance(obj, Host):
+        return _host_event(state, event, obj, world)
+    return []
 
 
 def _port_event(

@@ -10,8 +10,6 @@ from flowkeeper.model import GroupMember, Host, Network, Port, SecurityGroup, Vi
 from flowkeeper.server.membership import as_member, member_groups
 from flowkeeper.store.base import Event, Snapshot, StoreObject
 
-_Object = StoreObject | SecurityGroup
-
 
 class WorldView(Protocol):
     """What fan-out needs to know about the world at one revision."""
@@ -126,8 +124,7 @@ class World:
 
     @classmethod
     def from_snapshot(cls, snap: Snapshot) -> World:
-        groups = getattr(snap, "security_groups", ())  # a store without groups has none
-        return cls(snap.revision, snap.networks, snap.ports, snap.hosts, groups)
+        return cls(snap.revision, snap.networks, snap.ports, snap.hosts, snap.security_groups)
 
     def apply(self, event: Event) -> None:
         """Apply one store event; events below `revision` are ignored. Several events may
@@ -151,10 +148,11 @@ class World:
             self._drop_group(obj.id)
             if event.op == "put":
                 self._put_group(obj)
-        elif event.op == "put":
-            self.hosts[obj.name] = obj
-        else:
-            self.hosts.pop(obj.name, None)
+        elif isinstance(obj, Host):
+            if event.op == "put":
+                self.hosts[obj.name] = obj
+            else:
+                self.hosts.pop(obj.name, None)
         self.revision = event.revision
 
     def _put_port(self, port: Port) -> None:
@@ -254,14 +252,16 @@ class Rewound:
             self._override(event.kind, _key(event.object), event.prev)
 
     @classmethod
-    def from_values(cls, base: World, values: Mapping[tuple[str, str], _Object | None]) -> Rewound:
+    def from_values(
+        cls, base: World, values: Mapping[tuple[str, str], StoreObject | None]
+    ) -> Rewound:
         """`values`: (kind, key) -> the object's value at the older revision."""
         rewound = cls(base)
         for (kind, key), value in values.items():
             rewound._override(kind, key, value)
         return rewound
 
-    def _override(self, kind: str, key: str, value: _Object | None) -> None:
+    def _override(self, kind: str, key: str, value: StoreObject | None) -> None:
         if kind == "port":
             old = self._ports.get(key)
             if old is not None:
@@ -284,7 +284,7 @@ class Rewound:
         }
         return tables.get(kind, self._hosts)
 
-    def _live(self, kind: str, key: str) -> _Object | None:
+    def _live(self, kind: str, key: str) -> StoreObject | None:
         base = self._base
         if kind == "port":
             return base.ports.get(key)
@@ -342,5 +342,5 @@ class Rewound:
         return base + list(self._index.by_group.get(group_id, {}).values())
 
 
-def _key(obj: _Object) -> str:
+def _key(obj: StoreObject) -> str:
     return obj.name if isinstance(obj, Host) else obj.id

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeAlias
 
 from flowkeeper.cperrors import Compacted, Conflict, NotFound, StoreError
-from flowkeeper.model import Host, Network, NetworkType, Port, PortStatus
+from flowkeeper.model import (
+    AddressPair,
+    Host,
+    Network,
+    NetworkType,
+    Port,
+    PortStatus,
+    SecurityGroup,
+    SecurityGroupRule,
+)
 from flowkeeper.store.tokens import TokenRecord
 
 __all__ = [
@@ -31,11 +40,11 @@ __all__ = [
     "encode_object",
 ]
 
-Kind = Literal["network", "port", "host"]
+Kind = Literal["network", "port", "host", "security_group"]
 Op = Literal["put", "delete"]
-StoreObject: TypeAlias = Network | Port | Host
+StoreObject: TypeAlias = Network | Port | Host | SecurityGroup
 Objects: TypeAlias = list[StoreObject]
-KINDS: tuple[Kind, ...] = ("network", "port", "host")
+KINDS: tuple[Kind, ...] = ("network", "port", "host", "security_group")
 DEFAULT_KEEP_EVENTS = 100_000
 DEFAULT_LIVENESS_TTL_S = 15.0  # three agent heartbeats of 5 s
 
@@ -71,6 +80,7 @@ class Snapshot:
     networks: list[Network]
     ports: list[Port]
     hosts: list[Host]
+    security_groups: list[SecurityGroup] = field(default_factory=list)  # sorted by id
 
 
 def status_unchanged(port_id: str, status: PortStatus, host: str | None) -> Callable[[Port], bool]:
@@ -83,6 +93,20 @@ def status_unchanged(port_id: str, status: PortStatus, host: str | None) -> Call
         return port.status == status
 
     return unchanged
+
+
+def security_changes(
+    groups: tuple[str, ...] | None,
+    enabled: bool | None,
+    pairs: tuple[AddressPair, ...] | None,
+) -> dict[str, Any]:
+    """The port fields update_port_security changes (None: keep)."""
+    found = {
+        "security_groups": groups,
+        "port_security_enabled": enabled,
+        "allowed_address_pairs": pairs,
+    }
+    return {k: val for k, val in found.items() if val is not None}
 
 
 def encode_object(obj: StoreObject) -> str:
@@ -100,6 +124,8 @@ def decode_object(kind: str, text: str) -> StoreObject:
         return Port.from_dict(data)
     if kind == "host":
         return Host.from_dict(data)
+    if kind == "security_group":
+        return SecurityGroup.from_dict(data)
     raise StoreError(f"unknown object kind {kind!r} in the store")
 
 
@@ -159,7 +185,48 @@ class Store(Protocol):
         """Conflict while the network still has ports."""
         ...
 
-    def create_port(self, port: Port) -> Port: ...
+    def create_port(self, port: Port) -> Port:
+        """Its security groups must exist (NotFound) and be of its project (ValidationError)."""
+        ...
+
+    def update_port_security(
+        self,
+        port_id: str,
+        *,
+        security_groups: tuple[str, ...] | None = None,
+        port_security_enabled: bool | None = None,
+        allowed_address_pairs: tuple[AddressPair, ...] | None = None,
+    ) -> Port:
+        """Change a port's security fields (None: keep) in one revision; no write when
+        nothing changes. The groups are checked as on create."""
+        ...
+
+    def list_security_groups(
+        self, project_id: str | None = None
+    ) -> tuple[list[SecurityGroup], int]:
+        """Sorted by id."""
+        ...
+
+    def get_security_group(self, group_id: str) -> SecurityGroup: ...
+
+    def create_security_group(self, group: SecurityGroup) -> SecurityGroup:
+        """Conflict if the id exists, or for a second group named "default" in a project.
+        Its rules' remote groups must exist (NotFound; the group itself is fine) and be of
+        its project (ValidationError). One event, revision filled in."""
+        ...
+
+    def delete_security_group(self, group_id: str) -> SecurityGroup:
+        """Conflict while a port uses it or a rule of another group names it as remote."""
+        ...
+
+    def add_security_group_rule(self, group_id: str, rule: SecurityGroupRule) -> SecurityGroup:
+        """The group with `rule` added: one event (a put of the group). Conflict if the
+        group has the same rule (or its id); the remote group is checked as on create."""
+        ...
+
+    def delete_security_group_rule(self, group_id: str, rule_id: str) -> SecurityGroup:
+        """The group without the rule: one event. NotFound if the group has no such rule."""
+        ...
 
     def delete_port(self, port_id: str) -> Port: ...
 

@@ -17,7 +17,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from flowkeeper.model import Host, Network, NetworkType, Port, PortStatus, check_port_in_network
+from flowkeeper.model import (
+    AddressPair,
+    Host,
+    Network,
+    NetworkType,
+    Port,
+    PortStatus,
+    SecurityGroup,
+    check_port_in_network,
+)
+from flowkeeper.store import sgcheck
 from flowkeeper.store.base import (
     DEFAULT_KEEP_EVENTS,
     DEFAULT_LIVENESS_TTL_S,
@@ -31,6 +41,7 @@ from flowkeeper.store.base import (
     Snapshot,
     StoreError,
     StoreObject,
+    security_changes,
     status_unchanged,
 )
 from flowkeeper.store.etcd_conn import ATTEMPT_TIMEOUT_S, DEADLINE_S, CompactedError, Conn
@@ -46,6 +57,7 @@ from flowkeeper.store.etcd_keys import (
     segment_of,
 )
 from flowkeeper.store.etcd_live import Liveness, gone_since, overlay
+from flowkeeper.store.etcd_sg import EtcdSecurityGroups
 from flowkeeper.store.etcd_txn import (
     KV,
     absent,
@@ -80,7 +92,7 @@ class _Race(Exception):
     """A compare failed: someone else wrote in between; read again and retry."""
 
 
-class EtcdStore:
+class EtcdStore(EtcdSecurityGroups):
     """A Store on etcd. Thread-safe: calls from any thread run on the store's own loop."""
 
     concurrency = CONCURRENCY
@@ -221,7 +233,7 @@ class EtcdStore:
             await scan(kv, self.keys.live, revision=now) if kind in (None, "host") else ([], 0)
         )
         live = {self.keys.last_part(k.key): loads(k.value, "liveness") for k in lives}
-        out: dict[Kind, Objects] = {"network": [], "port": [], "host": []}
+        out: dict[Kind, Objects] = {"network": [], "port": [], "host": [], "security_group": []}
         for item in found:
             which = self.keys.object_kind(item.key)
             if which is None:
@@ -240,6 +252,7 @@ class EtcdStore:
             [o for o in objs["network"] if isinstance(o, Network)],
             [o for o in objs["port"] if isinstance(o, Port)],
             [o for o in objs["host"] if isinstance(o, Host)],
+            [o for o in objs["security_group"] if isinstance(o, SecurityGroup)],
         )
 
     def _kind(self, kind: Kind) -> tuple[Objects, int]:
@@ -268,6 +281,15 @@ class EtcdStore:
     def list_hosts(self) -> tuple[list[Host], int]:
         objs, rev = self._kind("host")
         return [o for o in objs if isinstance(o, Host)], rev
+
+    def list_security_groups(
+        self, project_id: str | None = None
+    ) -> tuple[list[SecurityGroup], int]:
+        objs, rev = self._kind("security_group")
+        groups = [
+            o for o in objs if isinstance(o, SecurityGroup) and project_id in (None, o.project_id)
+        ]
+        return groups, rev
 
     async def _get(self, kv: Any, kind: Kind, key: str) -> tuple[StoreObject, KV]:
         found = await get(kv, self.keys.obj(kind, key))
@@ -426,6 +448,7 @@ class EtcdStore:
             *(put(k, pid) for k in ip_keys),
             put(keys.net_ports(port.network_id) + pid),
             put(keys.host_ports(port.host) + pid),
+            *(put(keys.sg_ports(g) + pid) for g in port.security_groups),
             put(keys.head),
         ]
         reads = [get_op(k) for k in (net_key, key, mac_key, *ip_keys)]
@@ -439,11 +462,14 @@ class EtcdStore:
                 known = self._remember(item)
             net, net_mod = known
             check_port_in_network(port, net)
+            groups, group_compares = await self.read_groups(kv, port.security_groups)
+            sgcheck.check_port_groups(port, groups)
             compare = [
                 unchanged(net_key, net_mod),
                 absent(key),
                 absent(mac_key),
                 *(absent(k) for k in ip_keys),
+                *group_compares,
             ]
             resp = await txn(kv, compare, writes, reads)
             if resp.succeeded:
@@ -509,6 +535,7 @@ class EtcdStore:
                     *(delete(keys.ip(obj.network_id, ip)) for ip in obj.fixed_ips),
                     delete(keys.net_ports(obj.network_id) + pid),
                     delete(keys.host_ports(obj.host) + pid),
+                    *(delete(keys.sg_ports(g) + pid) for g in obj.security_groups),
                 ],
             )
             return obj
@@ -520,6 +547,35 @@ class EtcdStore:
 
     def bind_port(self, port_id: str, host: str) -> Port:
         return self._update_port(port_id, lambda p: p.host == host, host=host)
+
+    def update_port_security(
+        self,
+        port_id: str,
+        *,
+        security_groups: tuple[str, ...] | None = None,
+        port_security_enabled: bool | None = None,
+        allowed_address_pairs: tuple[AddressPair, ...] | None = None,
+    ) -> Port:
+        changes = security_changes(security_groups, port_security_enabled, allowed_address_pairs)
+        keys = self.keys
+
+        async def attempt(kv: Any, _ambiguous: bool) -> Port:
+            obj, item = await self._get(kv, "port", port_id)
+            assert isinstance(obj, Port)
+            new = replace(obj, **changes)
+            if new == obj:
+                return obj
+            groups, compares = await self.read_groups(kv, new.security_groups)
+            sgcheck.check_port_groups(new, groups)
+            pid = obj.id.encode()
+            old_groups, new_groups = set(obj.security_groups), set(new.security_groups)
+            ops = [put(item.key, encode_value(new))]
+            ops += [delete(keys.sg_ports(g) + pid) for g in sorted(old_groups - new_groups)]
+            ops += [put(keys.sg_ports(g) + pid) for g in sorted(new_groups - old_groups)]
+            rev = await self._commit(kv, [unchanged(item.key, item.mod_revision), *compares], ops)
+            return replace(new, revision=rev)
+
+        return self._write(attempt)
 
     def _update_port(self, port_id: str, same: Callable[[Port], bool], **changes: Any) -> Port:
         keys = self.keys

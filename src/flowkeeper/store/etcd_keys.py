@@ -10,6 +10,10 @@ Every key lives under `PREFIX/`:
     idx/ip/NET/IP                -> port id         unique IP per network
     idx/netport/NET/PORT         -> ""              a network's ports (delete_network)
     idx/hostport/HOST/PORT       -> ""              a host's bound ports (delete_host)
+    obj/sg/ID                                        security groups (rules inside)
+    idx/sgdefault/PROJECT        -> group id        one "default" group per project
+    idx/sgport/GROUP/PORT        -> ""              a group's ports (delete refused)
+    idx/sgref/REMOTE/GROUP       -> ""              groups whose rules name REMOTE
     head                         -> ""              touched by every event: revision()
     meta/cluster_id, meta/compacted
     token/ID                     tokens (no event)
@@ -33,7 +37,12 @@ from flowkeeper.validation import ValidationError
 
 DEFAULT_PREFIX = "flowkeeper"
 SEGMENT_DIGITS = 10  # gre goes up to 4294967295
-KIND_DIRS: dict[Kind, str] = {"network": "net", "port": "port", "host": "host"}
+KIND_DIRS: dict[Kind, str] = {
+    "network": "net",
+    "port": "port",
+    "host": "host",
+    "security_group": "sg",
+}
 DIR_KINDS: dict[str, Kind] = {d: k for k, d in KIND_DIRS.items()}
 
 _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})?$")
@@ -115,6 +124,15 @@ class Keys:
     def host_ports(self, host: str) -> bytes:
         return self.root + b"idx/hostport/" + host.encode() + b"/"
 
+    def sg_default(self, project: str) -> bytes:
+        return self.root + b"idx/sgdefault/" + project.encode()
+
+    def sg_ports(self, group: str) -> bytes:
+        return self.root + b"idx/sgport/" + group.encode() + b"/"
+
+    def sg_refs(self, remote: str) -> bytes:
+        return self.root + b"idx/sgref/" + remote.encode() + b"/"
+
     def token(self, token_id: str) -> bytes:
         return self.tokens + token_id.encode()
 
@@ -157,7 +175,7 @@ def encode_value(obj: StoreObject) -> bytes:
 
 
 def decode_value(kind: Kind, value: bytes, mod_revision: int) -> StoreObject:
-    """An object from a key's value; networks and ports get revision = mod_revision."""
+    """An object from a key's value; all but hosts get revision = mod_revision."""
     try:
         obj = decode_object(kind, value.decode())
     except (ValueError, ValidationError, UnicodeDecodeError) as exc:

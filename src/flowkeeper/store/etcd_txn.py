@@ -42,6 +42,16 @@ def none_under(prefix: bytes) -> Any:
     )
 
 
+def created_at(key: bytes, create_revision: int) -> Any:
+    """True while the key is the one read (not deleted, nor deleted and made again)."""
+    return rpc.Compare(
+        key=key,
+        target=rpc.Compare.CREATE,
+        result=rpc.Compare.EQUAL,
+        create_revision=create_revision,
+    )
+
+
 def unchanged(key: bytes, mod_revision: int) -> Any:
     """True while the key is as read (mod_revision 0: still absent)."""
     if mod_revision == 0:

@@ -42,4 +42,24 @@ SCHEMA = (
         alive_since REAL NOT NULL)""",
     # API tokens: not revisioned objects (no events); data holds only the secret's hash.
     "CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, data TEXT NOT NULL)",
+    # Security groups (rules inside data). Tables added after schema 1 was made: a store
+    # made before them gets them at its next open, empty, as its ports have no groups.
+    """CREATE TABLE IF NOT EXISTS security_groups (
+        id TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        data TEXT NOT NULL)""",
+    """CREATE UNIQUE INDEX IF NOT EXISTS one_default_group
+        ON security_groups (project_id) WHERE name = 'default'""",
+    # Which ports use a group, and which groups' rules name a group as remote: the
+    # delete_security_group refusals.
+    """CREATE TABLE IF NOT EXISTS port_groups (
+        group_id TEXT NOT NULL REFERENCES security_groups (id),
+        port_id TEXT NOT NULL REFERENCES ports (id),
+        PRIMARY KEY (group_id, port_id))""",
+    "CREATE INDEX IF NOT EXISTS port_groups_by_port ON port_groups (port_id)",
+    """CREATE TABLE IF NOT EXISTS group_refs (
+        remote_id TEXT NOT NULL REFERENCES security_groups (id),
+        group_id TEXT NOT NULL REFERENCES security_groups (id),
+        PRIMARY KEY (remote_id, group_id))""",
 )

@@ -17,14 +17,25 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from flowkeeper.model import Host, Network, NetworkType, Port, PortStatus, check_port_in_network
+from flowkeeper.model import (
+    AddressPair,
+    Host,
+    Network,
+    NetworkType,
+    Port,
+    PortStatus,
+    SecurityGroup,
+    SecurityGroupRule,
+    check_port_in_network,
+)
 from flowkeeper.store import liveness as live
+from flowkeeper.store import sgcheck
 from flowkeeper.store.base import (
     DEFAULT_KEEP_EVENTS,
     DEFAULT_LIVENESS_TTL_S,
@@ -39,11 +50,13 @@ from flowkeeper.store.base import (
     StoreError,
     decode_object,
     encode_object,
+    security_changes,
     status_unchanged,
 )
 from flowkeeper.store.schema import SCHEMA, SCHEMA_VERSION
 from flowkeeper.store.sqlite_rows import (
     FILE_MODE,
+    GROUPS,
     HOSTS,
     NETS,
     PORTS,
@@ -238,6 +251,7 @@ class SqliteStore:
                 networks=[Network.from_dict(parse_json(d)) for d in self._all(NETS)],
                 ports=[Port.from_dict(parse_json(d)) for d in self._all(PORTS)],
                 hosts=[Host.from_dict(parse_json(d)) for d in self._all(HOSTS)],
+                security_groups=[SecurityGroup.from_dict(parse_json(d)) for d in self._all(GROUPS)],
             )
 
     def list_networks(self) -> tuple[list[Network], int]:
@@ -361,6 +375,7 @@ class SqliteStore:
         with self._write() as w:
             net = self._network(port.network_id)
             check_port_in_network(port, net)
+            sgcheck.check_port_groups(port, self._groups(port.security_groups))
             if self._one("SELECT id FROM ports WHERE id = ?", (port.id,)):
                 raise Conflict(f"port id {port.id!r} already exists")
             other = self._one(
@@ -387,12 +402,17 @@ class SqliteStore:
                 "INSERT INTO port_ips (network_id, ip, port_id) VALUES (?,?,?)",
                 [(net.id, ip, stored.id) for ip in stored.fixed_ips],
             )
+            self._db.executemany(
+                "INSERT INTO port_groups (group_id, port_id) VALUES (?,?)",
+                [(g, stored.id) for g in stored.security_groups],
+            )
             w.record("port", "put", stored, None)
         return stored
 
     def delete_port(self, port_id: str) -> Port:
         with self._write() as w:
             port = self._port(port_id)
+            self._db.execute("DELETE FROM port_groups WHERE port_id = ?", (port_id,))
             self._db.execute("DELETE FROM port_ips WHERE port_id = ?", (port_id,))
             self._db.execute("DELETE FROM ports WHERE id = ?", (port_id,))
             w.record("port", "delete", port, port)
@@ -404,18 +424,138 @@ class SqliteStore:
     def bind_port(self, port_id: str, host: str) -> Port:
         return self._update_port(port_id, lambda p: p.host == host, host=host)
 
+    def update_port_security(
+        self,
+        port_id: str,
+        *,
+        security_groups: tuple[str, ...] | None = None,
+        port_security_enabled: bool | None = None,
+        allowed_address_pairs: tuple[AddressPair, ...] | None = None,
+    ) -> Port:
+        changes = security_changes(security_groups, port_security_enabled, allowed_address_pairs)
+        with self._write() as w:
+            port = self._port(port_id)
+            new = replace(port, **changes)
+            if new == port:
+                return port
+            sgcheck.check_port_groups(new, self._groups(new.security_groups))
+            self._db.execute("DELETE FROM port_groups WHERE port_id = ?", (port_id,))
+            self._db.executemany(
+                "INSERT INTO port_groups (group_id, port_id) VALUES (?,?)",
+                [(g, port_id) for g in new.security_groups],
+            )
+            return self._put_port(w, port, replace(new, revision=w.next))
+
     def _update_port(self, port_id: str, unchanged: Callable[[Port], bool], **changes: Any) -> Port:
         """Change some fields of a port in one revision; no write if `unchanged(port)`."""
         with self._write() as w:
             port = self._port(port_id)
             if unchanged(port):
                 return port
-            new = replace(port, **changes, revision=w.next)
+            return self._put_port(w, port, replace(port, **changes, revision=w.next))
+
+    def _put_port(self, w: Writer, old: Port, new: Port) -> Port:
+        self._db.execute(
+            "UPDATE ports SET host = ?, data = ? WHERE id = ?",
+            (new.host, encode_object(new), new.id),
+        )
+        w.record("port", "put", new, old)
+        return new
+
+    # --- security groups ----------------------------------------------------
+    def _group(self, group_id: str) -> SecurityGroup:
+        data = self._one("SELECT data FROM security_groups WHERE id = ?", (group_id,))
+        if data is None:
+            raise NotFound(f"security group {group_id!r} not found")
+        return SecurityGroup.from_dict(parse_json(data))
+
+    def _groups(self, ids: Iterable[str]) -> dict[str, SecurityGroup | None]:
+        out: dict[str, SecurityGroup | None] = {}
+        for gid in ids:
+            data = self._one("SELECT data FROM security_groups WHERE id = ?", (gid,))
+            out[gid] = None if data is None else SecurityGroup.from_dict(parse_json(data))
+        return out
+
+    def list_security_groups(
+        self, project_id: str | None = None
+    ) -> tuple[list[SecurityGroup], int]:
+        with self._read():
+            if project_id is None:
+                rows = self._all(GROUPS)
+            else:
+                rows = self._all(
+                    "SELECT data FROM security_groups WHERE project_id = ? ORDER BY id",
+                    (project_id,),
+                )
+            return [SecurityGroup.from_dict(parse_json(d)) for d in rows], self._meta("revision")
+
+    def get_security_group(self, group_id: str) -> SecurityGroup:
+        with self._read():
+            return self._group(group_id)
+
+    def create_security_group(self, group: SecurityGroup) -> SecurityGroup:
+        with self._write() as w:
+            if self._one("SELECT id FROM security_groups WHERE id = ?", (group.id,)):
+                raise Conflict(f"security group id {group.id!r} already exists")
+            if group.name == sgcheck.DEFAULT_GROUP:
+                other = self._one(
+                    "SELECT id FROM security_groups WHERE project_id = ? AND name = ?",
+                    (group.project_id, group.name),
+                )
+                if other is not None:
+                    raise Conflict(
+                        f"project {group.project_id!r} already has its default group {other!r}"
+                    )
+            sgcheck.check_remotes(group, self._groups(sgcheck.other_remotes(group)))
+            stored = replace(group, revision=w.next)
             self._db.execute(
-                "UPDATE ports SET host = ?, data = ? WHERE id = ?",
-                (new.host, encode_object(new), port_id),
+                "INSERT INTO security_groups (id, project_id, name, data) VALUES (?,?,?,?)",
+                (stored.id, stored.project_id, stored.name, encode_object(stored)),
             )
-            w.record("port", "put", new, port)
+            self._set_refs(stored)
+            w.record("security_group", "put", stored, None)
+        return stored
+
+    def _set_refs(self, group: SecurityGroup) -> None:
+        self._db.execute("DELETE FROM group_refs WHERE group_id = ?", (group.id,))
+        self._db.executemany(
+            "INSERT INTO group_refs (remote_id, group_id) VALUES (?,?)",
+            [(r, group.id) for r in sorted(sgcheck.other_remotes(group))],
+        )
+
+    def delete_security_group(self, group_id: str) -> SecurityGroup:
+        with self._write() as w:
+            group = self._group(group_id)
+            ports = self._all(
+                "SELECT port_id FROM port_groups WHERE group_id = ? ORDER BY port_id LIMIT 1000",
+                (group_id,),
+            )
+            refs = self._all("SELECT group_id FROM group_refs WHERE remote_id = ?", (group_id,))
+            sgcheck.in_use(group, ports, refs)
+            self._db.execute("DELETE FROM group_refs WHERE group_id = ?", (group_id,))
+            self._db.execute("DELETE FROM security_groups WHERE id = ?", (group_id,))
+            w.record("security_group", "delete", group, group)
+        return group
+
+    def add_security_group_rule(self, group_id: str, rule: SecurityGroupRule) -> SecurityGroup:
+        with self._write() as w:
+            group = self._group(group_id)
+            new = sgcheck.with_rule(group, rule)
+            sgcheck.check_remotes(new, self._groups(sgcheck.other_remotes(new)))
+            return self._put_group(w, group, replace(new, revision=w.next))
+
+    def delete_security_group_rule(self, group_id: str, rule_id: str) -> SecurityGroup:
+        with self._write() as w:
+            group = self._group(group_id)
+            new = sgcheck.without_rule(group, rule_id)
+            return self._put_group(w, group, replace(new, revision=w.next))
+
+    def _put_group(self, w: Writer, old: SecurityGroup, new: SecurityGroup) -> SecurityGroup:
+        self._db.execute(
+            "UPDATE security_groups SET data = ? WHERE id = ?", (encode_object(new), new.id)
+        )
+        self._set_refs(new)
+        w.record("security_group", "put", new, old)
         return new
 
     def put_host(self, host: Host) -> Host:
@@ -516,7 +656,7 @@ class SqliteStore:
             self._db.close()
 
     def list(self, kind: Kind) -> tuple[Objects, int]:
-        sql = {"network": NETS, "port": PORTS, "host": HOSTS}[kind]
+        sql = {"network": NETS, "port": PORTS, "host": HOSTS, "security_group": GROUPS}[kind]
         with self._read():
             objs = [decode_object(kind, d) for d in self._all(sql)]
             return objs, self._meta("revision")

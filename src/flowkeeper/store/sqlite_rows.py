@@ -10,6 +10,7 @@ from typing import cast
 
 from flowkeeper.model import Host
 from flowkeeper.store.base import (
+    KINDS,
     Event,
     Kind,
     Op,
@@ -60,7 +61,7 @@ class Writer:
 
 def decode_event(row: tuple[object, ...]) -> Event:
     revision, kind, op, oid, obj, prev = row
-    if kind not in ("network", "port", "host") or op not in ("put", "delete"):
+    if kind not in KINDS or op not in ("put", "delete"):
         raise StoreError(f"damaged event at revision {revision} in the store")
     return Event(
         int(cast(int, revision)),
@@ -75,6 +76,7 @@ def decode_event(row: tuple[object, ...]) -> Event:
 NETS = "SELECT data FROM networks ORDER BY name"
 PORTS = "SELECT data FROM ports ORDER BY id"
 HOSTS = "SELECT data FROM hosts ORDER BY name"
+GROUPS = "SELECT data FROM security_groups ORDER BY id"
 
 
 def parse_json(text: str) -> object:

@@ -1,0 +1,505 @@
+"""The stateful firewall on br-int: the flows of Neutron's openvswitch firewall driver.
+
+Pure, like the rest of the pipeline. Tables are neutron-lib's (see tables.py): 60
+dispatch, 71/72 egress base and rules, 73 accept-or-ingress, 81/82 ingress base and
+rules, 91/92 accepted egress/ingress, 93 dropped, 94 accepted egress switching (Neutron's
+NORMAL table; flowkeeper keeps its explicit MAC flows there, moved from table 60).
+
+Port identity (reg5). Neutron loads a port's ofport into reg5 and matches it in every
+table. flowkeeper never writes ofport numbers (OVS resolves names when flows are added,
+and an ofport changes when a VIF is plugged again), so each port with port security
+gets a number of its own, `port_numbers()`: 32 bits of a hash of its port id, probing
+upward on a collision in port-id order. It is a pure function of the view, the same after
+a restart, and a port keeps it whatever happens to other ports (unless a new port
+collides with it and sorts first, a 1-in-10^6 event at 100 ports; then both ports' flows
+are rewritten in one delta). Where the packet's in_port is the VIF itself (tables 60 and
+71) the flows also match in_port by name, as Neutron's do.
+
+reg6 holds the network's local VLAN, which is also the conntrack zone (written into the
+ct() actions as a constant: every flow that commits is a port's own and knows its VLAN).
+
+Packets: br-int table 0 tags a VIF's frames with the local VLAN as it always did, so the
+egress tables see tagged frames (conntrack reads past the tag); the tag is stripped where
+traffic turns to a VIF's ingress tables (60 and 73), as Neutron's untagged frames are.
+
+Remote groups use conjunctions: per network, one flow per member address (clause 1/2,
+matching reg6) and per port one flow per rule (clause 2/2, matching reg5), so a group of
+N members referenced by R rules costs N + R flows, not N x R. A conjunction id is a
+block of 8 (Neutron's layout: 4 priority offsets x 2 conntrack states) numbered from a
+hash of the remote group's id, probed like reg5.
+
+Not done (as yet): IPv6 rules and addresses (IPv6 from a VIF with port security is
+dropped by table 71's default, never passed), permitted ethertypes, flow logging (reg7).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from flowkeeper.flows.fields import canonical_value
+from flowkeeper.flows.record import Flow, Match
+from flowkeeper.naming import BR_INT
+from flowkeeper.pipeline import tables as t
+from flowkeeper.pipeline.view import HostView, LocalPort, RuleView
+
+# ct_state values, spelled as OVS prints them back (flags in bit order).
+EST_NOT_REPLY = "+est-rel-rpl"
+NEW_NOT_EST = "+new-est"
+EST_REPLY = "+est-rel+rpl"
+RELATED = "-new-est+rel-inv"
+INVALID = "+inv+trk"
+NOT_EST = "-est"
+EST = "+est"
+NOT_TRACKED = "-trk"
+TRACKED = "+trk"
+RULE_STATES = (EST_NOT_REPLY, NEW_NOT_EST)  # a rule admits both; conj id + 0, + 1
+CT_MARK_NORMAL = "0x0"
+CT_MARK_INVALID = "0x1"  # the connection's rule was removed: drop what is left of it
+
+IP, ARP, RARP = "0x800", "0x806", "0x8035"
+PROTOCOLS = {"tcp": "6", "udp": "17", "icmp": "1"}
+UDP = PROTOCOLS["udp"]
+UNSPECIFIED = str(ipaddress.IPv4Address(0))  # a DHCP client's source before its lease
+INGRESS, EGRESS = "ingress", "egress"
+RULE_PRIORITY = 70
+CONJ_BLOCK = 8
+MAX_PORT_NUMBER = (1 << 32) - 1  # reg5 is 32 bits; 0 is never given
+MAX_CONJ_SLOT = (1 << 29) - 1  # base = slot * 8, base + 7 < 2**32
+
+
+@dataclass(frozen=True)
+class PortInputs:
+    """Everything one protected port's firewall flows are made of."""
+
+    cookie: int
+    vlan: int
+    port: LocalPort
+    number: int  # reg5
+    rules: tuple[RuleView, ...]  # of all its groups, sorted, unique, supported ones only
+    conj: tuple[tuple[str, int], ...]  # (remote group id, conjunction id base), sorted
+
+
+@dataclass(frozen=True)
+class MemberInputs:
+    """One network's remote-group member flows (conjunction clause 1/2)."""
+
+    cookie: int
+    vlan: int
+    # (direction, priority offset, conjunction id base, member addresses), sorted
+    uses: tuple[tuple[str, int, int, tuple[str, ...]], ...]
+
+
+@dataclass(frozen=True)
+class FirewallPlan:
+    """The view's firewall, cut into parts: one per protected port, one per network."""
+
+    numbers: dict[str, int]  # port id -> reg5, protected ports of present networks
+    ports: dict[str, PortInputs]  # by port id
+    members: dict[str, MemberInputs]  # by network id (only networks that use a remote)
+
+
+def plan(view: HostView) -> FirewallPlan:
+    """Cut the view's firewall into inputs; empty when the firewall is off."""
+    if not view.firewall:
+        return FirewallPlan({}, {}, {})
+    vlans = {n.id: n.vlan for n in view.networks}
+    protected = sorted(
+        (p for p in view.local_ports if p.port_security and p.network_id in vlans),
+        key=lambda p: p.id,
+    )
+    numbers = assign((p.id for p in protected), _port_hash)
+    groups = {g.id: g.rules for g in view.groups}
+    rules_memo: dict[tuple[str, ...], tuple[RuleView, ...]] = {}
+    port_rules: dict[str, tuple[RuleView, ...]] = {}
+    for port in protected:
+        rules = rules_memo.get(port.security_groups)
+        if rules is None:
+            rules = _rules_of(port.security_groups, groups)
+            rules_memo[port.security_groups] = rules
+        port_rules[port.id] = rules
+    remotes = {r.remote_group for rules in rules_memo.values() for r in rules if r.remote_group}
+    bases = {g: slot * CONJ_BLOCK for g, slot in assign(remotes, _conj_hash).items()}
+    members = dict(view.members)
+    ports: dict[str, PortInputs] = {}
+    uses: dict[str, set[tuple[str, int, int, tuple[str, ...]]]] = {}
+    conj_memo: dict[tuple[RuleView, ...], tuple[tuple[str, int], ...]] = {}
+    for port in protected:
+        rules = port_rules[port.id]
+        conj = conj_memo.get(rules)
+        if conj is None:
+            conj = tuple(
+                sorted({(r.remote_group, bases[r.remote_group]) for r in rules if r.remote_group})
+            )
+            conj_memo[rules] = conj
+        vlan = vlans[port.network_id]
+        ports[port.id] = PortInputs(view.cookie, vlan, port, numbers[port.id], rules, conj)
+        for rule in rules:
+            if rule.remote_group:
+                use = (
+                    rule.direction,
+                    priority_offset(rule, conjunction=True),
+                    bases[rule.remote_group],
+                    members.get(rule.remote_group, ()),
+                )
+                uses.setdefault(port.network_id, set()).add(use)
+    member_parts = {
+        net: MemberInputs(view.cookie, vlans[net], tuple(sorted(used)))
+        for net, used in uses.items()
+    }
+    return FirewallPlan(numbers, ports, member_parts)
+
+
+def assign(keys: Iterable[str], hash_fn: Callable[[str], tuple[int, int]]) -> dict[str, int]:
+    """A distinct number for each key: its hash, or the next free one on a collision
+    (keys taken in sorted order, so the result is a function of the set of keys)."""
+    taken: set[int] = set()
+    out: dict[str, int] = {}
+    for key in sorted(set(keys)):
+        number, limit = hash_fn(key)
+        while number in taken:
+            number = number % limit + 1
+        taken.add(number)
+        out[key] = number
+    return out
+
+
+@lru_cache(maxsize=1 << 16)
+def _digest(key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+
+
+def _port_hash(key: str) -> tuple[int, int]:
+    return _digest(key) % MAX_PORT_NUMBER + 1, MAX_PORT_NUMBER
+
+
+def _conj_hash(key: str) -> tuple[int, int]:
+    return _digest(key) % MAX_CONJ_SLOT + 1, MAX_CONJ_SLOT
+
+
+def _rules_of(
+    group_ids: tuple[str, ...], groups: dict[str, tuple[RuleView, ...]]
+) -> tuple[RuleView, ...]:
+    rules = {r for g in group_ids for r in groups.get(g, ()) if supported(r)}
+    return tuple(sorted(rules, key=rule_order))
+
+
+def rule_order(rule: RuleView) -> tuple[str, str, str, int, int, str, str]:
+    """A total order of rules (dataclass ordering fails on None next to an int)."""
+    low = -1 if rule.port_min is None else rule.port_min
+    high = -1 if rule.port_max is None else rule.port_max
+    return (
+        rule.direction,
+        rule.ethertype,
+        rule.protocol,
+        low,
+        high,
+        rule.remote_ip_prefix,
+        rule.remote_group,
+    )
+
+
+def supported(rule: RuleView) -> bool:
+    """Rules the pipeline can express (others add nothing: the firewall fails closed)."""
+    if rule.direction not in (INGRESS, EGRESS) or rule.ethertype != "IPv4":
+        return False
+    if rule.protocol and rule.protocol not in PROTOCOLS:
+        return False
+    if rule.remote_ip_prefix and not rule.remote_group:
+        return _prefix(rule.remote_ip_prefix) is not None
+    return True
+
+
+def _prefix(text: str) -> str | None:
+    """A canonical IPv4 address/prefix, "" for any, None when not IPv4."""
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+    if net.version != 4:
+        return None
+    return "" if net.prefixlen == 0 else canonical_value("nw_src", str(net))
+
+
+def priority_offset(rule: RuleView, *, conjunction: bool = False) -> int:
+    """Neutron's rules.flow_priority_offset: more specific rules sit higher."""
+    base = 0 if conjunction or rule.remote_group else 4
+    if not rule.protocol:
+        return base
+    if rule.protocol == "icmp":
+        if rule.port_min is None:
+            return base + 1
+        if rule.port_max is None:
+            return base + 2
+    return base + 3
+
+
+def port_masks(low: int, high: int) -> list[str]:
+    """tp_dst values (value/mask) covering [low, high] exactly (Neutron's port masking)."""
+    if low <= 1 and high >= 65535:
+        return []
+    out: list[str] = []
+    while low <= high:
+        size = low & -low if low else 1 << 16
+        while size > high - low + 1:
+            size >>= 1
+        out.append(str(low) if size == 1 else f"{low}/{0xFFFF ^ (size - 1)}")
+        low += size
+    return out
+
+
+def _rule_matches(rule: RuleView, number: str) -> list[list[tuple[str, str]]]:
+    """The match fields (without ct_state) of one rule on one port: one list per flow."""
+    match = [("dl_type", IP), ("reg5", number)]
+    if rule.remote_ip_prefix and not rule.remote_group:
+        prefix = _prefix(rule.remote_ip_prefix)
+        if prefix:
+            match.append(("nw_src" if rule.direction == INGRESS else "nw_dst", prefix))
+    if not rule.protocol:
+        return [match]
+    match.append(("nw_proto", PROTOCOLS[rule.protocol]))
+    if rule.protocol == "icmp":
+        if rule.port_min is not None:
+            match.append(("icmp_type", f"{rule.port_min:#x}"))
+            if rule.port_max is not None:
+                match.append(("icmp_code", f"{rule.port_max:#x}"))
+        return [match]
+    if rule.port_min is None or rule.port_max is None:
+        return [match]
+    masks = port_masks(rule.port_min, rule.port_max)
+    return [[*match, ("tp_dst", m)] for m in masks] if masks else [match]
+
+
+def address_pairs(port: LocalPort) -> list[tuple[str, str]]:
+    """(MAC, IPv4 address or prefix) a port may send from: its own IPs and allowed pairs."""
+    pairs: set[tuple[str, str]] = set()
+    mac = canonical_value("dl_src", port.mac)
+    for ip in port.ips:
+        prefix = _prefix(ip)
+        if prefix:
+            pairs.add((mac, prefix))
+    for pair_mac, ip in port.allowed_pairs:
+        prefix = _prefix(ip)
+        if prefix:
+            pairs.add((canonical_value("dl_src", pair_mac or port.mac), prefix))
+    return sorted(pairs)
+
+
+def allowed_macs(port: LocalPort) -> list[str]:
+    """The MACs traffic to the port may be addressed to: its own and its pairs'."""
+    macs = {canonical_value("dl_src", port.mac)}
+    macs.update(canonical_value("dl_src", m or port.mac) for m, _ in port.allowed_pairs)
+    return sorted(macs)
+
+
+class _Out:
+    def __init__(self, cookie: int) -> None:
+        self.cookie = cookie
+        self.flows: list[Flow] = []
+
+    def add(
+        self, table: int, priority: int, match: Iterable[tuple[str, str]], actions: str
+    ) -> None:
+        self.flows.append(Flow(BR_INT, table, priority, tuple(sorted(match)), actions, self.cookie))
+
+
+def base_flows(cookie: int) -> list[Flow]:
+    """The firewall's host-wide flows: table defaults and the shared conntrack checks."""
+    out = _Out(cookie)
+    for table in (t.BASE_EGRESS, t.RULES_EGRESS, t.ACCEPT_OR_INGRESS, t.BASE_INGRESS):
+        out.add(table, 0, (), "drop")
+    out.add(t.RULES_INGRESS, 0, (), "drop")
+    for table in (t.ACCEPTED_INGRESS, t.DROPPED, t.ACCEPTED_EGRESS_SWITCH):
+        out.add(table, 0, (), "drop")
+    out.add(t.ACCEPTED_EGRESS, 1, (), f"resubmit(,{t.ACCEPTED_EGRESS_SWITCH})")
+    # A frame already tracked (e.g. by another bridge) is looked up again in our zone.
+    out.add(t.BASE_EGRESS, 110, [("ct_state", TRACKED)], f"ct_clear,resubmit(,{t.BASE_EGRESS})")
+    for table in (t.RULES_EGRESS, t.RULES_INGRESS):
+        out.add(table, 50, [("ct_state", INVALID)], f"resubmit(,{t.DROPPED})")
+    return out.flows
+
+
+def dispatch_flows(cookie: int, vlan: int, ports: Iterable[tuple[LocalPort, int]]) -> list[Flow]:
+    """Table 60 and 73: traffic to a protected port's MACs turns to its ingress tables.
+
+    One network's ports, in port-id order: a MAC two ports claim goes to the first.
+    """
+    out = _Out(cookie)
+    dl_vlan, reg6 = str(vlan), f"{vlan:#x}"
+    claimed: set[str] = set()
+    for port, number in ports:
+        reg5 = f"{number:#x}"
+        for mac in allowed_macs(port):
+            if mac in claimed:
+                continue
+            claimed.add(mac)
+            out.add(
+                t.FW_DISPATCH,
+                90,
+                [("dl_vlan", dl_vlan), ("dl_dst", mac)],
+                f"set_field:{reg5}->reg5,set_field:{reg6}->reg6,pop_vlan,"
+                f"resubmit(,{t.BASE_INGRESS})",
+            )
+            out.add(
+                t.ACCEPT_OR_INGRESS,
+                100,
+                [("dl_vlan", dl_vlan), ("dl_dst", mac), ("reg6", reg6)],
+                f"set_field:{reg5}->reg5,pop_vlan,resubmit(,{t.BASE_INGRESS})",
+            )
+    return out.flows
+
+
+def port_flows(inputs: PortInputs) -> list[Flow]:
+    """Every flow of one protected port, but its MAC dispatch (see dispatch_flows)."""
+    out = _Out(inputs.cookie)
+    port, zone = inputs.port, inputs.vlan
+    reg5 = ("reg5", f"{inputs.number:#x}")
+    dev = port.device
+    to_vm = f"output:{dev}"
+    src = [("in_port", dev), reg5]
+
+    out.add(
+        t.FW_DISPATCH,
+        100,
+        [("in_port", dev)],
+        f"set_field:{inputs.number:#x}->reg5,set_field:{zone:#x}->reg6,resubmit(,{t.BASE_EGRESS})",
+    )
+
+    # 71: anti-spoofing (MAC, IP, ARP), DHCP client allowed, DHCP server banned.
+    pairs = address_pairs(port)
+    for mac, ip in pairs:
+        arp = [*src, ("dl_type", ARP), ("dl_src", mac), ("arp_spa", ip)]
+        out.add(t.BASE_EGRESS, 95, arp, f"resubmit(,{t.ACCEPTED_EGRESS_SWITCH})")
+        ip_match = [*src, ("dl_type", IP), ("dl_src", mac), ("nw_src", ip)]
+        out.add(t.BASE_EGRESS, 65, ip_match, f"ct(table={t.RULES_EGRESS},zone={zone})")
+    for mac in sorted({mac for mac, _ in pairs}):
+        out.add(
+            t.BASE_EGRESS,
+            95,
+            [*src, ("dl_type", RARP), ("dl_src", mac)],
+            f"resubmit(,{t.ACCEPTED_EGRESS_SWITCH})",
+        )
+    dhcp_from = {*pairs, (canonical_value("dl_src", port.mac), UNSPECIFIED)}
+    for mac, ip in sorted(dhcp_from):
+        dhcp = [*src, ("dl_type", IP), ("nw_proto", UDP), ("dl_src", mac), ("nw_src", ip)]
+        dhcp += [("tp_src", "68"), ("tp_dst", "67")]
+        out.add(t.BASE_EGRESS, 80, dhcp, f"resubmit(,{t.ACCEPT_OR_INGRESS})")
+    server = [*src, ("dl_type", IP), ("nw_proto", UDP), ("tp_src", "67"), ("tp_dst", "68")]
+    out.add(t.BASE_EGRESS, 70, server, f"resubmit(,{t.DROPPED})")
+    out.add(t.BASE_EGRESS, 10, src, f"ct_clear,resubmit(,{t.DROPPED})")
+
+    # 73: accepted egress, to no protected port of this host: commit and switch.
+    out.add(
+        t.ACCEPT_OR_INGRESS,
+        90,
+        [("ct_state", NEW_NOT_EST), ("dl_type", IP), reg5],
+        f"ct(commit,zone={zone}),resubmit(,{t.ACCEPTED_EGRESS})",
+    )
+    out.add(t.ACCEPT_OR_INGRESS, 80, [reg5], f"resubmit(,{t.ACCEPTED_EGRESS_SWITCH})")
+
+    # 81: ingress base.
+    out.add(t.BASE_INGRESS, 100, [("dl_type", ARP), reg5], to_vm)
+    offer = [("dl_type", IP), ("nw_proto", UDP), reg5, ("tp_src", "67"), ("tp_dst", "68")]
+    out.add(t.BASE_INGRESS, 95, offer, to_vm)
+    out.add(
+        t.BASE_INGRESS,
+        90,
+        [("ct_state", NOT_TRACKED), ("dl_type", IP), reg5],
+        f"ct(table={t.RULES_INGRESS},zone={zone})",
+    )
+    out.add(t.BASE_INGRESS, 80, [("ct_state", TRACKED), reg5], f"resubmit(,{t.RULES_INGRESS})")
+
+    # 72 and 82: conntrack verdicts, then the rules.
+    for table, established in (
+        (t.RULES_EGRESS, f"resubmit(,{t.ACCEPTED_EGRESS_SWITCH})"),
+        (t.RULES_INGRESS, to_vm),
+    ):
+        out.add(table, 50, [reg5, ("ct_mark", CT_MARK_INVALID)], f"resubmit(,{t.DROPPED})")
+        for state in (EST_REPLY, RELATED):
+            match = [("ct_state", state), ("ct_mark", CT_MARK_NORMAL), ("ct_zone", f"{zone:#x}")]
+            out.add(table, 50, [*match, reg5], established)
+        out.add(table, 40, [("ct_state", NOT_EST), reg5], f"resubmit(,{t.DROPPED})")
+        out.add(
+            table,
+            40,
+            [("ct_state", EST), ("dl_type", IP), reg5],
+            f"ct(commit,zone={zone},exec(set_field:{CT_MARK_INVALID}->ct_mark))",
+        )
+    _rule_flows(out, inputs, to_vm)
+    return out.flows
+
+
+def _rule_flows(out: _Out, inputs: PortInputs, to_vm: str) -> None:
+    zone, number = inputs.vlan, f"{inputs.number:#x}"
+    bases = dict(inputs.conj)
+    conj: dict[tuple[int, int, Match], set[int]] = {}
+    accepts: set[tuple[str, int, int]] = set()  # (direction, priority offset, conj id base)
+    plain: dict[tuple[int, int, Match], str] = {}
+    for rule in inputs.rules:
+        ingress = rule.direction == INGRESS
+        table = t.RULES_INGRESS if ingress else t.RULES_EGRESS
+        matches = _rule_matches(rule, number)
+        if rule.remote_group:
+            base = bases.get(rule.remote_group)
+            if base is None:
+                continue
+            offset = priority_offset(rule, conjunction=True)
+            accepts.add((rule.direction, offset, base))
+            for match in matches:
+                for k, state in enumerate(RULE_STATES):
+                    key = (
+                        table,
+                        RULE_PRIORITY + offset,
+                        tuple(sorted([*match, ("ct_state", state)])),
+                    )
+                    conj.setdefault(key, set()).add(base + 2 * offset + k)
+            continue
+        priority = RULE_PRIORITY + priority_offset(rule)
+        for match in matches:
+            for state in RULE_STATES:
+                key = (table, priority, tuple(sorted([*match, ("ct_state", state)])))
+                plain[key] = _accept(ingress, state, zone, to_vm)
+    for (table, priority, key_match), actions in sorted(plain.items()):
+        out.add(table, priority, key_match, actions)
+    for (table, priority, key_match), ids in sorted(conj.items()):
+        out.add(table, priority, key_match, ",".join(f"conjunction({i},2/2)" for i in sorted(ids)))
+    for direction, offset, base in sorted(accepts):
+        ingress = direction == INGRESS
+        table = t.RULES_INGRESS if ingress else t.RULES_EGRESS
+        for k, state in enumerate(RULE_STATES):
+            match = [("conj_id", f"{base + 2 * offset + k:#x}"), ("ct_state", state)]
+            match += [("dl_type", IP), ("reg5", number)]
+            out.add(table, RULE_PRIORITY + offset, match, _accept(ingress, state, zone, to_vm))
+
+
+def _accept(ingress: bool, state: str, zone: int, to_vm: str) -> str:
+    if not ingress:
+        return f"resubmit(,{t.ACCEPT_OR_INGRESS})"
+    if state == NEW_NOT_EST:
+        return f"ct(commit,zone={zone}),{to_vm},resubmit(,{t.ACCEPTED_INGRESS})"
+    return to_vm
+
+
+def member_flows(inputs: MemberInputs) -> list[Flow]:
+    """Clause 1/2 of every remote-group conjunction one network's ports use."""
+    out = _Out(inputs.cookie)
+    reg6 = ("reg6", f"{inputs.vlan:#x}")
+    conj: dict[tuple[int, int, Match], set[int]] = {}
+    for direction, offset, base, addresses in inputs.uses:
+        ingress = direction == INGRESS
+        table = t.RULES_INGRESS if ingress else t.RULES_EGRESS
+        field = "nw_src" if ingress else "nw_dst"
+        for address in addresses:
+            prefix = _prefix(address)
+            if prefix is None:
+                continue
+            match = [("dl_type", IP), reg6] + ([(field, prefix)] if prefix else [])
+            for k, state in enumerate(RULE_STATES):
+                key = (table, RULE_PRIORITY + offset, tuple(sorted([*match, ("ct_state", state)])))
+                conj.setdefault(key, set()).add(base + 2 * offset + k)
+    for (table, priority, key_match), ids in sorted(conj.items()):
+        out.add(table, priority, key_match, ",".join(f"conjunction({i},1/2)" for i in sorted(ids)))
+    return out.flows
