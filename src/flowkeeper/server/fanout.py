@@ -40,7 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flowkeeper.model import GroupMember, Host, Network, Port, SecurityGroup, WatchEvent
-from flowkeeper.server.membership import as_member, member_groups, membership
+from flowkeeper.server.membership import as_member, member_groups
 from flowkeeper.server.world import World, WorldView, resolve
 from flowkeeper.store.base import Event
 
@@ -259,13 +259,17 @@ def _members(
         out += [WatchEvent(revision, "member", "put", as_member(group_id, p)) for p in ports]
     if old is None and new is None:
         return out
-    changed = (set(member_groups(old)) | set(member_groups(new))) & refs_before & refs_after
+    was_in, now_in = member_groups(old), member_groups(new)
+    changed = [g for g in {*was_in, *now_in} if g in refs_before and g in refs_after]
+    if not changed:
+        return out
+    same_ips = old is not None and new is not None and old.member_ips() == new.member_ips()
     for group_id in sorted(changed):
-        was, now = membership(group_id, old), membership(group_id, new)
-        if now is not None and now != was:
-            out.append(WatchEvent(revision, "member", "put", now))
-        elif now is None and was is not None:
-            out.append(WatchEvent(revision, "member", "delete", was))
+        if new is not None and group_id in now_in:
+            if group_id not in was_in or not same_ips:  # a status change sends nothing
+                out.append(WatchEvent(revision, "member", "put", as_member(group_id, new)))
+        elif old is not None and group_id in was_in:
+            out.append(WatchEvent(revision, "member", "delete", as_member(group_id, old)))
     return out
 
 

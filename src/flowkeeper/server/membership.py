@@ -19,10 +19,3 @@ def member_groups(port: Port | None) -> tuple[str, ...]:
 
 def as_member(group_id: str, port: Port) -> GroupMember:
     return GroupMember(group_id, port.id, port.member_ips())
-
-
-def membership(group_id: str, port: Port | None) -> GroupMember | None:
-    """The port as a member of the group, or None if it is not one."""
-    if port is None or group_id not in member_groups(port):
-        return None
-    return as_member(group_id, port)
