@@ -64,7 +64,6 @@ class Fw:
 @pytest.fixture(scope="module")
 def fwlab() -> Iterator[Fw]:
     require_lab()
-    pytest.importorskip("flowkeeper.server.sg_api", reason="no security-group API yet")
     name = f"fkf{uuid.uuid4().hex[:5]}"
     lab = Lab(Path(f"/tmp/{name}"))
     try:
