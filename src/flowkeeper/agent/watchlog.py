@@ -50,7 +50,7 @@ def record(
     elif isinstance(obj, SecurityGroup):
         line.update(id=obj.id)
     elif isinstance(obj, GroupMember):
-        line.update(id=f"{obj.group_id}/{obj.port_id}", group_id=obj.group_id)
+        line.update(id=obj.id, group_id=obj.group_id)
     if dup:
         line["dup"] = True
     return line
