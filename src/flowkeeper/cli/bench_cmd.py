@@ -112,6 +112,28 @@ def register(sub: Any) -> None:
     cp.add_argument("--json", action="store_true")
     cp.set_defaults(func=_controlplane)
 
+    _register_firewall(cmds)
+
+
+def _register_firewall(cmds: Any) -> None:
+    fwb = cmds.add_parser(
+        "firewall",
+        help="security groups: flows per port, build and install time at N ports "
+        "(conjunctions vs the naive member x rule product)",
+    )
+    fwb.add_argument("--ports", default="100,1000,5000", help="comma-separated port counts")
+    fwb.add_argument("--rules", type=int, default=10, help="rules in the ports' group")
+    fwb.add_argument("--networks", type=int, default=10)
+    fwb.add_argument("--repeats", type=int, default=1, help="installs timed per size")
+    fwb.add_argument(
+        "--no-install", action="store_true", help="the pure pipeline only (no lab, no OVS)"
+    )
+    fwb.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    fwb.add_argument("--lab-dir", type=Path, default=Path("/var/tmp/flowkeeper-bench-fw"))
+    fwb.add_argument("--lab-name", default="fkbfw", help="lab name (namespace prefix)")
+    fwb.add_argument("--json", action="store_true")
+    fwb.set_defaults(func=_firewall)
+
 
 def _sizes(text: str) -> list[int]:
     try:
@@ -328,4 +350,45 @@ def _openflow(args: argparse.Namespace) -> int:
                 f"min {d['min_ms']:.2f}, p90 {d['p90_ms']:.2f} ({d['repeats']} runs)"
             )
         print(f"saved {path}")
+    return 0
+
+
+def _firewall(args: argparse.Namespace) -> int:
+    from flowkeeper.bench import firewall
+
+    sizes = _sizes(args.ports)
+    if not 3 <= args.rules <= 200:
+        raise UsageError("--rules must be 3..200")
+    if not 1 <= args.networks <= 4000 or not 1 <= args.repeats <= 20:
+        raise UsageError("--networks must be 1..4000 and --repeats 1..20")
+    data = firewall.run(
+        sizes,
+        rule_count=args.rules,
+        networks=args.networks,
+        repeats=args.repeats,
+        lab_dir=args.lab_dir,
+        progress=progress,
+        lab_name=args.lab_name,
+        install=not args.no_install,
+    )
+    data["time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"bench-firewall-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(
+            f"{'ports':>6} {'fw flows':>9} {'/port':>6} {'members':>8} {'naive':>10} "
+            f"{'ratio':>6} {'build s':>8} {'member':>8} {'rule':>8} {'wire s':>7} {'ofctl s':>8}"
+        )
+        for r in data["results"]:
+            print(
+                f"{r['ports']:>6} {r['firewall_flows']:>9} {r['firewall_flows_per_port']:>6} "
+                f"{r['member_flows']:>8} {r['naive_firewall_flows']:>10} "
+                f"{r['naive_over_conjunction']:>6} {r['build_s']:>8} "
+                f"{r['incremental_member_change_s']:>8} {r['incremental_rule_change_s']:>8} "
+                f"{r.get('install_wire_s', '-'):>7} {r.get('install_ofctl_replace_s', '-'):>8}"
+            )
+    print(f"saved {path}")
     return 0

@@ -90,6 +90,8 @@ def build_flows(view: HostView) -> FlowSet:
         flows += network_flows(inputs)
     for port in firewall.ports.values():
         flows += fw.port_flows(port)
+    for rules in firewall.rules.values():
+        flows += fw.rule_flows(rules)
     for members in firewall.members.values():
         flows += fw.member_flows(members)
     return FlowSet(flows)

@@ -22,11 +22,14 @@ Packets: br-int table 0 tags a VIF's frames with the local VLAN as it always did
 egress tables see tagged frames (conntrack reads past the tag); the tag is stripped where
 traffic turns to a VIF's ingress tables (60 and 73), as Neutron's untagged frames are.
 
-Remote groups use conjunctions: per network, one flow per member address (clause 1/2,
-matching reg6) and per port one flow per rule (clause 2/2, matching reg5), so a group of
-N members referenced by R rules costs N + R flows, not N x R. A conjunction id is a
-block of 8 (Neutron's layout: 4 priority offsets x 2 conntrack states) numbered from a
-hash of the remote group's id, probed like reg5.
+Remote groups use conjunctions: one flow per member address (clause 1/2) and per port
+one flow per rule (clause 2/2, matching reg5), so a group of N members referenced by R
+rules costs N + R flows, not N x R. Neutron writes the member flows once per network
+(matching reg6); they are the host's here, once per address: a conjunction completes only
+with a port's own clause 2/2, so reg6 adds nothing, and a group used on 50 networks costs
+its members once, not 50 times. A conjunction id is a block of 8 (Neutron's layout: 4
+priority offsets x 2 conntrack states) numbered from a hash of the remote group's id,
+probed like reg5. An address in several groups is one flow naming all their conjunctions.
 
 Not done (as yet): IPv6 rules and addresses (IPv6 from a VIF with port security is
 dropped by table 71's default, never passed), permitted ethertypes, flow logging (reg7).
@@ -73,11 +76,21 @@ MAX_CONJ_SLOT = (1 << 29) - 1  # base = slot * 8, base + 7 < 2**32
 
 @dataclass(frozen=True)
 class PortInputs:
-    """Everything one protected port's firewall flows are made of."""
+    """One protected port's flows that no rule changes: dispatch, base tables, conntrack."""
 
     cookie: int
     vlan: int
     port: LocalPort
+    number: int  # reg5
+
+
+@dataclass(frozen=True)
+class RuleInputs:
+    """One protected port's rule flows (tables 72 and 82)."""
+
+    cookie: int
+    vlan: int
+    device: str
     number: int  # reg5
     rules: tuple[RuleView, ...]  # of all its groups, sorted, unique, supported ones only
     conj: tuple[tuple[str, int], ...]  # (remote group id, conjunction id base), sorted
@@ -85,27 +98,35 @@ class PortInputs:
 
 @dataclass(frozen=True)
 class MemberInputs:
-    """One network's remote-group member flows (conjunction clause 1/2)."""
+    """Remote-group member flows (conjunction clause 1/2) of one direction and priority
+    offset, for the addresses of one bucket (a member change rebuilds one bucket)."""
 
     cookie: int
-    vlan: int
-    # (direction, priority offset, conjunction id base, member addresses), sorted
-    uses: tuple[tuple[str, int, int, tuple[str, ...]], ...]
+    direction: str
+    offset: int
+    # (canonical address, "" for any; conjunction id bases of the groups it is in), sorted
+    entries: tuple[tuple[str, tuple[int, ...]], ...]
+
+
+MemberPart = tuple[str, int, int]  # (direction, priority offset, bucket)
+MEMBER_BUCKETS = 64
 
 
 @dataclass(frozen=True)
 class FirewallPlan:
-    """The view's firewall, cut into parts: one per protected port, one per network."""
+    """The view's firewall, cut into parts: per protected port its base flows and its rule
+    flows, and the remote groups' member flows in buckets."""
 
     numbers: dict[str, int]  # port id -> reg5, protected ports of present networks
     ports: dict[str, PortInputs]  # by port id
-    members: dict[str, MemberInputs]  # by network id (only networks that use a remote)
+    rules: dict[str, RuleInputs]  # by port id
+    members: dict[MemberPart, MemberInputs]
 
 
 def plan(view: HostView) -> FirewallPlan:
     """Cut the view's firewall into inputs; empty when the firewall is off."""
     if not view.firewall:
-        return FirewallPlan({}, {}, {})
+        return FirewallPlan({}, {}, {}, {})
     vlans = {n.id: n.vlan for n in view.networks}
     protected = sorted(
         (p for p in view.local_ports if p.port_security and p.network_id in vlans),
@@ -114,43 +135,57 @@ def plan(view: HostView) -> FirewallPlan:
     numbers = assign((p.id for p in protected), _port_hash)
     groups = {g.id: g.rules for g in view.groups}
     rules_memo: dict[tuple[str, ...], tuple[RuleView, ...]] = {}
-    port_rules: dict[str, tuple[RuleView, ...]] = {}
     for port in protected:
-        rules = rules_memo.get(port.security_groups)
-        if rules is None:
-            rules = _rules_of(port.security_groups, groups)
-            rules_memo[port.security_groups] = rules
-        port_rules[port.id] = rules
-    remotes = {r.remote_group for rules in rules_memo.values() for r in rules if r.remote_group}
-    bases = {g: slot * CONJ_BLOCK for g, slot in assign(remotes, _conj_hash).items()}
-    members = dict(view.members)
+        if port.security_groups not in rules_memo:
+            rules_memo[port.security_groups] = _rules_of(port.security_groups, groups)
+    # (direction, priority offset, remote group) of every remote rule some port has
+    uses = {
+        (r.direction, priority_offset(r, conjunction=True), r.remote_group)
+        for rules in set(rules_memo.values())
+        for r in rules
+        if r.remote_group
+    }
+    bases = {
+        g: slot * CONJ_BLOCK for g, slot in assign((g for _, _, g in uses), _conj_hash).items()
+    }
+    conj_memo: dict[tuple[str, ...], tuple[tuple[str, int], ...]] = {}
     ports: dict[str, PortInputs] = {}
-    uses: dict[str, set[tuple[str, int, int, tuple[str, ...]]]] = {}
-    conj_memo: dict[tuple[RuleView, ...], tuple[tuple[str, int], ...]] = {}
+    rule_parts: dict[str, RuleInputs] = {}
     for port in protected:
-        rules = port_rules[port.id]
-        conj = conj_memo.get(rules)
+        rules = rules_memo[port.security_groups]
+        conj = conj_memo.get(port.security_groups)
         if conj is None:
             conj = tuple(
                 sorted({(r.remote_group, bases[r.remote_group]) for r in rules if r.remote_group})
             )
-            conj_memo[rules] = conj
-        vlan = vlans[port.network_id]
-        ports[port.id] = PortInputs(view.cookie, vlan, port, numbers[port.id], rules, conj)
-        for rule in rules:
-            if rule.remote_group:
-                use = (
-                    rule.direction,
-                    priority_offset(rule, conjunction=True),
-                    bases[rule.remote_group],
-                    members.get(rule.remote_group, ()),
-                )
-                uses.setdefault(port.network_id, set()).add(use)
-    member_parts = {
-        net: MemberInputs(view.cookie, vlans[net], tuple(sorted(used)))
-        for net, used in uses.items()
+            conj_memo[port.security_groups] = conj
+        vlan, number = vlans[port.network_id], numbers[port.id]
+        ports[port.id] = PortInputs(view.cookie, vlan, port, number)
+        rule_parts[port.id] = RuleInputs(view.cookie, vlan, port.device, number, rules, conj)
+    return FirewallPlan(numbers, ports, rule_parts, _member_parts(view, uses, bases))
+
+
+def _member_parts(
+    view: HostView, uses: set[tuple[str, int, str]], bases: dict[str, int]
+) -> dict[MemberPart, MemberInputs]:
+    members = dict(view.members)
+    by_use: dict[tuple[str, int], dict[str, set[int]]] = {}
+    for direction, offset, group in uses:
+        acc = by_use.setdefault((direction, offset), {})
+        base = bases[group]
+        for address in members.get(group, ()):
+            prefix = _prefix(address)
+            if prefix is not None:
+                acc.setdefault(prefix, set()).add(base)
+    buckets: dict[MemberPart, list[tuple[str, tuple[int, ...]]]] = {}
+    for (direction, offset), acc in by_use.items():
+        for prefix, ids in acc.items():
+            part = (direction, offset, _digest(prefix) % MEMBER_BUCKETS)
+            buckets.setdefault(part, []).append((prefix, tuple(sorted(ids))))
+    return {
+        part: MemberInputs(view.cookie, part[0], part[1], tuple(sorted(entries)))
+        for part, entries in buckets.items()
     }
-    return FirewallPlan(numbers, ports, member_parts)
 
 
 def assign(keys: Iterable[str], hash_fn: Callable[[str], tuple[int, int]]) -> dict[str, int]:
@@ -213,6 +248,7 @@ def supported(rule: RuleView) -> bool:
     return True
 
 
+@lru_cache(maxsize=1 << 16)
 def _prefix(text: str) -> str | None:
     """A canonical IPv4 address/prefix, "" for any, None when not IPv4."""
     try:
@@ -428,12 +464,15 @@ def port_flows(inputs: PortInputs) -> list[Flow]:
             [("ct_state", EST), ("dl_type", IP), reg5],
             f"ct(commit,zone={zone},exec(set_field:{CT_MARK_INVALID}->ct_mark))",
         )
-    _rule_flows(out, inputs, to_vm)
     return out.flows
 
 
-def _rule_flows(out: _Out, inputs: PortInputs, to_vm: str) -> None:
+def rule_flows(inputs: RuleInputs) -> list[Flow]:
+    """One protected port's rules: plain ones, and remote-group ones (clause 2/2 and the
+    conj_id flows that accept what completes a conjunction)."""
+    out = _Out(inputs.cookie)
     zone, number = inputs.vlan, f"{inputs.number:#x}"
+    to_vm = f"output:{inputs.device}"
     bases = dict(inputs.conj)
     conj: dict[tuple[int, int, Match], set[int]] = {}
     accepts: set[tuple[str, int, int]] = set()  # (direction, priority offset, conj id base)
@@ -473,6 +512,7 @@ def _rule_flows(out: _Out, inputs: PortInputs, to_vm: str) -> None:
             match = [("conj_id", f"{base + 2 * offset + k:#x}"), ("ct_state", state)]
             match += [("dl_type", IP), ("reg5", number)]
             out.add(table, RULE_PRIORITY + offset, match, _accept(ingress, state, zone, to_vm))
+    return out.flows
 
 
 def _accept(ingress: bool, state: str, zone: int, to_vm: str) -> str:
@@ -484,22 +524,17 @@ def _accept(ingress: bool, state: str, zone: int, to_vm: str) -> str:
 
 
 def member_flows(inputs: MemberInputs) -> list[Flow]:
-    """Clause 1/2 of every remote-group conjunction one network's ports use."""
+    """Clause 1/2 of the remote-group conjunctions: one flow per address and ct state,
+    naming every conjunction (group) the address is a member of."""
     out = _Out(inputs.cookie)
-    reg6 = ("reg6", f"{inputs.vlan:#x}")
-    conj: dict[tuple[int, int, Match], set[int]] = {}
-    for direction, offset, base, addresses in inputs.uses:
-        ingress = direction == INGRESS
-        table = t.RULES_INGRESS if ingress else t.RULES_EGRESS
-        field = "nw_src" if ingress else "nw_dst"
-        for address in addresses:
-            prefix = _prefix(address)
-            if prefix is None:
-                continue
-            match = [("dl_type", IP), reg6] + ([(field, prefix)] if prefix else [])
-            for k, state in enumerate(RULE_STATES):
-                key = (table, RULE_PRIORITY + offset, tuple(sorted([*match, ("ct_state", state)])))
-                conj.setdefault(key, set()).add(base + 2 * offset + k)
-    for (table, priority, key_match), ids in sorted(conj.items()):
-        out.add(table, priority, key_match, ",".join(f"conjunction({i},1/2)" for i in sorted(ids)))
+    ingress = inputs.direction == INGRESS
+    table = t.RULES_INGRESS if ingress else t.RULES_EGRESS
+    field = "nw_src" if ingress else "nw_dst"
+    priority = RULE_PRIORITY + inputs.offset
+    step = 2 * inputs.offset
+    for prefix, bases in inputs.entries:
+        match = [("dl_type", IP)] + ([(field, prefix)] if prefix else [])
+        for k, state in enumerate(RULE_STATES):
+            actions = ",".join(f"conjunction({b + step + k},1/2)" for b in bases)
+            out.add(table, priority, [*match, ("ct_state", state)], actions)
     return out.flows

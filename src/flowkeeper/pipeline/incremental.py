@@ -2,12 +2,12 @@
 
 At 20,000 flows a full build plus a full diff costs the agent ~60 ms of CPU per event
 (more on a busy host), though a port change touches a handful of flows. The view is cut
-into the same parts build_flows is made of (the host-wide base, one part per network,
-and with the firewall on one part per protected port and one per network's remote-group
-members, so that a member or rule change rebuilds the ports and networks it concerns
-only); a part is rebuilt only when its inputs changed, and the flows that changed are
-reported, so that a diff against installed flows known to match the previous result can
-look at those keys alone. Pure: no I/O.
+into the same parts build_flows is made of: the host-wide base, one part per network,
+and with the firewall on, per protected port one part of base flows and one of rule
+flows, and the remote groups' members in buckets of addresses (a member or rule change
+rebuilds the few parts it concerns). A part is rebuilt only when its inputs changed, and
+the flows that changed are reported, so that a diff against installed flows known to
+match the previous result can look at those keys alone. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -50,8 +50,11 @@ class IncrementalBuild:
             wanted[("net", inputs.network.id)] = (inputs, partial(network_flows, inputs))
         for port_id, port in firewall.ports.items():
             wanted[("port", port_id)] = (port, partial(fw.port_flows, port))
-        for net_id, members in firewall.members.items():
-            wanted[("members", net_id)] = (members, partial(fw.member_flows, members))
+        for port_id, rules in firewall.rules.items():
+            wanted[("rules", port_id)] = (rules, partial(fw.rule_flows, rules))
+        for (direction, offset, bucket), members in firewall.members.items():
+            name = ("members", f"{direction}/{offset}/{bucket}")
+            wanted[name] = (members, partial(fw.member_flows, members))
         old: dict[PartName, _Part] = {n: p for n, p in self._parts.items() if n not in wanted}
         new: dict[PartName, _Part] = {}
         for name, (key, make) in wanted.items():
