@@ -87,3 +87,21 @@ def test_addresses_and_the_rule_flow_filter() -> None:
     assert not fwlab.is_rule_flow(Flow("br-int", 72, 70, match, "resubmit(,92)"))
     other = (*match[:3], ("tp_dst", "1000"))
     assert not fwlab.is_rule_flow(Flow("br-int", 82, 70, other, "resubmit(,92)"))
+
+
+def test_agent_phases_parse_the_applies_of_the_change_size() -> None:
+    lines = [
+        "2026-12-02 06:29:34,815 INFO flowkeeper.agent: applied +20 ~0 -0 flows in 43 ms "
+        "(revision 509; view 2, tunnels 0, build+diff 5, bundles 36 ms)",
+        "x INFO flowkeeper.agent: applied +1000 ~0 -0 flows in 300 ms "
+        "(revision 2019; view 100, tunnels 0, build+diff 120, bundles 80 ms)",
+        "x INFO flowkeeper.agent: applied +0 ~0 -1000 flows in 200 ms "
+        "(revision 2020; view 90, tunnels 0, build+diff 60, bundles 50 ms)",
+        "x INFO flowkeeper.agent: in sync at revision 2020: 34530 flows",
+    ]
+    applies = fwlab.agent_phases(lines, 1000)
+    assert applies == [
+        {"total": 300, "view": 100, "tunnels": 0, "build+diff": 120, "bundles": 80},
+        {"total": 200, "view": 90, "tunnels": 0, "build+diff": 60, "bundles": 50},
+    ]
+    assert fwlab.median_phases(applies)["total"] == 250

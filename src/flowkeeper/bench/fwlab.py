@@ -21,6 +21,7 @@ dumped from h1) on h1's br-int.
 from __future__ import annotations
 
 import math
+import re
 import statistics
 import threading
 import time
@@ -140,6 +141,31 @@ def device(i: int) -> str:
 
 def rule_match(port: int) -> str:
     return f"table={RULE_TABLE},tcp,tp_dst={port}"
+
+
+_APPLIED = re.compile(r"applied \+(\d+) ~(\d+) -(\d+) flows in (\d+) ms \(revision \d+; (.*) ms\)")
+
+
+def agent_phases(lines: list[str], flows: int) -> list[dict[str, int]]:
+    """The agent's own account ("applied +A ~M -D flows in T ms (revision R; view v, ...
+    ms)") of each apply that added or removed exactly `flows` flows: phase -> ms."""
+    out = []
+    for line in lines:
+        m = _APPLIED.search(line)
+        if m is None or flows not in (int(m.group(1)), int(m.group(3))):
+            continue
+        phases = {"total": int(m.group(4))}
+        for part in m.group(5).split(", "):
+            name, _, ms = part.rpartition(" ")
+            if name and ms.isdigit():
+                phases[name] = int(ms)
+        out.append(phases)
+    return out
+
+
+def median_phases(applies: list[dict[str, int]]) -> dict[str, float]:
+    names = sorted({k for a in applies for k in a})
+    return {k: statistics.median(a.get(k, 0) for a in applies) for k in names}
 
 
 # --- the lab ---------------------------------------------------------------------------
@@ -365,6 +391,11 @@ def run(spec: LabSpec, lab_dir: Path, lab_name: str, progress: Progress) -> dict
             raise FlowkeeperError(f"bench: dumped {len(dumped)} rule flows on h1, not {want[0]}")
         floor_s = floor(state.host("h1"), dumped)
         summary = summarize([r["enforced_ms"] / 1000 for r in runs])
+        agents = {}
+        for h, flows in zip(state.hosts, want, strict=True):
+            log_lines = Path(h.path("agent.log")).read_text().splitlines()
+            agents[h.name] = median_phases(agent_phases(log_lines, flows)[-spec.changes :])
+        progress(f"agents' own apply times (median ms): {agents}")
         progress(f"floor: ovs-ofctl --bundle add-flows of {len(dumped)} flows {floor_s:.4f} s")
         return {
             "ports": spec.ports,
@@ -379,6 +410,7 @@ def run(spec: LabSpec, lab_dir: Path, lab_name: str, progress: Progress) -> dict
                 op: summarize([r["enforced_ms"] / 1000 for r in runs if r["op"] == op])
                 for op in ("add", "remove")
             },
+            "agent_apply_median_ms": agents,
             "floor_ofctl_bundle_add_s": round(floor_s, 4),
             "p50_over_floor": ratio(summary["p50_ms"], floor_s),
             "p99_over_floor": ratio(summary["p99_ms"], floor_s),

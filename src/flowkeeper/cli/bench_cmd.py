@@ -461,4 +461,7 @@ def _fw_enforcement_table(e: dict[str, Any]) -> str:
             f"{row['min_ms']:>7} {floor * 1000:>8.1f} "
             f"{ratio(row['p50_ms'], floor)!s:>9}"
         )
+    for host, phases in e.get("agent_apply_median_ms", {}).items():
+        parts = ", ".join(f"{k} {v:g}" for k, v in phases.items())
+        lines.append(f"agent {host} apply, median ms: {parts}")
     return "\n".join(lines)
