@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from flowkeeper.flows.fields import canonical_value
@@ -84,6 +84,13 @@ class PortInputs:
     number: int  # reg5
 
 
+# A rule flow without its port: (table, priority, match without reg5) ->
+# (conjunction actions, "" to accept; ingress; ct state; where reg5 goes in the match).
+RuleKey = tuple[int, int, Match]
+RuleAction = tuple[str, bool, str, int]
+RuleTemplate = Mapping[RuleKey, RuleAction]
+
+
 @dataclass(frozen=True)
 class RuleInputs:
     """One protected port's rule flows (tables 72 and 82)."""
@@ -94,6 +101,17 @@ class RuleInputs:
     number: int  # reg5
     rules: tuple[RuleView, ...]  # of all its groups, sorted, unique, supported ones only
     conj: tuple[tuple[str, int], ...]  # (remote group id, conjunction id base), sorted
+    # rule_template(rules, conj): the flows of every port with these rules, shared
+    template: RuleTemplate = field(default_factory=dict, compare=False, repr=False)
+
+    def same_port(self, other: RuleInputs) -> bool:
+        """The same port's flows but for the rules (so a template delta applies)."""
+        return (
+            self.cookie == other.cookie
+            and self.vlan == other.vlan
+            and self.device == other.device
+            and self.number == other.number
+        )
 
 
 @dataclass(frozen=True)
@@ -121,10 +139,19 @@ class FirewallPlan:
     ports: dict[str, PortInputs]  # by port id
     rules: dict[str, RuleInputs]  # by port id
     members: dict[MemberPart, MemberInputs]
+    # a port's groups -> (rules, conj, template) shared by the ports that have them
+    shared: dict[
+        tuple[str, ...], tuple[tuple[RuleView, ...], tuple[tuple[str, int], ...], RuleTemplate]
+    ] = field(default_factory=dict)
 
 
-def plan(view: HostView) -> FirewallPlan:
-    """Cut the view's firewall into inputs; empty when the firewall is off."""
+def plan(view: HostView, previous: FirewallPlan | None = None) -> FirewallPlan:
+    """Cut the view's firewall into inputs; empty when the firewall is off.
+
+    With the `previous` plan, a set of groups whose rules and conjunctions did not change
+    gives the very same objects as last time (comparing inputs is then identity, and the
+    rule template is not built again).
+    """
     if not view.firewall:
         return FirewallPlan({}, {}, {}, {})
     vlans = {n.id: n.vlan for n in view.networks}
@@ -148,21 +175,33 @@ def plan(view: HostView) -> FirewallPlan:
     bases = {
         g: slot * CONJ_BLOCK for g, slot in assign((g for _, _, g in uses), _conj_hash).items()
     }
-    conj_memo: dict[tuple[str, ...], tuple[tuple[str, int], ...]] = {}
+    before = previous.shared if previous is not None else {}
+    shared: dict[
+        tuple[str, ...], tuple[tuple[RuleView, ...], tuple[tuple[str, int], ...], RuleTemplate]
+    ] = {}
     ports: dict[str, PortInputs] = {}
     rule_parts: dict[str, RuleInputs] = {}
     for port in protected:
-        rules = rules_memo[port.security_groups]
-        conj = conj_memo.get(port.security_groups)
-        if conj is None:
+        got = shared.get(port.security_groups)
+        if got is None:
+            rules = rules_memo[port.security_groups]
             conj = tuple(
                 sorted({(r.remote_group, bases[r.remote_group]) for r in rules if r.remote_group})
             )
-            conj_memo[port.security_groups] = conj
+            old = before.get(port.security_groups)
+            if old is not None and old[0] == rules and old[1] == conj:
+                got = old
+            else:
+                got = (rules, conj, rule_template(rules, conj))
+            shared[port.security_groups] = got
+        rules, conj, template = got
         vlan, number = vlans[port.network_id], numbers[port.id]
         ports[port.id] = PortInputs(view.cookie, vlan, port, number)
-        rule_parts[port.id] = RuleInputs(view.cookie, vlan, port.device, number, rules, conj)
-    return FirewallPlan(numbers, ports, rule_parts, _member_parts(view, uses, bases))
+        rule_parts[port.id] = RuleInputs(
+            view.cookie, vlan, port.device, number, rules, conj, template
+        )
+    members = _member_parts(view, uses, bases)
+    return FirewallPlan(numbers, ports, rule_parts, members, shared)
 
 
 def _member_parts(
@@ -470,49 +509,88 @@ def port_flows(inputs: PortInputs) -> list[Flow]:
 def rule_flows(inputs: RuleInputs) -> list[Flow]:
     """One protected port's rules: plain ones, and remote-group ones (clause 2/2 and the
     conj_id flows that accept what completes a conjunction)."""
-    out = _Out(inputs.cookie)
-    zone, number = inputs.vlan, f"{inputs.number:#x}"
-    to_vm = f"output:{inputs.device}"
-    bases = dict(inputs.conj)
-    conj: dict[tuple[int, int, Match], set[int]] = {}
+    template = inputs.template or rule_template(inputs.rules, inputs.conj)
+    make = rule_flow_maker(inputs)
+    return [make(key, action) for key, action in template.items()]
+
+
+def rule_flow_maker(inputs: RuleInputs) -> Callable[[RuleKey, RuleAction], Flow]:
+    """The port's flow of one template entry."""
+    reg5 = ("reg5", f"{inputs.number:#x}")
+    cookie, to_vm = inputs.cookie, f"output:{inputs.device}"
+    accepts = {
+        (ingress, state): _accept(ingress, state, inputs.vlan, to_vm)
+        for ingress in (False, True)
+        for state in RULE_STATES
+    }
+
+    def make(key: RuleKey, action: RuleAction) -> Flow:
+        table, priority, match = key
+        conj, ingress, state, at = action
+        actions = conj or accepts[ingress, state]
+        return Flow(BR_INT, table, priority, (*match[:at], reg5, *match[at:]), actions, cookie)
+
+    return make
+
+
+def template_delta(old: RuleTemplate, new: RuleTemplate) -> tuple[list[RuleKey], list[RuleKey]]:
+    """(entries of `old` that go or change, entries of `new` that come or change)."""
+    gone = [k for k, a in old.items() if new.get(k) != a]
+    come = [k for k, a in new.items() if old.get(k) != a]
+    return gone, come
+
+
+@lru_cache(maxsize=256)
+def rule_template(rules: tuple[RuleView, ...], conj: tuple[tuple[str, int], ...]) -> RuleTemplate:
+    """The rule flows of any port with these rules, without the port (see RuleKey)."""
+    bases = dict(conj)
+    clauses: dict[tuple[int, int, Match, bool, str], set[int]] = {}
     accepts: set[tuple[str, int, int]] = set()  # (direction, priority offset, conj id base)
-    plain: dict[tuple[int, int, Match], str] = {}
-    for rule in inputs.rules:
+    plain: dict[tuple[int, int, Match], tuple[bool, str]] = {}
+    for rule in rules:
         ingress = rule.direction == INGRESS
         table = t.RULES_INGRESS if ingress else t.RULES_EGRESS
-        matches = _rule_matches(rule, number)
+        matches = _rule_matches(rule, "")
         if rule.remote_group:
             base = bases.get(rule.remote_group)
             if base is None:
                 continue
             offset = priority_offset(rule, conjunction=True)
             accepts.add((rule.direction, offset, base))
-            for match in matches:
+            for fields in matches:
                 for k, state in enumerate(RULE_STATES):
-                    key = (
-                        table,
-                        RULE_PRIORITY + offset,
-                        tuple(sorted([*match, ("ct_state", state)])),
-                    )
-                    conj.setdefault(key, set()).add(base + 2 * offset + k)
+                    match = _sorted([*fields, ("ct_state", state)])
+                    clause = (table, RULE_PRIORITY + offset, match, ingress, state)
+                    clauses.setdefault(clause, set()).add(base + 2 * offset + k)
             continue
         priority = RULE_PRIORITY + priority_offset(rule)
-        for match in matches:
+        for fields in matches:
             for state in RULE_STATES:
-                key = (table, priority, tuple(sorted([*match, ("ct_state", state)])))
-                plain[key] = _accept(ingress, state, zone, to_vm)
-    for (table, priority, key_match), actions in sorted(plain.items()):
-        out.add(table, priority, key_match, actions)
-    for (table, priority, key_match), ids in sorted(conj.items()):
-        out.add(table, priority, key_match, ",".join(f"conjunction({i},2/2)" for i in sorted(ids)))
+                plain[table, priority, _sorted([*fields, ("ct_state", state)])] = (ingress, state)
+    out: dict[RuleKey, RuleAction] = {}
+    for key, (ingress, state) in sorted(plain.items()):
+        out[key] = ("", ingress, state, _reg5_at(key[2]))
+    for (table, priority, match, ingress, state), ids in sorted(clauses.items()):
+        conj_actions = ",".join(f"conjunction({i},2/2)" for i in sorted(ids))
+        out[table, priority, match] = (conj_actions, ingress, state, _reg5_at(match))
     for direction, offset, base in sorted(accepts):
         ingress = direction == INGRESS
         table = t.RULES_INGRESS if ingress else t.RULES_EGRESS
         for k, state in enumerate(RULE_STATES):
-            match = [("conj_id", f"{base + 2 * offset + k:#x}"), ("ct_state", state)]
-            match += [("dl_type", IP), ("reg5", number)]
-            out.add(table, RULE_PRIORITY + offset, match, _accept(ingress, state, zone, to_vm))
-    return out.flows
+            accept = _sorted(
+                [("conj_id", f"{base + 2 * offset + k:#x}"), ("ct_state", state), ("dl_type", IP)]
+            )
+            out[table, RULE_PRIORITY + offset, accept] = ("", ingress, state, _reg5_at(accept))
+    return out
+
+
+def _sorted(fields: Iterable[tuple[str, str]]) -> Match:
+    """A rule flow's match without reg5 (the template's; the port's goes in at _reg5_at)."""
+    return tuple(sorted(f for f in fields if f[0] != "reg5"))
+
+
+def _reg5_at(match: Match) -> int:
+    return sum(1 for name, _ in match if name < "reg5")
 
 
 def _accept(ingress: bool, state: str, zone: int, to_vm: str) -> str:
