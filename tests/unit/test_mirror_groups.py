@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowkeeper.agent.mirror import LocalVif, Mirror, assemble, bound_ports
+from flowkeeper.agent.mirror import LocalMemo, LocalVif, Mirror, assemble, bound_ports
 from flowkeeper.agent.persist import Inputs, Persistence, mirror_from
 from flowkeeper.flows.flowset import FlowDelta, FlowSet
 from flowkeeper.flows.record import parse_flow
@@ -220,3 +220,19 @@ def test_a_snapshot_written_before_security_groups_still_loads() -> None:
     back = mirror_from(SnapshotData.from_meta(meta))
     assert back.groups == {} and back.members == {}
     assert not back.ports["p1"].port_security_enabled
+
+
+def test_an_unchanged_local_port_is_the_same_object_with_the_memo() -> None:
+    m = loaded()
+    bound = {"p1": "tap1", "p2": "tap2"}
+    kw = dict(host="h1", tunnel_ip="198.18.0.1", l2pop=True, arp_responder=True, cookie=1)
+    memo: LocalMemo = {}
+    first = assemble(m, bound=bound, vlans={NET.id: 1}, local_memo=memo, **kw)  # type: ignore[arg-type]
+    m.ports["p2"] = port(2, "h1", secure=True)  # a new Port object: a new LocalPort
+    again = assemble(m, bound={**bound, "p1": "tap9"}, vlans={NET.id: 1}, local_memo=memo, **kw)  # type: ignore[arg-type]
+    fresh = assemble(m, bound={**bound, "p1": "tap9"}, vlans={NET.id: 1}, **kw)  # type: ignore[arg-type]
+    assert again == fresh
+    assert again.local_ports[1] is not first.local_ports[1]
+    assert again.local_ports[0].device == "tap9"  # a new device: made again
+    same = assemble(m, bound={**bound, "p1": "tap9"}, vlans={NET.id: 1}, local_memo=memo, **kw)  # type: ignore[arg-type]
+    assert all(a is b for a, b in zip(same.local_ports, again.local_ports, strict=True))

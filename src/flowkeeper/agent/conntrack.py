@@ -20,6 +20,7 @@ import os
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from flowkeeper.pipeline.view import HostView
 
@@ -29,6 +30,7 @@ Held = tuple[str, int, str]  # (port id, zone, host address)
 FLUSH_TIMEOUT_S = 5
 
 
+@lru_cache(maxsize=1 << 16)
 def host_address(addr: str) -> str | None:
     """The single address of `addr` (an IP, or a CIDR of one address), else None."""
     try:

@@ -21,6 +21,7 @@ from flowkeeper.agent.catchup import gate_deletes, must_record
 from flowkeeper.agent.follow import ServerFollower
 from flowkeeper.agent.guard import OvsGuard
 from flowkeeper.agent.mirror import (
+    LocalMemo,
     LocalVif,
     Mirror,
     RemoteMemo,
@@ -134,6 +135,7 @@ class Agent(OvsGuard, ServerFollower):
         self.verify_installed = False  # installed came from the snapshot: check it later
         self.pipeline = IncrementalBuild()
         self.remote_memo: RemoteMemo = {}
+        self.local_memo: LocalMemo = {}
         self.step: Step | None = None  # (installed, its version) when it equalled desired
         self.retry_s = 0.0  # the current wait before retrying deferred flows
         # Port name -> the OpenFlow number the installed flows naming it resolved to.
@@ -462,6 +464,7 @@ class Agent(OvsGuard, ServerFollower):
             bound=present,
             vlans=self.vlans,
             memo=self.remote_memo,
+            local_memo=self.local_memo,
         )
         return replace(view, firewall=self.cfg.firewall_on)
 

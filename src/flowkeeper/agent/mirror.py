@@ -150,15 +150,18 @@ def assemble(
     vlans: Mapping[str, int],
     memo: RemoteMemo | None = None,
     firewall: bool = False,
+    local_memo: LocalMemo | None = None,
 ) -> HostView:
     """Pure: the HostView for this host: every network given a local VLAN (those of its
     bound ports; a standby slot's too; before the first sync, those it had); the security
     groups its local ports use, and the members of every group those name as remote.
 
-    With a `memo` kept between calls, an unchanged port gives the very same RemotePort
-    as last time, so that comparing views (pipeline.incremental) is mostly identity.
+    With a `memo` (and a `local_memo`) kept between calls, an unchanged port gives the
+    very same RemotePort (LocalPort) as last time, so that comparing views
+    (pipeline.incremental) is mostly identity.
     """
     memo = {} if memo is None else memo
+    local_memo = {} if local_memo is None else local_memo
     nets = []
     for net_id in sorted(vlans):
         net = mirror.networks.get(net_id)
@@ -166,10 +169,13 @@ def assemble(
             nets.append(NetworkView(net.id, net.type, net.segmentation_id, vlans[net_id]))
     present = {n.id for n in nets}
     local = tuple(
-        _local(p, bound[p.id])
+        _local_memo(local_memo, p, bound[p.id])
         for p in (mirror.ports[pid] for pid in sorted(bound))
         if p.network_id in present
     )
+    if len(local_memo) > 2 * len(bound) + 64:  # ports unbound long ago
+        for pid in [pid for pid in local_memo if pid not in bound]:
+            del local_memo[pid]
     remote = []
     for p in sorted(mirror.ports.values(), key=_by_id):
         if (
@@ -200,6 +206,14 @@ def assemble(
         groups=groups,
         members=_members(mirror, groups),
     )
+
+
+def _local_memo(memo: LocalMemo, port: Port, device: str) -> LocalPort:
+    seen = memo.get(port.id)
+    if seen is None or seen[0] is not port or seen[1] != device:
+        seen = (port, device, _local(port, device))
+        memo[port.id] = seen
+    return seen[2]
 
 
 def _local(port: Port, device: str) -> LocalPort:
@@ -258,6 +272,8 @@ def _members(
 _by_id = attrgetter("id")
 # port id -> (the Port last seen, its RemotePort)
 RemoteMemo = dict[str, tuple[Port, RemotePort]]
+# port id -> (the Port last seen, its device, its LocalPort)
+LocalMemo = dict[str, tuple[Port, str, LocalPort]]
 
 
 def vlan_records(

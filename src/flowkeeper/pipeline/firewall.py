@@ -143,6 +143,8 @@ class FirewallPlan:
     shared: dict[
         tuple[str, ...], tuple[tuple[RuleView, ...], tuple[tuple[str, int], ...], RuleTemplate]
     ] = field(default_factory=dict)
+    # what `members` was made of (remote rules in use, conjunction bases, the members)
+    member_key: object = None
 
 
 def plan(view: HostView, previous: FirewallPlan | None = None) -> FirewallPlan:
@@ -200,8 +202,12 @@ def plan(view: HostView, previous: FirewallPlan | None = None) -> FirewallPlan:
         rule_parts[port.id] = RuleInputs(
             view.cookie, vlan, port.device, number, rules, conj, template
         )
-    members = _member_parts(view, uses, bases)
-    return FirewallPlan(numbers, ports, rule_parts, members, shared)
+    member_key = (uses, bases, view.members)
+    if previous is not None and previous.member_key == member_key:
+        members = previous.members  # the same objects: nothing to compare part by part
+    else:
+        members = _member_parts(view, uses, bases)
+    return FirewallPlan(numbers, ports, rule_parts, members, shared, member_key)
 
 
 def _member_parts(
