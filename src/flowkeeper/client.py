@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flowkeeper import client_sg as sg
 from flowkeeper import model
 from flowkeeper.cperrors import Compacted
 from flowkeeper.errors import FlowkeeperError, UsageError
@@ -38,7 +39,18 @@ from flowkeeper.failover import (
     parse_servers,
     retry_safe,
 )
-from flowkeeper.model import Host, Network, Port, PortStatus, View, WatchEvent
+from flowkeeper.model import (
+    DEFAULT_PROJECT,
+    AddressPair,
+    Host,
+    Network,
+    Port,
+    PortStatus,
+    SecurityGroup,
+    SecurityGroupRule,
+    View,
+    WatchEvent,
+)
 from flowkeeper.tlsconf import client_context, describe_tls_error, resolve_ca
 from flowkeeper.validation import check_cidr
 
@@ -418,8 +430,12 @@ class Client:
         segmentation_id: int | None = None,
         cidr: str | None = None,
         id: str | None = None,
+        *,
+        project_id: str | None = None,
     ) -> Network:
         body: dict[str, Any] = {"name": name, "type": type, "id": id or str(uuid.uuid4())}
+        if project_id is not None:
+            body["project_id"] = project_id
         for key, value in (("segmentation_id", segmentation_id), ("cidr", cidr)):
             if value is not None:
                 body[key] = value
@@ -457,7 +473,13 @@ class Client:
         name: str = "",
         device_id: str = "",
         id: str | None = None,
+        project_id: str | None = None,
+        security_groups: Sequence[str] | None = None,
+        port_security_enabled: bool = True,
+        allowed_address_pairs: Sequence[AddressPair] = (),
     ) -> Port:
+        """`security_groups` None: the project's default group (with port security on);
+        [] no group (all the port's traffic is dropped)."""
         body = _port_body(
             network_id,
             host,
@@ -466,6 +488,9 @@ class Client:
             name=name,
             device_id=device_id,
             port_id=id or str(uuid.uuid4()),
+        )
+        body |= sg.port_security_fields(
+            project_id, security_groups, port_security_enabled, allowed_address_pairs
         )
 
         def same(found: Any) -> bool:
@@ -491,6 +516,84 @@ class Client:
         """Move the port's binding to another host (a migration)."""
         data = self.request("PUT", f"/v1/ports/{_q(port_id)}/binding", {"host": host})
         return Port.from_dict(data)
+
+    def update_port(
+        self,
+        port_id: str,
+        *,
+        security_groups: Sequence[str] | None = None,
+        port_security_enabled: bool | None = None,
+        allowed_address_pairs: Sequence[AddressPair] | None = None,
+    ) -> Port:
+        """Change a port's security fields (None: keep)."""
+        body = sg.port_update_body(security_groups, port_security_enabled, allowed_address_pairs)
+        return Port.from_dict(self.request("PATCH", f"/v1/ports/{_q(port_id)}", body))
+
+    # security groups
+    def create_security_group(
+        self,
+        name: str,
+        *,
+        description: str = "",
+        project_id: str = DEFAULT_PROJECT,
+        id: str | None = None,
+    ) -> SecurityGroup:
+        body = sg.group_body(name, description, project_id, id or str(uuid.uuid4()))
+
+        def same(found: Any) -> bool:
+            return sg.same_group(found, body)
+
+        return SecurityGroup.from_dict(self._create("/v1/security-groups", body, same))
+
+    def list_security_groups(self, project_id: str | None = None) -> list[SecurityGroup]:
+        """All groups, or a project's (then its default group is made if it has none)."""
+        data = self.request("GET", "/v1/security-groups", query={"project_id": project_id})
+        return [SecurityGroup.from_dict(g) for g in data["security_groups"]]
+
+    def get_security_group(self, group_id: str) -> SecurityGroup:
+        return SecurityGroup.from_dict(self.request("GET", f"/v1/security-groups/{_q(group_id)}"))
+
+    def find_security_group(self, name_or_id: str, project_id: str | None = None) -> SecurityGroup:
+        """A group by id, or else by name (in `project_id`, if given): 409 if several."""
+        groups = self.list_security_groups(project_id)
+        for group in groups:
+            if group.id == name_or_id:
+                return group
+        named = [g for g in groups if g.name == name_or_id]
+        if len(named) > 1:
+            projects = sorted({g.project_id for g in named})
+            raise ApiError(
+                f"{len(named)} security groups are named {name_or_id!r} (projects "
+                f"{', '.join(projects)}): give the id, or the project",
+                409,
+            )
+        if not named:
+            raise ApiError(f"security group {name_or_id!r} not found", 404)
+        return named[0]
+
+    def delete_security_group(self, group_id: str) -> int:
+        """Returns the revision of the delete."""
+        path = f"/v1/security-groups/{_q(group_id)}"
+        return int(self.request("DELETE", path)["revision"])
+
+    def create_security_group_rule(
+        self, group_id: str, rule: SecurityGroupRule | None = None, **fields: Any
+    ) -> SecurityGroupRule:
+        """Add `rule` (or one made of `fields`: direction, ethertype, protocol, ...; a new
+        id) to the group; the stored rule (normalised as the server does)."""
+        if rule is None:
+            rule = SecurityGroupRule(fields.pop("id", None) or str(uuid.uuid4()), **fields)
+        body = sg.rule_body(rule)
+        path = f"/v1/security-groups/{_q(group_id)}/rules"
+        return sg.rule_from(self._create(path, body, lambda found: sg.same_rule(found, rule)))
+
+    def list_security_group_rules(self, group_id: str) -> list[SecurityGroupRule]:
+        data = self.request("GET", f"/v1/security-groups/{_q(group_id)}/rules")
+        return [sg.rule_from(r) for r in data["security_group_rules"]]
+
+    def delete_security_group_rule(self, group_id: str, rule_id: str) -> int:
+        path = f"/v1/security-groups/{_q(group_id)}/rules/{_q(rule_id)}"
+        return int(self.request("DELETE", path)["revision"])
 
     # hosts
     def list_hosts(self) -> list[Host]:
@@ -677,11 +780,63 @@ class AsyncClient:
         name: str = "",
         device_id: str = "",
         id: str | None = None,
+        project_id: str | None = None,
+        security_groups: Sequence[str] | None = None,
+        port_security_enabled: bool = True,
+        allowed_address_pairs: Sequence[AddressPair] = (),
     ) -> Port:
         body = _port_body(
             network_id, host, mac, fixed_ips, name=name, device_id=device_id, port_id=id
         )
+        body |= sg.port_security_fields(
+            project_id, security_groups, port_security_enabled, allowed_address_pairs
+        )
         return Port.from_dict(await self.request("POST", "/v1/ports", body))
+
+    async def update_port(
+        self,
+        port_id: str,
+        *,
+        security_groups: Sequence[str] | None = None,
+        port_security_enabled: bool | None = None,
+        allowed_address_pairs: Sequence[AddressPair] | None = None,
+    ) -> Port:
+        body = sg.port_update_body(security_groups, port_security_enabled, allowed_address_pairs)
+        return Port.from_dict(await self.request("PATCH", f"/v1/ports/{_q(port_id)}", body))
+
+    async def create_security_group(
+        self,
+        name: str,
+        *,
+        description: str = "",
+        project_id: str = DEFAULT_PROJECT,
+        id: str | None = None,
+    ) -> SecurityGroup:
+        body = sg.group_body(name, description, project_id, id or str(uuid.uuid4()))
+        return SecurityGroup.from_dict(await self.request("POST", "/v1/security-groups", body))
+
+    async def list_security_groups(self, project_id: str | None = None) -> list[SecurityGroup]:
+        query = f"?project_id={_q(project_id)}" if project_id else ""
+        data = await self.request("GET", f"/v1/security-groups{query}")
+        return [SecurityGroup.from_dict(g) for g in data["security_groups"]]
+
+    async def get_security_group(self, group_id: str) -> SecurityGroup:
+        data = await self.request("GET", f"/v1/security-groups/{_q(group_id)}")
+        return SecurityGroup.from_dict(data)
+
+    async def delete_security_group(self, group_id: str) -> int:
+        data = await self.request("DELETE", f"/v1/security-groups/{_q(group_id)}")
+        return int(data["revision"])
+
+    async def create_security_group_rule(
+        self, group_id: str, rule: SecurityGroupRule
+    ) -> SecurityGroupRule:
+        path = f"/v1/security-groups/{_q(group_id)}/rules"
+        return sg.rule_from(await self.request("POST", path, sg.rule_body(rule)))
+
+    async def delete_security_group_rule(self, group_id: str, rule_id: str) -> int:
+        path = f"/v1/security-groups/{_q(group_id)}/rules/{_q(rule_id)}"
+        return int((await self.request("DELETE", path))["revision"])
 
     async def delete_port(self, port_id: str) -> int:
         return int((await self.request("DELETE", f"/v1/ports/{_q(port_id)}"))["revision"])

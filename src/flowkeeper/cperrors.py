@@ -9,6 +9,7 @@ __all__ = [
     "Compacted",
     "Conflict",
     "Forbidden",
+    "MissingReference",
     "NotFound",
     "StoreError",
     "StoreUnavailable",
@@ -34,6 +35,12 @@ class NotFound(FlowkeeperError):
     """The named network, port or host does not exist."""
 
     status = 404
+
+
+class MissingReference(NotFound):
+    """An object the request's body names (a port's security group, a rule's remote group)
+    does not exist. 404 on a create; an operation on an existing object answers 409 (the
+    object at its path is there: see the API docs)."""
 
 
 class Conflict(FlowkeeperError):

@@ -67,6 +67,20 @@ MAC_PATTERN = _mac_pattern()
 # A unicast host address: 1.0.0.0 to 223.255.255.255 (no 0/8, multicast, class E).
 IPV4_PATTERN = r"^(22[0-3]|2[01][0-9]|1[0-9]{2}|[1-9][0-9]?)(\." + _OCTET + "){3}$"
 CIDR_PATTERN = "^" + _alt(f"{_network_octets(p)}/{p}" for p in range(33)) + "$"
+# A rule's remote_ip_prefix: an IPv4 or IPv6 address, optionally with a prefix length;
+# host bits are allowed (cleared on the way in, as Neutron does).
+_H4 = "[0-9a-fA-F]{1,4}"
+_IPV6 = _alt(
+    [
+        f"({_H4}:){{7}}{_H4}",
+        f"({_H4}:){{1,7}}:",
+        *(f"({_H4}:){{1,{7 - n}}}(:{_H4}){{1,{n}}}" for n in range(1, 7)),
+        f":((:{_H4}){{1,7}}|:)",
+    ]
+)
+_PREFIX4 = r"\.".join([_OCTET] * 4) + "(/(3[0-2]|[12]?[0-9]))?"
+_PREFIX6 = _IPV6 + "(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?"
+IP_PREFIX_PATTERN = "^" + _alt([_PREFIX4, _PREFIX6]) + "$"
 
 NAME_RE = re.compile(NAME_PATTERN)
 ID_RE = re.compile(ID_PATTERN)
@@ -75,6 +89,7 @@ TEXT_RE = re.compile(TEXT_PATTERN)
 MAC_RE = re.compile(MAC_PATTERN)
 IPV4_RE = re.compile(IPV4_PATTERN)
 CIDR_RE = re.compile(CIDR_PATTERN)
+IP_PREFIX_RE = re.compile(IP_PREFIX_PATTERN)
 
 
 def _show(value: object) -> str:
@@ -270,9 +285,7 @@ def check_ip_prefix(value: str, what: str = "remote_ip_prefix") -> tuple[str, in
 
 def check_ip_or_cidr(value: str, what: str = "IP address") -> str:
     """A unicast IPv4 address, or an IPv4 network without host bits (allowed address
-    pairs, group members). A /32 is written as its plain address."""
-    if isinstance(value, str) and value.endswith("/32"):
-        return check_ipv4(value.removesuffix("/32"), what)
+    pairs, group members)."""
     if isinstance(value, str) and "/" in value:
         return check_cidr(value)
     return check_ipv4(value, what)

@@ -21,7 +21,7 @@ from flowkeeper.server.responses import WatchMessage
 from tests.controlplane.conftest import TOKEN, LiveServer, ServerFactory
 from tests.unit.cpfake import Replay, normal
 
-VALID = {"id": "x1", "name": "h1"}
+VALID = {"id": "x1", "name": "h1", "rule_id": "r1"}
 JUNK_QUERIES = [
     "from=%C2%B2",  # '²'.isdigit() is True
     "from=-1",

@@ -220,7 +220,8 @@ def test_the_follower_fails_over_and_resumes_without_a_relist(
     # equals a fresh catch-up of the whole history since the list.
     lines = [json.loads(x) for x in wlog.read_text().splitlines()]
     assert lines[0]["kind"] == "list" and lines[0]["revision"] == listed_at
-    applied = [x for x in lines if x["kind"] in ("network", "port") and not x.get("dup")]
+    kinds = ("network", "port", "security_group", "member")
+    applied = [x for x in lines if x["kind"] in kinds and not x.get("dup")]
     assert len({key(x) for x in applied}) == len(applied), "an event applied twice"
     revs = [x["revision"] for x in applied]
     assert revs == sorted(revs)

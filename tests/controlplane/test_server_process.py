@@ -111,8 +111,9 @@ def test_server_process_lifecycle(tmp_path: Path, procs: list[Proc]) -> None:
     procs.append(second)
     assert "(generated)" not in "".join(second.lines)
     c = Client(second.url, token)
-    assert c.revision() == 2 and [n.name for n in c.list_networks()] == ["net1"]
-    assert c.create_network("net2", "gre").revision == 3
+    # network, the project's default security group (made for the port), port
+    assert c.revision() == 3 and [n.name for n in c.list_networks()] == ["net1"]
+    assert c.create_network("net2", "gre").revision == 4
     code, took = second.stop()
     assert code == 0 and took < 5
     assert "stopped" in "".join(second.lines)

@@ -41,9 +41,11 @@ def test_a_port_event_reaches_only_the_hosts_of_its_network_promptly(
     c = server.client()
     net1 = c.create_network("net1", "vxlan", cidr="198.19.1.0/24")
     net2 = c.create_network("net2", "vxlan", cidr="198.19.2.0/24")
-    c.create_port(net1.id, "h1", "fa:16:3e:00:00:01", ["198.19.1.1"])
-    c.create_port(net1.id, "h2", "fa:16:3e:00:00:02", ["198.19.1.2"])
-    c.create_port(net2.id, "h3", "fa:16:3e:00:00:03", ["198.19.2.3"])
+    # Without port security: no default group, whose members (the ports of every
+    # network) its users' hosts would hear of; this is about the network's fan-out.
+    c.create_port(net1.id, "h1", "fa:16:3e:00:00:01", ["198.19.1.1"], port_security_enabled=False)
+    c.create_port(net1.id, "h2", "fa:16:3e:00:00:02", ["198.19.1.2"], port_security_enabled=False)
+    c.create_port(net2.id, "h3", "fa:16:3e:00:00:03", ["198.19.2.3"], port_security_enabled=False)
     for i in range(1, 6):
         c.register_host(f"h{i}", f"198.18.0.{i}")
     rev = c.revision()
@@ -54,7 +56,14 @@ def test_a_port_event_reaches_only_the_hosts_of_its_network_promptly(
             tasks = [asyncio.create_task(follow(ac, h, rev, inbox)) for h in ("h1", "h2", "h3")]
             await until(lambda: all(h in inbox for h in ("h1", "h2", "h3")))  # subscribed
             started = time.monotonic()
-            await ac.create_port(net1.id, "h4", "fa:16:3e:00:00:04", ["198.19.1.4"], id="new")
+            await ac.create_port(
+                net1.id,
+                "h4",
+                "fa:16:3e:00:00:04",
+                ["198.19.1.4"],
+                id="new",
+                port_security_enabled=False,
+            )
             await until(lambda: all(ports_seen(inbox, h) for h in ("h1", "h2")), timeout=2)
             await asyncio.sleep(0.5)  # h3 gets heartbeats meanwhile, never the port
             for task in tasks:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from flowkeeper.model import Host, Network, Port, View, WatchEvent
+from flowkeeper.model import GroupMember, Host, Network, Port, SecurityGroup, View, WatchEvent
 from flowkeeper.store.base import Event, Kind, Op, StoreObject
 
 
@@ -54,6 +54,16 @@ class FakeLog:
     def delete_host(self, name: str) -> Event:
         return self._write("host", "delete", name, self.objects[("host", name)])
 
+    def put_group(self, group: SecurityGroup) -> Event:
+        return self._write("security_group", "put", group.id, group)
+
+    def delete_group(self, group_id: str) -> Event:
+        obj = self.objects[("security_group", group_id)]
+        return self._write("security_group", "delete", group_id, obj)
+
+    def groups(self) -> list[SecurityGroup]:
+        return [o for o in self.objects.values() if isinstance(o, SecurityGroup)]
+
     def ports(self) -> list[Port]:
         return [o for o in self.objects.values() if isinstance(o, Port)]
 
@@ -67,9 +77,13 @@ class Replay:
     def __init__(self, view: View | None = None) -> None:
         self.networks: dict[str, Network] = {}
         self.ports: dict[str, Port] = {}
+        self.groups: dict[str, SecurityGroup] = {}
+        self.members: dict[tuple[str, str], GroupMember] = {}
         if view is not None:
             self.networks = {n.id: n for n in view.networks}
             self.ports = {p.id: p for p in view.ports}
+            self.groups = {g.id: g for g in view.security_groups}
+            self.members = {(m.group_id, m.port_id): m for m in view.members}
 
     def apply(self, messages: list[WatchEvent]) -> None:
         for m in messages:
@@ -85,11 +99,24 @@ class Replay:
                     self.ports[obj.id] = obj
                 else:
                     self.ports.pop(obj.id, None)
+            elif isinstance(obj, SecurityGroup):
+                if m.op == "put":
+                    self.groups[obj.id] = obj
+                else:
+                    self.groups.pop(obj.id, None)
+            elif isinstance(obj, GroupMember):
+                key = (obj.group_id, obj.port_id)
+                if m.op == "put":
+                    self.members[key] = obj
+                else:
+                    self.members.pop(key, None)
 
     def as_view(self, revision: int) -> View:
         nets = sorted(self.networks.values(), key=lambda n: n.id)
         ports = sorted(self.ports.values(), key=lambda p: (p.network_id, p.id))
-        return View(revision, nets, ports)
+        groups = sorted(self.groups.values(), key=lambda g: g.id)
+        members = [self.members[k] for k in sorted(self.members)]
+        return View(revision, nets, ports, groups, members)
 
 
 def normal(view: View) -> View:
@@ -98,4 +125,6 @@ def normal(view: View) -> View:
         view.revision,
         sorted(view.networks, key=lambda n: n.id),
         sorted(view.ports, key=lambda p: (p.network_id, p.id)),
+        sorted(view.security_groups, key=lambda g: g.id),
+        sorted(view.members, key=lambda m: (m.group_id, m.port_id)),
     )

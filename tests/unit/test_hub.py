@@ -11,7 +11,7 @@ from typing import cast
 import pytest
 
 from flowkeeper.cperrors import Compacted, StoreError
-from flowkeeper.model import Host, Network, Port, WatchEvent
+from flowkeeper.model import Host, Network, Port, SecurityGroup, SecurityGroupRule, WatchEvent
 from flowkeeper.server import hub as hub_module
 from flowkeeper.server.asyncstore import AsyncStore
 from flowkeeper.server.hub import Hub, Watcher
@@ -40,6 +40,7 @@ class FakeStore:
             self.log.networks(),
             self.log.ports(),
             [o for o in objs if isinstance(o, Host)],
+            sorted(self.log.groups(), key=lambda g: g.id),
         )
 
     def revision(self) -> int:
@@ -136,6 +137,56 @@ def test_live_writes_reach_only_the_hosts_they_concern() -> None:
         assert await drain(w3) == []  # h3 has no port on n1
         assert w3.revision == hub.revision  # but it has seen the revision go by
         assert hub.stats.port_events == 1 and hub.stats.port_deliveries == 1
+        await hub.close()
+
+    asyncio.run(go())
+
+
+def test_group_and_member_changes_reach_only_the_hosts_using_or_referencing_them() -> None:
+    web = SecurityGroup(
+        "web", "web", rules=(SecurityGroupRule("r1", "ingress", remote_group_id="db"),)
+    )
+    db = SecurityGroup("db", "db")
+    net2 = Network("n2", "net2", "vxlan", 1002)
+
+    def secured(i: int, host: str, network: str, group: str, ip: str) -> Port:
+        mac = f"fa:16:3e:00:00:{i:02x}"
+        return Port(
+            f"p{i}", network, host, mac, (ip,), security_groups=(group,), port_security_enabled=True
+        )
+
+    async def go() -> None:
+        store = FakeStore()
+        seed(store)  # p1 on h1 and p2 on h2, both on n1, no groups
+        log = store.log
+        log.put_host(Host("h3", "198.18.0.3"))
+        log.put_group(web)
+        log.put_group(db)
+        log.put_network(net2)
+        log.put_port(secured(1, "h1", "n1", "web", "10.0.0.1"))
+        log.put_port(secured(3, "h3", "n2", "db", "10.0.2.3"))
+        hub = await started(store)
+        view = await hub.view("h1")
+        assert [g.id for g in view.security_groups] == ["web"]
+        assert [(m.group_id, m.port_id, m.ips) for m in view.members] == [
+            ("db", "p3", ("10.0.2.3",))
+        ]
+        assert (await hub.view("h2")).security_groups == [] and (await hub.view("h2")).members == []
+        w1, w2, w3 = [await hub.subscribe(h, hub.revision) for h in ("h1", "h2", "h3")]
+        log.put_port(secured(3, "h3", "n2", "db", "10.0.2.33"))  # a member of db moves IP
+        await hub.sync()
+        got = await drain(w1)
+        assert [(m.kind, m.op) for m in got] == [("member", "put")]
+        assert got[0].object.ips == ("10.0.2.33",)  # type: ignore[union-attr]
+        assert await drain(w2) == []  # h2 neither uses nor references db
+        assert [m.kind for m in await drain(w3)] == ["port"]  # its own port; db names no remote
+        log.put_group(SecurityGroup("db", "db", rules=(SecurityGroupRule("r2", "egress"),)))
+        await hub.sync()
+        assert await drain(w1) == [] and await drain(w2) == []
+        assert [(m.kind, m.op) for m in await drain(w3)] == [("security_group", "put")]
+        replay = Replay()
+        replay.apply(await drain(await hub.subscribe("h1", 0)))
+        assert normal(replay.as_view(hub.revision)) == normal(await hub.view("h1"))
         await hub.close()
 
     asyncio.run(go())

@@ -25,6 +25,15 @@ ROUTES = [
     ("GET", "/v1/tokens", {}),
     ("POST", "/v1/tokens", {}),
     ("DELETE", "/v1/tokens/{id}", {"id": "tk000000000009"}),
+    ("PATCH", "/v1/ports/{id}", {"id": "p"}),
+    ("GET", "/v1/security-groups", {}),
+    ("POST", "/v1/security-groups", {}),
+    ("GET", "/v1/security-groups/{id}", {"id": "g"}),
+    ("DELETE", "/v1/security-groups/{id}", {"id": "g"}),
+    ("GET", "/v1/security-groups/{id}/rules", {"id": "g"}),
+    ("POST", "/v1/security-groups/{id}/rules", {"id": "g"}),
+    ("GET", "/v1/security-groups/{id}/rules/{rule_id}", {"id": "g", "rule_id": "r"}),
+    ("DELETE", "/v1/security-groups/{id}/rules/{rule_id}", {"id": "g", "rule_id": "r"}),
 ]
 
 

@@ -58,17 +58,26 @@ class ServerFollower:
                 if need_list:
                     await self._register("syncing")
                     view = await self.client.view(self.cfg.host, self.cfg.standby_for)
-                    self.mirror.load(view.revision, view.networks, view.ports)
+                    self.mirror.load(
+                        view.revision,
+                        view.networks,
+                        view.ports,
+                        view.security_groups,
+                        view.members,
+                    )
                     self.cluster_id = self.client.cluster_id or ""
                     self.persist.note_list()
                     if self.watch_log is not None:
                         self.watch_log.listed(view.revision, self.client.base_url)
                     log.info(
-                        "listed revision %d from %s: %d networks, %d ports",
+                        "listed revision %d from %s: %d networks, %d ports, "
+                        "%d security groups, %d group members",
                         view.revision,
                         self.client.base_url,
                         len(view.networks),
                         len(view.ports),
+                        len(view.security_groups),
+                        len(view.members),
                     )
                     self.in_sync = True
                     need_list = False

@@ -6,15 +6,30 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
 
-from flowkeeper.model import Network, Port, WatchObject
-from flowkeeper.pipeline.view import HostView, LocalPort, NetworkView, RemotePort
+from flowkeeper.model import (
+    GroupMember,
+    Network,
+    Port,
+    SecurityGroup,
+    SecurityGroupRule,
+    WatchObject,
+)
+from flowkeeper.pipeline.view import (
+    GroupView,
+    HostView,
+    LocalPort,
+    NetworkView,
+    RemotePort,
+    RuleView,
+)
 
 EventKey = tuple[str, str, WatchObject]
 
 
 @dataclass
 class Mirror:
-    """Networks and ports from the server's view and watch stream, at `revision`.
+    """Networks, ports, security groups and group members from the server's view and
+    watch stream, at `revision`. Members are keyed by (group id, port id).
 
     The events of one revision may come as several messages, and a stream can break
     between them: until a message of a later revision or a heartbeat at or past it says
@@ -27,15 +42,33 @@ class Mirror:
     networks: dict[str, Network] = field(default_factory=dict)
     ports: dict[str, Port] = field(default_factory=dict)
     open: set[EventKey] = field(default_factory=set)
+    groups: dict[str, SecurityGroup] = field(default_factory=dict)
+    members: dict[tuple[str, str], GroupMember] = field(default_factory=dict)
 
-    def load(self, revision: int, networks: Iterable[Network], ports: Iterable[Port]) -> None:
+    def load(
+        self,
+        revision: int,
+        networks: Iterable[Network],
+        ports: Iterable[Port],
+        groups: Iterable[SecurityGroup] = (),
+        members: Iterable[GroupMember] = (),
+    ) -> None:
         self.revision = revision
         self.networks = {n.id: n for n in networks}
         self.ports = {p.id: p for p in ports}
+        self.groups = {g.id: g for g in groups}
+        self.members = {(m.group_id, m.port_id): m for m in members}
         self.open = set()
 
     def copy(self) -> Mirror:
-        return Mirror(self.revision, dict(self.networks), dict(self.ports), set(self.open))
+        return Mirror(
+            self.revision,
+            dict(self.networks),
+            dict(self.ports),
+            set(self.open),
+            dict(self.groups),
+            dict(self.members),
+        )
 
     def resume_from(self) -> int:
         """The revision to watch from: everything up to it is here, complete."""
@@ -76,6 +109,17 @@ class Mirror:
                 self.ports.pop(obj.id, None)
             elif op == "put":
                 self.ports[obj.id] = obj
+        elif isinstance(obj, SecurityGroup):
+            if op == "delete":
+                self.groups.pop(obj.id, None)
+            elif op == "put":
+                self.groups[obj.id] = obj
+        elif isinstance(obj, GroupMember):
+            key = (obj.group_id, obj.port_id)
+            if op == "delete":
+                self.members.pop(key, None)
+            elif op == "put":
+                self.members[key] = obj
 
 
 @dataclass(frozen=True)
@@ -105,9 +149,11 @@ def assemble(
     bound: Mapping[str, str],
     vlans: Mapping[str, int],
     memo: RemoteMemo | None = None,
+    firewall: bool = False,
 ) -> HostView:
     """Pure: the HostView for this host: every network given a local VLAN (those of its
-    bound ports; a standby slot's too; before the first sync, those it had).
+    bound ports; a standby slot's too; before the first sync, those it had); the security
+    groups its local ports use, and the members of every group those name as remote.
 
     With a `memo` kept between calls, an unchanged port gives the very same RemotePort
     as last time, so that comparing views (pipeline.incremental) is mostly identity.
@@ -120,7 +166,7 @@ def assemble(
             nets.append(NetworkView(net.id, net.type, net.segmentation_id, vlans[net_id]))
     present = {n.id for n in nets}
     local = tuple(
-        LocalPort(p.id, p.network_id, bound[p.id], p.mac, tuple(p.fixed_ips))
+        _local(p, bound[p.id])
         for p in (mirror.ports[pid] for pid in sorted(bound))
         if p.network_id in present
     )
@@ -141,7 +187,72 @@ def assemble(
     if len(memo) > 2 * len(mirror.ports) + 64:  # ports deleted long ago
         for pid in [pid for pid in memo if pid not in mirror.ports]:
             del memo[pid]
-    return HostView(tunnel_ip, l2pop, arp_responder, cookie, tuple(nets), local, tuple(remote))
+    groups = _groups(mirror, local)
+    return HostView(
+        tunnel_ip,
+        l2pop,
+        arp_responder,
+        cookie,
+        tuple(nets),
+        local,
+        tuple(remote),
+        firewall=firewall,
+        groups=groups,
+        members=_members(mirror, groups),
+    )
+
+
+def _local(port: Port, device: str) -> LocalPort:
+    pairs = tuple(
+        sorted((a.mac_address or port.mac, a.ip_address) for a in port.allowed_address_pairs)
+    )
+    return LocalPort(
+        port.id,
+        port.network_id,
+        device,
+        port.mac,
+        tuple(port.fixed_ips),
+        port_security=port.port_security_enabled,
+        security_groups=port.security_groups if port.port_security_enabled else (),
+        allowed_pairs=pairs if port.port_security_enabled else (),
+    )
+
+
+def rule_view(rule: SecurityGroupRule) -> RuleView:
+    return RuleView(
+        rule.direction,
+        rule.ethertype,
+        rule.protocol or "",
+        rule.port_range_min,
+        rule.port_range_max,
+        rule.remote_ip_prefix or "",
+        rule.remote_group_id or "",
+    )
+
+
+def _groups(mirror: Mirror, local: tuple[LocalPort, ...]) -> tuple[GroupView, ...]:
+    """The groups the local ports with port security use that the mirror holds."""
+    used = sorted({g for p in local if p.port_security for g in p.security_groups})
+    out = []
+    for group_id in used:
+        group = mirror.groups.get(group_id)
+        if group is not None:
+            out.append(GroupView(group.id, tuple(sorted(rule_view(r) for r in group.rules))))
+    return tuple(out)
+
+
+def _members(
+    mirror: Mirror, groups: tuple[GroupView, ...]
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(group id, its members' IPs and networks, sorted) of every group a rule of
+    `groups` names as remote group (a group with no members too: it matches nothing)."""
+    remotes = {r.remote_group for g in groups for r in g.rules if r.remote_group}
+    ips: dict[str, set[str]] = {r: set() for r in remotes}
+    for (group_id, _port), member in mirror.members.items():
+        found = ips.get(group_id)
+        if found is not None:
+            found.update(member.ips)
+    return tuple((r, tuple(sorted(ips[r]))) for r in sorted(remotes))
 
 
 _by_id = attrgetter("id")

@@ -163,10 +163,14 @@ class HostOvs:
     def port_numbers(self) -> dict[str, int]:
         """The ports the switch has now, by name, over both bridges (OpenFlow port
         descriptions: right after a restart OVSDB may still show old ofports for devices
-        that are gone)."""
+        that are gone). Each bridge's numbers are remembered too: a flow whose in_port
+        port goes away later is deleted by the number the port had (an agent that
+        restarted and changed nothing on a bridge since would not know it otherwise)."""
         numbers: dict[str, int] = {}
-        for bridge in self.bridges.values():
-            numbers.update(bridge.port_numbers())
+        for name, bridge in self.bridges.items():
+            now = bridge.port_numbers()
+            self._numbers.setdefault(name, {}).update(now)
+            numbers.update(now)
         return numbers
 
     def forget(self, device: str) -> None:

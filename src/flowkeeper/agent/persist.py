@@ -10,8 +10,8 @@ from typing import Any
 
 from flowkeeper.agent.mirror import Mirror
 from flowkeeper.flows.flowset import FlowDelta, FlowSet
-from flowkeeper.model import Network, Port, WatchEvent
-from flowkeeper.snapshot.content import JournalDelta, SnapshotData, flow_line
+from flowkeeper.model import GroupMember, Network, Port, SecurityGroup, WatchEvent
+from flowkeeper.snapshot.content import JournalDelta, SnapshotData, flow_line, member_key
 from flowkeeper.snapshot.partition import PartitionIndex
 from flowkeeper.snapshot.store import NO_SNAPSHOT, LoadReport, SnapshotStore, log_problems
 
@@ -127,6 +127,8 @@ class Persistence:
             vlans=dict(now.vlans),
             tunnels=sorted(now.tunnels),
             cluster_id=now.cluster_id,
+            groups={g.id: g.to_dict() for g in mirror.groups.values()},
+            members={member_key(m.to_dict()): m.to_dict() for m in mirror.members.values()},
         )
         for flow in installed:
             key, line = flow_line(flow)
@@ -150,5 +152,7 @@ def mirror_from(data: SnapshotData) -> Mirror:
         data.revision,
         [Network.from_dict(n) for n in data.networks.values()],
         [Port.from_dict(p) for p in data.ports.values()],
+        [SecurityGroup.from_dict(g) for g in data.groups.values()],
+        [GroupMember.from_dict(m) for m in data.members.values()],
     )
     return mirror

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from flowkeeper.errors import UsageError
-from flowkeeper.model import Network, Port, WatchEvent
+from flowkeeper.model import GroupMember, Network, Port, SecurityGroup, WatchEvent
 
 log = logging.getLogger("flowkeeper.agent")
 
@@ -47,6 +47,10 @@ def record(
         line.update(id=obj.id, network_id=obj.id)
     elif isinstance(obj, Port):
         line.update(id=obj.id, network_id=obj.network_id)
+    elif isinstance(obj, SecurityGroup):
+        line.update(id=obj.id)
+    elif isinstance(obj, GroupMember):
+        line.update(id=obj.id, group_id=obj.group_id)
     if dup:
         line["dup"] = True
     return line

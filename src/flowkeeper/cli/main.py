@@ -17,6 +17,7 @@ from flowkeeper.cli import (
     lab_cmd,
     network_cmd,
     port_cmd,
+    secgroup_cmd,
     server_cmd,
     snapshot_cmd,
     token_cmd,
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     agent_cmd.register(sub)
     network_cmd.register(sub)
     port_cmd.register(sub)
+    secgroup_cmd.register(sub)
     host_cmd.register(sub)
     token_cmd.register(sub)
     snapshot_cmd.register(sub)

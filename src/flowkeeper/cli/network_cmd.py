@@ -21,6 +21,7 @@ def register(sub: Any) -> None:
     create.add_argument("--type", choices=["vxlan", "gre"], default="vxlan")
     create.add_argument("--segmentation-id", type=int, help="VNI or GRE key (default: lowest free)")
     create.add_argument("--cidr", help="IPv4 subnet, e.g. 198.19.1.0/24")
+    create.add_argument("--project", help="the network's project, its ports' by default")
     add_client_options(create)
     create.set_defaults(func=_create)
 
@@ -50,8 +51,14 @@ def _create(args: argparse.Namespace) -> int:
         check_segment(args.type, args.segmentation_id)
     if args.cidr is not None:
         check_cidr(args.cidr)
+    if args.project is not None:
+        check_name(args.project, "project")
     net = client_from(args).create_network(
-        args.name, args.type, segmentation_id=args.segmentation_id, cidr=args.cidr
+        args.name,
+        args.type,
+        segmentation_id=args.segmentation_id,
+        cidr=args.cidr,
+        project_id=args.project,
     )
     emit(
         net.to_dict(),

@@ -148,6 +148,7 @@ def stream_server(port: int, duration: float, ready: str | None) -> Result:
         "resets": 0,
         "eof": False,
         "peer": "",
+        "peer_port": 0,
     }
     deadline = time.monotonic() + duration
     with sock:
@@ -155,7 +156,7 @@ def stream_server(port: int, duration: float, ready: str | None) -> Result:
         if not readable:
             return out
         conn, addr = sock.accept()
-    out["connected"], out["peer"] = True, str(addr[0])
+    out["connected"], out["peer"], out["peer_port"] = True, str(addr[0]), int(addr[1])
     with conn:
         while (left := deadline - time.monotonic()) > 0:
             readable, _, _ = select.select([conn], [], [], left)

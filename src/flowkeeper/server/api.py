@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +22,8 @@ from flowkeeper.server.requests import (
     PortsQuery,
     PortStatusUpdate,
 )
+from flowkeeper.server.sg_api import create_port_with_groups, referenced_is_conflict
+from flowkeeper.server.sg_requests import PORT_SECURITY_RELATIONS, PortSecurityUpdate
 from flowkeeper.server.state import STATE, ServerState, principal
 from flowkeeper.store.base import HostLiveness, Store
 
@@ -50,6 +51,7 @@ PORT_LINKS = {
     "DeletePort": _link("deletePort", "id", "id"),
     "SetPortStatus": _link("setPortStatus", "id", "id"),
     "BindPort": _link("bindPort", "id", "id"),
+    "UpdatePort": _link("updatePort", "id", "id"),
 }
 HOST_LINKS = {
     "GetHost": _link("getHost", "name", "name"),
@@ -93,7 +95,13 @@ async def create_network(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
     spec = inp.body
     net = await st.db.run(
-        st.db.store.create_network, spec.name, spec.type, spec.segmentation_id, spec.cidr, spec.id
+        st.db.store.create_network,
+        spec.name,
+        spec.type,
+        spec.segmentation_id,
+        spec.cidr,
+        spec.id,
+        project_id=spec.project_id,
     )
     await st.hub.sync(target=net.revision)
     return ok(net.to_dict(), 201)
@@ -166,13 +174,48 @@ async def list_ports(request: web.Request, inp: Input) -> web.Response:
     body=PortCreate,
     errors=(404, 409),
     links=PORT_LINKS,
+    description="Security as in Neutron: " + PORT_SECURITY_RELATIONS + " Groups must exist "
+    "(404) and be of the port's project (409).",
 )
 async def create_port(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
     spec: PortCreate = inp.body
-    stored = await st.db.run(st.db.store.create_port, spec.to_port(str(uuid.uuid4())))
+    stored = await st.db.run(create_port_with_groups, st.db.store, spec)
     await st.hub.sync(target=stored.revision)
     return ok(stored.to_dict(), 201)
+
+
+@endpoint(
+    routes,
+    method="PATCH",
+    path="/v1/ports/{id}",
+    operation_id="updatePort",
+    summary="change a port's security groups, port security or allowed address pairs",
+    what="port",
+    ok_status=200,
+    ok_type=out.Port,
+    path_params=PortPath,
+    body=PortSecurityUpdate,
+    errors=(404, 409),
+    description="Fields left out are kept. " + PORT_SECURITY_RELATIONS + " 404: no such "
+    "port; 409: a group that does not exist or is of another project, or the port would "
+    "keep its stored "
+    "groups or pairs without port security (or get them while it has none).",
+)
+async def update_port(request: web.Request, inp: Input) -> web.Response:
+    st = _st(request)
+    body: PortSecurityUpdate = inp.body
+    pairs = body.allowed_address_pairs
+    with referenced_is_conflict():
+        port = await st.db.run(
+            st.db.store.update_port_security,
+            inp.path.id,
+            security_groups=None if body.security_groups is None else tuple(body.security_groups),
+            port_security_enabled=body.port_security_enabled,
+            allowed_address_pairs=None if pairs is None else tuple(p.to_pair() for p in pairs),
+        )
+    await st.hub.sync(target=port.revision)
+    return ok(port.to_dict())
 
 
 @endpoint(

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from flowkeeper.cperrors import http_status
 from flowkeeper.errors import FlowkeeperError, UsageError
-from flowkeeper.server import api, token_api, watch
+from flowkeeper.server import api, sg_api, token_api, watch
 from flowkeeper.server.asyncstore import AsyncStore
 from flowkeeper.server.auth import auth_middleware, load_token
 from flowkeeper.server.hub import MAX_WATCHERS_PER_HOST, Hub
@@ -104,6 +104,7 @@ def build_app(state: ServerState) -> web.Application:
     app = web.Application(middlewares=[errors_middleware, auth_middleware])
     app[STATE] = state
     app.add_routes(api.routes)
+    app.add_routes(sg_api.routes)
     app.add_routes(watch.routes)
     app.add_routes(token_api.routes)
 

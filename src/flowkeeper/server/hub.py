@@ -11,7 +11,7 @@ from flowkeeper.cperrors import Compacted, NotFound, StoreError
 from flowkeeper.errors import FlowkeeperError
 from flowkeeper.model import Host, Port, View, WatchEvent
 from flowkeeper.server.asyncstore import AsyncStore
-from flowkeeper.server.fanout import HostState, fan_out
+from flowkeeper.server.fanout import HostState, concerned, concerned_before, fan_out
 from flowkeeper.server.stats import Stats
 from flowkeeper.server.world import Rewound, World, build_view
 from flowkeeper.store.base import Event, StoreObject
@@ -322,19 +322,15 @@ class Hub:
                 self._catching_up.discard(watcher)
             else:
                 watcher.before_live(event)
-        port = event.object if isinstance(event.object, Port) else None
-        prev = event.prev if isinstance(event.prev, Port) else None
-        networks = {p.network_id for p in (port, prev) if p is not None}
-        concerned = self._concerned(networks)  # before the event: members that may leave
+        before = concerned_before(event, self.world)  # members that may leave
         self.world.apply(event)
         self.stats.event(event.kind)
-        if port is None:
-            targets: Iterable[Watcher] = list(self.watchers)  # network and host events
+        hosts = concerned(event, self.world, before)
+        targets: Iterable[Watcher]
+        if hosts is None:
+            targets = list(self.watchers)  # network and host events
         else:
-            members = {n: self.world.hosts_on(n) for n in networks}  # after the event
-            concerned |= {p.host for p in (port, prev) if p is not None}
-            concerned = concerned.union(*members.values())
-            targets = {w for h in concerned for w in self._by_host.get(h, ())}
+            targets = {w for h in hosts for w in self._by_host.get(h, ())}
         delivered: set[str] = set()
         for watcher in targets:
             if watcher.closed:
@@ -349,24 +345,15 @@ class Hub:
         for watcher in self.watchers:  # every live watcher is now at this revision
             if watcher.live:
                 watcher.revision = event.revision
-        if port is not None:
+        port = event.object
+        if isinstance(port, Port):
             self.stats.port_fanout(
                 event.revision,
                 port.network_id,
                 len(delivered),
-                len(members[port.network_id] | {port.host}),
+                len(self.world.hosts_on(port.network_id) | {port.host}),
                 self.world.host_count(),
             )
-
-    def _concerned(self, networks: set[str]) -> set[str]:
-        """Hosts with ports on these networks. A port event can change the view of only
-        these hosts and of the port's own host (before and after): for every other
-        watcher fan_out's `_unrelated` holds for both values of the port, so it is
-        skipped without being visited. A standby watcher is filed under both hosts."""
-        hosts: set[str] = set()
-        for network_id in networks:
-            hosts |= self.world.hosts_on(network_id)
-        return hosts
 
 
 def _key(event: Event) -> str:

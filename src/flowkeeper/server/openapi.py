@@ -27,11 +27,15 @@ ERRORS = {
     400: "bad input: malformed JSON, unknown field or parameter, wrong type, invalid value",
     401: "missing or wrong bearer token",
     403: "the token may not do this",
-    404: "no such object (also: a port's network_id names no network)",
+    404: "no such object (also: a port's network_id names no network, a port's or rule's "
+    "security group does not exist)",
     409: "conflict with what is stored: duplicate name/MAC/IP/segment/id, a network that "
     "still has ports, a host that still has bound ports, an IP outside the network's CIDR "
     "or its network/broadcast address, "
-    "a status report from a host the port is not bound to",
+    "a status report from a host the port is not bound to, "
+    "a second default security group in a project, a rule a group already has, "
+    "a security group of another project, "
+    "a security group still used by ports or named by other groups' rules",
     410: "the revision was compacted away or is ahead of the server: list the view again",
     413: "request body too large",
     429: "too many watch streams for this host",

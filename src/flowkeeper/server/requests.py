@@ -17,7 +17,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from flowkeeper import validation as v
-from flowkeeper.model import Host, Port
+from flowkeeper.model import DEFAULT_PROJECT, AddressPair, Host, Port
 from flowkeeper.validation import ValidationError
 
 
@@ -88,6 +88,23 @@ FixedIps = Annotated[
     Field(max_length=64, json_schema_extra={"uniqueItems": True}),
 ]
 
+GroupIds = Annotated[
+    list[Id],
+    AfterValidator(_unique),
+    Field(max_length=64, json_schema_extra={"uniqueItems": True}),
+]
+
+
+class AddressPairIn(Strict):
+    ip_address: IPv4 | Cidr = Field(description="an IPv4 address or a network")
+    mac_address: Mac | None = Field(None, description="omitted or null: the port's own MAC")
+
+    def to_pair(self) -> AddressPair:
+        return AddressPair(self.ip_address, self.mac_address)
+
+
+AddressPairs = Annotated[list[AddressPairIn], Field(max_length=32)]
+
 TOKEN_PATH_PATTERN = "^(tk[0-9a-f]{12}|bootstrap)$"  # noqa: S105 - a pattern, not a secret
 # Human words for the patterns, so a refusal says what would have been accepted.
 PATTERN_HINTS = {
@@ -98,6 +115,7 @@ PATTERN_HINTS = {
     v.CIDR_PATTERN: "expected an IPv4 network without host bits, like 198.19.1.0/24",
     v.TEXT_PATTERN: f"at most {v.MAX_TEXT} characters, no control characters",
     v.STATE_PATTERN: "use 1-32 lowercase letters, digits or '-'",
+    v.IP_PREFIX_PATTERN: "expected an IPv4 or IPv6 address or network, like 198.19.0.0/16",
     TOKEN_PATH_PATTERN: "expected a token id: tk and 12 hex digits",
 }
 
@@ -107,6 +125,7 @@ class _NetworkCreate(Strict):
     name: Name
     cidr: Cidr | None = None
     id: Id | None = Field(None, description="a UUID is generated if omitted")
+    project_id: Name = Field(DEFAULT_PROJECT, description="its ports' project by default")
 
 
 class VxlanNetworkCreate(_NetworkCreate):
@@ -131,8 +150,26 @@ class PortCreate(Strict):
     device_id: Text = ""
     id: Id | None = Field(None, description="a UUID is generated if omitted")
     status: PortStatusValue = "DOWN"
+    project_id: Name | None = Field(None, description="omitted: the network's project")
+    security_groups: GroupIds | None = Field(
+        None,
+        description="omitted: the project's default group (made if it has none); "
+        "[]: no group, all the port's traffic is dropped",
+    )
+    port_security_enabled: bool = Field(
+        True, description="false: no filtering and no anti-spoofing (no groups, no pairs)"
+    )
+    allowed_address_pairs: AddressPairs = Field(
+        [], description="more (IP or network, MAC) the port may send from"
+    )
 
-    def to_port(self, new_id: str) -> Port:
+    def to_port(self, new_id: str, project_id: str, default_groups: tuple[str, ...]) -> Port:
+        """`project_id`: the network's, unless the request names one; `default_groups`:
+        the groups of a port whose request names none."""
+        if self.security_groups is not None:
+            groups = tuple(self.security_groups)
+        else:
+            groups = default_groups if self.port_security_enabled else ()
         return Port(
             id=self.id or new_id,
             network_id=self.network_id,
@@ -142,6 +179,10 @@ class PortCreate(Strict):
             status=self.status,
             name=self.name,
             device_id=self.device_id,
+            project_id=self.project_id or project_id or DEFAULT_PROJECT,
+            security_groups=groups,
+            port_security_enabled=self.port_security_enabled,
+            allowed_address_pairs=tuple(p.to_pair() for p in self.allowed_address_pairs),
         )
 
 

@@ -32,6 +32,8 @@ class SnapshotData:
     flows: FlowLines = field(default_factory=dict)
     port_refs: dict[str, set[str]] = field(default_factory=dict)  # bridge -> ports named
     cluster_id: str = ""  # the server store the inputs came from ("" if not known)
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)  # security groups by id
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)  # by member_key
 
     def flow_count(self) -> int:
         return sum(len(lines) for lines in self.flows.values())
@@ -45,6 +47,8 @@ class SnapshotData:
             "vlans": self.vlans,
             "tunnels": [list(t) for t in self.tunnels],
             "cluster_id": self.cluster_id,
+            "security_groups": self.groups,
+            "members": self.members,
         }
 
     @classmethod
@@ -57,7 +61,15 @@ class SnapshotData:
             vlans={k: int(v) for k, v in meta["vlans"].items()},
             tunnels=[(str(k), str(ip)) for k, ip in meta["tunnels"]],
             cluster_id=str(meta.get("cluster_id", "")),
+            # a snapshot written before security groups has neither
+            groups=dict(meta.get("security_groups", {})),
+            members=dict(meta.get("members", {})),
         )
+
+
+def member_key(member: dict[str, Any]) -> str:
+    """A group member's key in a snapshot: group id and port id ('/' is in no id)."""
+    return f"{member['group_id']}/{member['port_id']}"
 
 
 @dataclass
@@ -106,9 +118,12 @@ class JournalDelta:
             raise ValueError("a flow key that is not text")
         for event in delta.events:
             obj = event["object"]
-            if event["kind"] not in ("network", "port") or not isinstance(obj, dict):
+            if event["kind"] not in EVENT_KINDS or not isinstance(obj, dict):
                 raise ValueError(f"bad event {event!r:.80}")
-            if not isinstance(obj["id"], str) or (
+            if event["kind"] == "member":
+                if not isinstance(obj["group_id"], str) or not isinstance(obj["port_id"], str):
+                    raise ValueError(f"bad event object {obj!r:.80}")
+            elif not isinstance(obj["id"], str) or (
                 event["kind"] == "port" and event["op"] != "delete" and "network_id" not in obj
             ):
                 raise ValueError(f"bad event object {obj!r:.80}")
@@ -150,9 +165,19 @@ def apply_delta(data: SnapshotData, delta: JournalDelta) -> None:
     data.generation = delta.generation
 
 
+EVENT_KINDS = ("network", "port", "security_group", "member")
+
+
 def apply_event(data: SnapshotData, event: dict[str, Any]) -> None:
     kind, op, obj = event["kind"], event["op"], event["object"]
-    table = data.networks if kind == "network" else data.ports
+    if kind == "member":
+        if op == "delete":
+            data.members.pop(member_key(obj), None)
+        else:
+            data.members[member_key(obj)] = obj
+        return
+    tables = {"network": data.networks, "security_group": data.groups}
+    table = tables.get(kind, data.ports)
     if op == "delete":
         table.pop(obj["id"], None)
         if kind == "network":

@@ -9,6 +9,7 @@ from typing import Any, Literal, Protocol, TypeAlias
 
 from flowkeeper.cperrors import Compacted, Conflict, NotFound, StoreError
 from flowkeeper.model import (
+    DEFAULT_PROJECT,
     AddressPair,
     Host,
     Network,
@@ -177,6 +178,8 @@ class Store(Protocol):
         segmentation_id: int | None = None,
         cidr: str | None = None,
         id: str | None = None,
+        *,
+        project_id: str = DEFAULT_PROJECT,
     ) -> Network:
         """Allocates the lowest free segmentation_id of the type when it is None."""
         ...
@@ -186,7 +189,7 @@ class Store(Protocol):
         ...
 
     def create_port(self, port: Port) -> Port:
-        """Its security groups must exist (NotFound) and be of its project (ValidationError)."""
+        """Its security groups must exist (NotFound) and be of its project (StateConflict)."""
         ...
 
     def update_port_security(
@@ -212,7 +215,7 @@ class Store(Protocol):
     def create_security_group(self, group: SecurityGroup) -> SecurityGroup:
         """Conflict if the id exists, or for a second group named "default" in a project.
         Its rules' remote groups must exist (NotFound; the group itself is fine) and be of
-        its project (ValidationError). One event, revision filled in."""
+        its project (StateConflict). One event, revision filled in."""
         ...
 
     def delete_security_group(self, group_id: str) -> SecurityGroup:

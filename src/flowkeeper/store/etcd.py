@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from flowkeeper.model import (
+    DEFAULT_PROJECT,
     AddressPair,
     Host,
     Network,
@@ -357,6 +358,8 @@ class EtcdStore(EtcdSecurityGroups):
         segmentation_id: int | None = None,
         cidr: str | None = None,
         id: str | None = None,
+        *,
+        project_id: str = DEFAULT_PROJECT,
     ) -> Network:
         net_id = id or str(uuid.uuid4())
         keys = self.keys
@@ -369,7 +372,7 @@ class EtcdStore(EtcdSecurityGroups):
                 seg = lowest_free([segment_of(k.key) for k in used], low, high)
                 if seg is None:
                     raise Conflict(f"no free segmentation_id left for {type}")
-            net = Network(net_id, name, type, seg, cidr)
+            net = Network(net_id, name, type, seg, cidr, project_id=project_id)
             key = keys.obj("network", net.id)
             mine, by_name, by_seg = await self._gets(
                 kv, key, keys.net_name(net.name), keys.seg(net.type, seg)
@@ -562,7 +565,7 @@ class EtcdStore(EtcdSecurityGroups):
         async def attempt(kv: Any, _ambiguous: bool) -> Port:
             obj, item = await self._get(kv, "port", port_id)
             assert isinstance(obj, Port)
-            new = replace(obj, **changes)
+            new = sgcheck.updated_port(obj, changes)
             if new == obj:
                 return obj
             groups, compares = await self.read_groups(kv, new.security_groups)

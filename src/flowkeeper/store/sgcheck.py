@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from typing import Any
 
-from flowkeeper.cperrors import Conflict, NotFound
+from flowkeeper.cperrors import Conflict, MissingReference, NotFound
 from flowkeeper.model import Port, SecurityGroup, SecurityGroupRule
 from flowkeeper.model_sg import DEFAULT_GROUP
-from flowkeeper.validation import ValidationError
+from flowkeeper.validation import StateConflict
 
 __all__ = [
     "DEFAULT_GROUP",
@@ -20,22 +21,42 @@ __all__ = [
     "check_remotes",
     "in_use",
     "other_remotes",
+    "updated_port",
     "with_rule",
     "without_rule",
 ]
 
 
 def check_port_groups(port: Port, groups: Mapping[str, SecurityGroup | None]) -> None:
-    """Every group of the port exists (NotFound) and is of the port's project."""
+    """Every group of the port exists (NotFound) and is of the port's project (else
+    StateConflict, 409: the request is well formed, the stored group refuses it)."""
     for gid in port.security_groups:
         group = groups.get(gid)
         if group is None:
-            raise NotFound(f"security group {gid!r} not found")
+            raise MissingReference(f"security group {gid!r} not found")
         if group.project_id != port.project_id:
-            raise ValidationError(
+            raise StateConflict(
                 f"security group {gid!r} is of project {group.project_id!r}, "
                 f"not the port's project {port.project_id!r}"
             )
+
+
+def updated_port(port: Port, changes: Mapping[str, Any]) -> Port:
+    """The port with its security fields changed. Without port security a port takes no
+    groups and no pairs: when the stored port is what breaks that (turning it off while it
+    has groups, giving groups to a port without it), StateConflict (409); when the update
+    itself asks for both, the model's ValidationError (400)."""
+    enabled = changes.get("port_security_enabled", port.port_security_enabled)
+    if not enabled:
+        for name in ("security_groups", "allowed_address_pairs"):
+            value = changes.get(name, getattr(port, name))
+            if value and not ("port_security_enabled" in changes and name in changes):
+                what = name.replace("_", " ")
+                raise StateConflict(
+                    f"port {port.id!r} would have {what} without port security: turn "
+                    f"port_security_enabled on, or clear {name} in the same update"
+                )
+    return replace(port, **changes)
 
 
 def other_remotes(group: SecurityGroup) -> frozenset[str]:
@@ -48,9 +69,9 @@ def check_remotes(group: SecurityGroup, found: Mapping[str, SecurityGroup | None
     for gid in sorted(other_remotes(group)):
         remote = found.get(gid)
         if remote is None:
-            raise NotFound(f"remote group {gid!r} not found")
+            raise MissingReference(f"remote group {gid!r} not found")
         if remote.project_id != group.project_id:
-            raise ValidationError(
+            raise StateConflict(
                 f"remote group {gid!r} is of project {remote.project_id!r}, "
                 f"not the group's project {group.project_id!r}"
             )

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from flowkeeper.model import (
+    DEFAULT_PROJECT,
     AddressPair,
     Host,
     Network,
@@ -318,10 +319,12 @@ class SqliteStore:
         segmentation_id: int | None = None,
         cidr: str | None = None,
         id: str | None = None,
+        *,
+        project_id: str = DEFAULT_PROJECT,
     ) -> Network:
         with self._write() as w:
             seg = self._free_segment(type) if segmentation_id is None else segmentation_id
-            net = Network(id or str(uuid.uuid4()), name, type, seg, cidr, revision=w.next)
+            net = Network(id or str(uuid.uuid4()), name, type, seg, cidr, w.next, project_id)
             if self._one("SELECT id FROM networks WHERE id = ?", (net.id,)):
                 raise Conflict(f"network id {net.id!r} already exists")
             if self._one("SELECT id FROM networks WHERE name = ?", (net.name,)):
@@ -435,7 +438,7 @@ class SqliteStore:
         changes = security_changes(security_groups, port_security_enabled, allowed_address_pairs)
         with self._write() as w:
             port = self._port(port_id)
-            new = replace(port, **changes)
+            new = sgcheck.updated_port(port, changes)
             if new == port:
                 return port
             sgcheck.check_port_groups(new, self._groups(new.security_groups))
