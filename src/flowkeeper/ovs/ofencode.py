@@ -146,7 +146,8 @@ class FlowModEncoder:
         self.ports = ports
         self._instructions: dict[str, bytes] = {}
         self._tlvs: dict[tuple[str, str], bytes] = {}
-        self._plans: dict[tuple[object, ...], tuple[str, ...]] = {}  # field order by shape
+        # field order by shape (registers as one entry), and the register names
+        self._plans: dict[tuple[object, ...], tuple[tuple[str, ...], tuple[str, ...], str]] = {}
 
     def flow_mod(self, flow: Flow, command: int, xid: int = 0) -> bytes:
         """OFPT_FLOW_MOD for `flow`: ADD, MODIFY_STRICT or DELETE_STRICT (match only)."""
@@ -190,17 +191,25 @@ class FlowModEncoder:
                 raise UnsupportedFlow(f"unsupported match field(s) {', '.join(unknown)}")
             _check_prerequisites(fields)
             names = sorted(fields, key=_RANK.__getitem__)
-            regs = [n for n in names if n in _REGS]
+            regs = tuple(n for n in names if n in _REGS)
             if regs:
                 at = names.index(regs[0])
                 names = [n for n in names if n not in _REGS]
                 names.insert(at, _XREGS)
-            order = self._plans[plan_key] = tuple(names)
+            order = self._plans[plan_key] = (tuple(names), regs, _XREGS + ",".join(regs))
         cache = self._tlvs
         tlvs = []
-        for name in order:
-            if name == _XREGS:
-                tlvs.append(ct.xreg_tlvs({int(n[3:]): v for n, v in match if n in _REGS}))
+        order_names, regs, reg_key = order
+        for name in order_names:
+            if name == _XREGS:  # every register at once: they pair up into 64-bit OXMs
+                key = (reg_key, ",".join([fields[n] for n in regs]))
+                tlv = cache.get(key)
+                if tlv is None:
+                    tlv = ct.xreg_tlvs({int(n[3:]): fields[n] for n in regs})
+                    if len(cache) >= _CACHE_LIMIT:
+                        cache.clear()
+                    cache[key] = tlv
+                tlvs.append(tlv)
                 continue
             value = fields[name]
             tlv = cache.get((name, value))
