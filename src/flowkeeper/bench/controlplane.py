@@ -47,6 +47,10 @@ from flowkeeper.naming import BR_TUN
 Progress = Callable[[str], None]
 REAL_HOSTS = 2
 PORT_TIMEOUT_S = 10.0
+# The ports of this bench go without port security (no default group, no member
+# messages): it measures the L2 control plane, as its earlier runs in docs/ did; the
+# firewall has `bench firewall`.
+PORT_SECURITY = False
 
 
 @dataclass(frozen=True)
@@ -258,7 +262,13 @@ def _make_networks(
         members[net_id] = hosts
         for i, host in enumerate(hosts):
             if host.startswith("v"):
-                client.create_port(net_id, host, _mac(n, i, 0), name=f"seed-{host}")
+                client.create_port(
+                    net_id,
+                    host,
+                    _mac(n, i, 0),
+                    name=f"seed-{host}",
+                    port_security_enabled=PORT_SECURITY,
+                )
     return members
 
 
@@ -289,7 +299,9 @@ def _measure(
         others = [h for h in hosts if h != owner]
         mac = _mac(200 + k // 256, k % 256, 1)
         start = time.time()
-        port = writers[k % len(writers)].create_port(net_id, owner, mac, name=f"bench-{k}")
+        port = writers[k % len(writers)].create_port(
+            net_id, owner, mac, name=f"bench-{k}", port_security_enabled=PORT_SECURITY
+        )
         done: dict[str, float] = {}
         deadline = time.monotonic() + PORT_TIMEOUT_S
         while len(done) < len(others) and time.monotonic() < deadline:

@@ -93,7 +93,9 @@ async def _burst(
                 return
             net_id, host = placement[n % len(placement)]
             try:
-                port = await conn.create_port(net_id, host, mac_of(n), name=f"tput-{n}")
+                port = await conn.create_port(
+                    net_id, host, mac_of(n), name=f"tput-{n}", port_security_enabled=False
+                )
             except FlowkeeperError as exc:
                 burst.errors.append(str(exc))
                 continue

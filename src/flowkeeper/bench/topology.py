@@ -67,7 +67,9 @@ def build(lab_dir: Path, spec: TopologySpec, progress: Progress, name: str) -> t
         for k in range(min(per_net, remote - created)):
             vhost = virtual_host_name(n * vh_per_net + k % vh_per_net)
             ips = [_ip(k * spec.ips_per_port + j) for j in range(spec.ips_per_port)]
-            client.create_port(net_id, vhost, _mac(n, k), ips, name=f"r{n}-{k}")
+            client.create_port(
+                net_id, vhost, _mac(n, k), ips, name=f"r{n}-{k}", port_security_enabled=False
+            )
             created += 1
             if created % 500 == 0:
                 progress(

@@ -121,17 +121,44 @@ def _register_firewall(cmds: Any) -> None:
         help="security groups: flows per port, build and install time at N ports "
         "(conjunctions vs the naive member x rule product)",
     )
-    fwb.add_argument("--ports", default="100,1000,5000", help="comma-separated port counts")
+    fwb.add_argument(
+        "--ports",
+        default="100,1000,5000",
+        help="comma-separated port counts for the pipeline and install sizes ('none': skip)",
+    )
     fwb.add_argument("--rules", type=int, default=10, help="rules in the ports' group")
-    fwb.add_argument("--networks", type=int, default=10)
+    fwb.add_argument("--networks", type=int, default=10, help="networks the ports spread over")
     fwb.add_argument("--repeats", type=int, default=1, help="installs timed per size")
     fwb.add_argument(
-        "--no-install", action="store_true", help="the pure pipeline only (no lab, no OVS)"
+        "--no-install",
+        action="store_true",
+        help="the pure pipeline only (no lab, no OVS; no --lab-ports run either)",
     )
-    fwb.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    fwb.add_argument("--lab-dir", type=Path, default=Path("/var/tmp/flowkeeper-bench-fw"))
+    fwb.add_argument(
+        "--lab-ports",
+        type=int,
+        default=1000,
+        help="rule change -> every host enforcing it, in a real lab with agents: this many "
+        "firewalled ports in all (0: skip)",
+    )
+    fwb.add_argument(
+        "--lab-hosts", type=int, default=2, help="hosts the --lab-ports ports spread over"
+    )
+    fwb.add_argument(
+        "--changes",
+        type=int,
+        default=20,
+        help="rule changes timed in the lab run (even: add and remove alternate)",
+    )
+    fwb.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory for the JSON")
+    fwb.add_argument(
+        "--lab-dir",
+        type=Path,
+        default=Path("/var/tmp/flowkeeper-bench-fw"),
+        help="lab directory (the install lab, then the --lab-ports lab)",
+    )
     fwb.add_argument("--lab-name", default="fkbfw", help="lab name (namespace prefix)")
-    fwb.add_argument("--json", action="store_true")
+    fwb.add_argument("--json", action="store_true", help="print the JSON instead of a table")
     fwb.set_defaults(func=_firewall)
 
 
@@ -353,14 +380,33 @@ def _openflow(args: argparse.Namespace) -> int:
     return 0
 
 
-def _firewall(args: argparse.Namespace) -> int:
-    from flowkeeper.bench import firewall
+def _fw_lab_spec(args: argparse.Namespace) -> Any:
+    """The --lab-ports run's spec (None: no lab run), checked."""
+    from flowkeeper.bench.fwlab import LabSpec, check
 
-    sizes = _sizes(args.ports)
+    if args.no_install or args.lab_ports == 0:
+        return None
+    spec = LabSpec(
+        ports=args.lab_ports, hosts=args.lab_hosts, changes=args.changes, rules=args.rules
+    )
+    try:
+        check(spec)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return spec
+
+
+def _firewall(args: argparse.Namespace) -> int:
+    from flowkeeper.bench import firewall, fwlab
+
+    sizes = [] if args.ports.strip().lower() == "none" else _sizes(args.ports)
     if not 3 <= args.rules <= 200:
         raise UsageError("--rules must be 3..200")
     if not 1 <= args.networks <= 4000 or not 1 <= args.repeats <= 20:
         raise UsageError("--networks must be 1..4000 and --repeats 1..20")
+    spec = _fw_lab_spec(args)
+    if not sizes and spec is None:
+        raise UsageError("nothing to run: --ports none and no --lab-ports run")
     data = firewall.run(
         sizes,
         rule_count=args.rules,
@@ -369,15 +415,17 @@ def _firewall(args: argparse.Namespace) -> int:
         lab_dir=args.lab_dir,
         progress=progress,
         lab_name=args.lab_name,
-        install=not args.no_install,
+        install=not args.no_install and bool(sizes),
     )
+    if spec is not None:
+        data["enforcement"] = fwlab.run(spec, args.lab_dir, args.lab_name, progress)
     data["time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench-firewall-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(data, indent=2) + "\n")
     if args.json:
         print(json.dumps(data, indent=2))
-    else:
+    elif data["results"]:
         print(
             f"{'ports':>6} {'fw flows':>9} {'/port':>6} {'members':>8} {'naive':>10} "
             f"{'ratio':>6} {'build s':>8} {'member':>8} {'rule':>8} {'wire s':>7} {'ofctl s':>8}"
@@ -390,5 +438,30 @@ def _firewall(args: argparse.Namespace) -> int:
                 f"{r['incremental_member_change_s']:>8} {r['incremental_rule_change_s']:>8} "
                 f"{r.get('install_wire_s', '-'):>7} {r.get('install_ofctl_replace_s', '-'):>8}"
             )
+    if "enforcement" in data and not args.json:
+        print(_fw_enforcement_table(data["enforcement"]))
     print(f"saved {path}")
     return 0
+
+
+def _fw_enforcement_table(e: dict[str, Any]) -> str:
+    from flowkeeper.bench.fwlab import ratio
+
+    s, floor = e["enforced"], e["floor_ofctl_bundle_add_s"]
+    lines = [
+        f"rule change -> every host enforcing it: {e['ports']} ports on {e['hosts']} hosts "
+        f"{e['ports_per_host']}, {e['changes']} changes, flows per change per host "
+        f"{e['flows_per_change_per_host']}",
+        f"{'changes':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'min ms':>7} "
+        f"{'floor ms':>8} {'p50/floor':>9}",
+    ]
+    for label, row in [("all", s), *e["by_op"].items()]:
+        lines.append(
+            f"{label:>8} {row['p50_ms']:>7} {row['p99_ms']:>7} {row['max_ms']:>7} "
+            f"{row['min_ms']:>7} {floor * 1000:>8.1f} "
+            f"{ratio(row['p50_ms'], floor)!s:>9}"
+        )
+    for host, phases in e.get("agent_apply_median_ms", {}).items():
+        parts = ", ".join(f"{k} {v:g}" for k, v in phases.items())
+        lines.append(f"agent {host} apply, median ms: {parts}")
+    return "\n".join(lines)

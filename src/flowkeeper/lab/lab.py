@@ -267,16 +267,24 @@ class Lab:
                 raise LabError(f"virtual hosts did not register within {limit:.0f}s")
             time.sleep(0.2)
         nets = [state.networks[k] for k in sorted(state.networks, key=int)]
+        # Ports get port security (and their project's default group) only when the
+        # agents filter: with --firewall noop they would cost member messages for nothing.
+        secured = state.firewall == "openvswitch"
         for i in range(opts.virtual_ports):
             net = nets[i % len(nets)]
             host = virtual_host_name(i % opts.virtual_hosts)
             mac = f"fa:16:3e:f0:{(i >> 8) & 255:02x}:{i & 255:02x}"
-            client.create_port(net, host, mac, name=f"vport{i}")
+            client.create_port(net, host, mac, name=f"vport{i}", port_security_enabled=secured)
         self.progress(f"virtual: {opts.virtual_hosts} hosts, {opts.virtual_ports} ports")
 
     def _create_port(self, state: LabState, vm: VmState) -> VmState:
         port = self.client(state).create_port(
-            state.networks[str(vm.network)], vm.host, vm.mac, [vm.ip], name=vm.name
+            state.networks[str(vm.network)],
+            vm.host,
+            vm.mac,
+            [vm.ip],
+            name=vm.name,
+            port_security_enabled=state.firewall == "openvswitch",
         )
         vm.iface_id = port.id
         vm.tap = f"tap{port.id[:11]}"
@@ -289,7 +297,14 @@ class Lab:
         state = self.state()
         if any(v.name == name for v in state.vms):
             raise LabError(f"a VM named {name!r} exists already")
-        port = self.client(state).create_port(network_id, host, mac, [ip], name=name)
+        port = self.client(state).create_port(
+            network_id,
+            host,
+            mac,
+            [ip],
+            name=name,
+            port_security_enabled=state.firewall == "openvswitch",
+        )
         vm = VmState(
             name=name,
             host=host,
