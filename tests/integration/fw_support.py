@@ -155,6 +155,18 @@ def udp_counter(state: LabState, vm: VmState, port: int, seconds: float, name: s
     )
 
 
+def _spoof_args(
+    src_mac: str, src_ip: str, dst: VmState, port: int, count: int, interval: float, tag: str
+) -> list[str]:
+    """The traffic tool's spoof-send arguments: `count` tagged UDP datagrams to `dst`."""
+    return [
+        "spoof-send",
+        *("--src-mac", src_mac, "--src-ip", src_ip, "--dst-mac", dst.mac, "--dst-ip", dst.ip),
+        *("--port", str(port), "--count", str(count), "--interval", str(interval)),
+        *("--tag", tag),
+    ]
+
+
 def send_udp(
     src: VmState,
     dst: VmState,
@@ -166,57 +178,16 @@ def send_udp(
     count: int = 5,
     interval: float = 0.01,
 ) -> None:
-    trafficrun.once(
-        src,
-        "spoof-send",
-        "--src-mac",
-        src_mac or src.mac,
-        "--src-ip",
-        src_ip or src.ip,
-        "--dst-mac",
-        dst.mac,
-        "--dst-ip",
-        dst.ip,
-        "--port",
-        str(port),
-        "--count",
-        str(count),
-        "--interval",
-        str(interval),
-        "--tag",
-        tag,
-        timeout=count * interval + 15,
-    )
+    args = _spoof_args(src_mac or src.mac, src_ip or src.ip, dst, port, count, interval, tag)
+    trafficrun.once(src, *args, timeout=count * interval + 15)
 
 
 def udp_sender(
     state: LabState, src: VmState, dst: VmState, port: int, seconds: float, *, name: str
 ) -> trafficrun.Background:
     """A steady UDP sender (every 20 ms for `seconds`), tagged with its name."""
-    count = int(seconds / 0.02)
-    return trafficrun.start(
-        state,
-        src,
-        name,
-        "spoof-send",
-        "--src-mac",
-        src.mac,
-        "--src-ip",
-        src.ip,
-        "--dst-mac",
-        dst.mac,
-        "--dst-ip",
-        dst.ip,
-        "--port",
-        str(port),
-        "--count",
-        str(count),
-        "--interval",
-        "0.02",
-        "--tag",
-        name.replace("-", ""),
-        seconds=seconds + 5,
-    )
+    args = _spoof_args(src.mac, src.ip, dst, port, int(seconds / 0.02), 0.02, name.replace("-", ""))
+    return trafficrun.start(state, src, name, *args, seconds=seconds + 5)
 
 
 # --- flows -------------------------------------------------------------------------

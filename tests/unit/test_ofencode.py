@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from flowkeeper.flows.record import Flow, parse_flow
 from flowkeeper.lab.state import HostState, VmState
 from flowkeeper.lab.staticflows import static_flows
+from flowkeeper.ovs import ofencode_ct
 from flowkeeper.ovs.ofencode import (
     ADD,
     DELETE_STRICT,
@@ -22,6 +23,7 @@ from flowkeeper.ovs.ofencode import (
 )
 from flowkeeper.pipeline.build import build_flows
 from flowkeeper.pipeline.view import HostView, LocalPort, NetworkView, RemotePort
+from tests.unit import fwshapes
 
 PORTS = {"patch-int": 1, "vxlan-c6120002": 2, "gre-c6120003": 3}
 
@@ -162,7 +164,174 @@ OFCTL_BYTES: list[tuple[int, str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("command", "text", "ofctl_hex"), OFCTL_BYTES)
+# The firewall's shapes (tables 60-94) and the conntrack/conjunction syntax around them,
+# captured the same way (tests/integration/ofcapture.py relays ovs-ofctl 3.1.0 to OVS).
+OFCTL_FIREWALL_BYTES: list[tuple[int, str, str]] = [
+    (
+        ADD,
+        "table=9,priority=5,ip,reg4=0x1,reg5=0x2,reg6=0x10/0xf0,reg15=0x7,actions=ct(commit,force,zone=NXM_NX_REG6[0..15],table=73)",
+        "060e009000000000000000000000000000000000000000000900000000000005ffffffffffffffff"
+        "ffffffff000000000001003e80000a02080080010408000000010000000280010710000000100000"
+        "0000000000f00000000080010f10000000000000000700000000ffffffff00000004002000000000"
+        "ffff0018000023200023000300010c04000f490000000000",
+    ),
+    (
+        ADD,
+        "cookie=0xf10c000000000007,table=60,priority=100,in_port=patch-int,actions=set_field:0x5795529c->reg5,set_field:0x1->reg6,resubmit(,71)",
+        "060e007800000000f10c00000000000700000000000000003c00000000000064ffffffffffffffff"
+        "ffffffff000000000001000c80000004000000010000000000040038000000000019001000010a04"
+        "5795529c000000000019001000010c040000000100000000ffff001000002320000efff847000000",
+    ),
+    (
+        ADD,
+        "cookie=0xf10c000000000007,table=60,priority=90,dl_dst=fa:16:3e:00:00:01,dl_vlan=1,actions=set_field:0x5795529c->reg5,set_field:0x1->reg6,pop_vlan,resubmit(,81)",
+        "060e008800000000f10c00000000000700000000000000003c0000000000005affffffffffffffff"
+        "ffffffff000000000001001480000606fa163e00000180000c021001000000000004004000000000"
+        "0019001000010a045795529c000000000019001000010c0400000001000000000012000800000000"
+        "ffff001000002320000efff851000000",
+    ),
+    (
+        ADD,
+        "cookie=0xf10c000000000007,table=71,priority=65,dl_src=fa:16:3e:00:01:01,dl_type=0x800,in_port=patch-int,nw_src=198.19.9.0/24,reg5=0x5795529c,actions=ct(table=72,zone=1)",
+        "060e009000000000f10c00000000000700000000000000004700000000000041ffffffffffffffff"
+        "ffffffff000000000001003c800000040000000180000806fa163e00010180000a02080080001708"
+        "c6130900ffffff0080010510000000005795529c00000000ffffffff000000000004002000000000"
+        "ffff00180000232000230000000000000001480000000000",
+    ),
+    (
+        ADD,
+        "cookie=0xf10c000000000007,table=71,priority=95,arp_spa=198.19.1.1,dl_src=fa:16:3e:00:00:01,dl_type=0x806,in_port=patch-int,reg5=0x5795529c,actions=resubmit(,94)",
+        "060e008000000000f10c0000000000070000000000000000470000000000005fffffffffffffffff"
+        "ffffffff0000000000010038800000040000000180000806fa163e00000180000a02080680002c04"
+        "c613010180010510000000005795529c00000000ffffffff0004001800000000ffff001000002320"
+        "000efff85e000000",
+    ),
+    (
+        ADD,
+        "cookie=0xf10c000000000007,table=72,priority=50,ct_mark=0x0,ct_state=+est-rel+rpl,ct_zone=0x1,reg5=0x5795529c,actions=resubmit(,94)",
+        "060e008000000000f10c00000000000700000000000000004800000000000032ffffffffffffffff"
+        "ffffffff000000000001003280010510000000005795529c00000000ffffffff0001d3080000000a"
+        "0000000e0001d40200010001d604000000000000000000000004001800000000ffff001000002320"
+        "000efff85e000000",
+    ),
+    (
+        ADD,
+        "cookie=0xf10c000000000007,table=72,priority=40,ct_state=+est,dl_type=0x800,reg5=0x5795529c,actions=ct(commit,zone=1,exec(set_field:0x1->ct_mark))",
+        "060e009000000000f10c00000000000700000000000000004800000000000028ffffffffffffffff"
+        "ffffffff000000000001002a80000a02080080010510000000005795529c00000000ffffffff0001"
+        "d30800000002000000020000000000000004003000000000ffff0028000023200023000100000000"
+        "0001ff0000000000001900100001d6040000000100000000",
+    ),
+    (
+        ADD,
+        "cookie=0xf10c000000000007,table=82,priority=73,conj_id=0xe12a6d17,ct_state=+new-est,dl_type=0x800,reg5=0x5795529c,actions=ct(commit,zone=2),output:patch-int,resubmit(,92)",
+        "060e00a800000000f10c00000000000700000000000000005200000000000049ffffffffffffffff"
+        "ffffffff000000000001003200014a04e12a6d1780000a02080080010510000000005795529c0000"
+        "0000ffffffff0001d30800000001000000030000000000000004004000000000ffff001800002320"
+        "00230001000000000002ff000000000000000010000000010000000000000000ffff001000002320"
+        "000efff85c000000",
+    ),
+    (
+        ADD,
+        "cookie=0xf10c000000000007,table=82,priority=73,ct_state=+new-est,dl_type=0x800,nw_src=198.19.7.0/24,actions=conjunction(2103080095,1/2),conjunction(3777654039,1/2)",
+        "060e008000000000f10c00000000000700000000000000005200000000000049ffffffffffffffff"
+        "ffffffff000000000001002280000a02080080001708c6130700ffffff000001d308000000010000"
+        "00030000000000000004002800000000ffff001000002320002200027d5a749fffff001000002320"
+        "00220002e12a6d17",
+    ),
+    (
+        ADD,
+        "cookie=0xf10c000000000007,table=82,priority=72,ct_state=+est-rel-rpl,dl_type=0x800,icmp_code=0x4,icmp_type=0x3,nw_proto=1,reg5=0x5795529c,actions=conjunction(3777654038,2/2)",
+        "060e008800000000f10c00000000000700000000000000005200000000000048ffffffffffffffff"
+        "ffffffff000000000001003980000a02080080001401018000260103800028010480010510000000"
+        "005795529c00000000ffffffff0001d308000000020000000e000000000000000004001800000000"
+        "ffff00100000232000220102e12a6d16",
+    ),
+    (
+        ADD,
+        "cookie=0xf10c000000000007,table=82,priority=77,ct_state=+new-est,dl_type=0x800,nw_proto=6,nw_src=198.18.0.0/16,reg5=0x5795529c,tp_dst=8000/65504,actions=ct(commit,zone=1),output:patch-int,resubmit(,92)",
+        "060e00b800000000f10c0000000000070000000000000000520000000000004dffffffffffffffff"
+        "ffffffff000000000001004380000a02080080001708c6120000ffff0000800014010680001d041f"
+        "40ffe080010510000000005795529c00000000ffffffff0001d30800000001000000030000000000"
+        "0004004000000000ffff00180000232000230001000000000001ff00000000000000001000000001"
+        "0000000000000000ffff001000002320000efff85c000000",
+    ),
+    (
+        ADD,
+        "cookie=0xf10c000000000007,table=81,priority=90,ct_state=-trk,dl_type=0x800,reg5=0x5795529c,actions=ct(table=82,zone=1)",
+        "060e008000000000f10c0000000000070000000000000000510000000000005affffffffffffffff"
+        "ffffffff000000000001002a80000a02080080010510000000005795529c00000000ffffffff0001"
+        "d30800000000000000200000000000000004002000000000ffff0018000023200023000000000000"
+        "0001520000000000",
+    ),
+    (
+        ADD,
+        "cookie=0xf10c000000000007,table=71,priority=110,ct_state=+trk,actions=ct_clear,resubmit(,71)",
+        "060e006800000000f10c0000000000070000000000000000470000000000006effffffffffffffff"
+        "ffffffff00000000000100100001d30800000020000000200004002800000000ffff001000002320"
+        "002b000000000000ffff001000002320000efff847000000",
+    ),
+    (
+        ADD,
+        "table=9,priority=7,ct_state=trk|est,reg0=0xffffffff,actions=drop",
+        "060e005800000000000000000000000000000000000000000900000000000007ffffffffffffffff"
+        "ffffffff000000000001002480010110ffffffff00000000ffffffff000000000001d30800000022"
+        "000000ff00000000",
+    ),
+    (
+        ADD,
+        "table=9,priority=6,ct_state=0x21/0x21,ct_mark=0x1/0x1,dl_type=0x800,actions=ct(commit,zone=5,exec(set_field:0x1/0x1->ct_mark))",
+        "060e008800000000000000000000000000000000000000000900000000000006ffffffffffffffff"
+        "ffffffff000000000001002280000a0208000001d30800000021000000210001d708000000010000"
+        "00010000000000000004003000000000ffff00280000232000230001000000000005ff0000000000"
+        "001900100001d7080000000100000001",
+    ),
+    (
+        ADD,
+        "table=9,priority=6,ct_state=0x21/0x21,ct_mark=0x1/0x1,ct_zone=0x10,conj_id=7,dl_type=0x800,actions=conjunction(7,3/3),conjunction(0x8,1/2)",
+        "060e008800000000000000000000000000000000000000000900000000000006ffffffffffffffff"
+        "ffffffff000000000001003000014a040000000780000a0208000001d30800000021000000210001"
+        "d40200100001d70800000001000000010004002800000000ffff0010000023200022020300000007"
+        "ffff0010000023200022000200000008",
+    ),
+    (
+        ADD,
+        "table=9,priority=7,ct_state=trk|est,reg0=0xffffffff,reg3=0/0xff,actions=drop",
+        "060e006800000000000000000000000000000000000000000900000000000007ffffffffffffffff"
+        "ffffffff000000000001003880010110ffffffff00000000ffffffff000000008001031000000000"
+        "0000000000000000000000ff0001d30800000022000000ff",
+    ),
+    (
+        ADD,
+        "table=9,priority=8,ct_state=+snat-dnat+new-rpl-inv,reg1=0xffffffff,actions=drop",
+        "060e005800000000000000000000000000000000000000000900000000000008ffffffffffffffff"
+        "ffffffff00000000000100248001011000000000ffffffff00000000ffffffff0001d30800000041"
+        "000000d900000000",
+    ),
+    (
+        ADD,
+        "table=9,priority=8,dl_type=0x800,nw_proto=17,tp_src=0x100/0xff00,tp_dst=53,actions=ct(zone=65535)",
+        "060e007000000000000000000000000000000000000000000900000000000008ffffffffffffffff"
+        "ffffffff000000000001001d80000a020800800014011180001f040100ff00800020020035000000"
+        "0004002000000000ffff0018000023200023000000000000ffffff0000000000",
+    ),
+    (
+        ADD,
+        "table=9,priority=7,ct_state=trk|est,reg0=0xffffffff,reg3=0/0xff,actions=drop",
+        "060e006800000000000000000000000000000000000000000900000000000007ffffffffffffffff"
+        "ffffffff000000000001003880010110ffffffff00000000ffffffff000000008001031000000000"
+        "0000000000000000000000ff0001d30800000022000000ff",
+    ),
+    (
+        ADD,
+        "table=9,priority=7,ct_state=0x22,actions=drop",
+        "060e004000000000000000000000000000000000000000000900000000000007ffffffffffffffff"
+        "ffffffff00000000000100100001d30800000022000000ff",
+    ),
+]
+
+
+@pytest.mark.parametrize(("command", "text", "ofctl_hex"), OFCTL_BYTES + OFCTL_FIREWALL_BYTES)
 def test_byte_identical_to_ovs_ofctl(command: int, text: str, ofctl_hex: str) -> None:
     flow = parse_flow(text, "br-tun")
     assert encode_flow_mod(flow, command, PORTS).hex() == ofctl_hex
@@ -248,6 +417,47 @@ def test_every_static_lab_flow_encodes() -> None:
     for flow in flows:
         for command in (ADD, MODIFY_STRICT, DELETE_STRICT):
             _check_framing(encode_flow_mod(flow, command, ports), flow, command)
+
+
+@pytest.mark.parametrize("command", [ADD, MODIFY_STRICT, DELETE_STRICT])
+def test_every_firewall_flow_encodes_with_sound_framing(command: int) -> None:
+    flows = fwshapes.br_int_flows()
+    assert len(flows) > 400
+    ports = {name: i + 2 for i, name in enumerate(fwshapes.DEVICES)} | {"patch-tun": 1}
+    encoder = FlowModEncoder(ports)
+    for flow in flows:
+        msg = encoder.flow_mod(flow, command)
+        _check_framing(msg, flow, command)
+        assert msg == encode_flow_mod(flow, command, ports)  # caches change nothing
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "mask"),
+    [
+        ("+trk", 0x20, 0x20),
+        ("-trk", 0, 0x20),
+        ("+est-rel+rpl", 0x0A, 0x0E),
+        ("-new-est+rel-inv", 0x04, 0x17),
+        ("+snat+dnat", 0xC0, 0xC0),
+        ("0x21/0x21", 0x21, 0x21),
+        ("trk|est", 0x22, 0xFF),
+        ("0x22", 0x22, 0xFF),
+    ],
+)
+def test_ct_state_syntax(text: str, value: int, mask: int) -> None:
+    assert ofencode_ct.ct_state(text) == (value, mask)
+
+
+def test_registers_pair_into_oxm_packet_registers() -> None:
+    # reg5 alone: the low half of OXM_OF_PKT_REG2; reg4 and reg5 exact: one unmasked TLV.
+    assert ofencode_ct.xreg_tlvs({5: "0x1"}).hex() == "80010510" + "0000000000000001" + (
+        "00000000ffffffff"
+    )
+    assert ofencode_ct.xreg_tlvs({4: "0x1", 5: "0x2"}).hex() == "800104080000000100000002"
+    assert ofencode_ct.xreg_tlvs({6: "0x10/0xf0"}).hex() == "80010710" + (
+        "0000001000000000000000f000000000"
+    )
+    assert ofencode_ct.xreg_tlvs({0: "0/0"}) == b""  # OVS leaves a zero mask out
 
 
 def test_xid_and_drop_and_goto() -> None:
@@ -352,7 +562,29 @@ def test_learn_spec_layout() -> None:
         ("actions=output:CONTROLLER", "unsupported output"),
         ("actions=output:0", "not a switch port"),
         ("actions=output:4294967040", "not a switch port"),
-        ("actions=ct(commit)", "unsupported action"),
+        ("actions=ct(commit)", "needs an ip or ipv6 match"),
+        ("arp,actions=ct(commit)", "needs an ip or ipv6 match"),
+        ("ip,actions=ct(commit,nat)", "unsupported ct argument"),
+        ("ip,actions=ct(commit,alg=ftp)", "unsupported ct argument"),
+        ("ip,actions=ct(zone=1,exec(set_field:1->ct_mark))", "needs commit"),
+        ("ip,actions=ct(commit,exec(set_field:1->reg0))", "unsupported action in ct exec"),
+        ("ip,actions=ct(commit,zone=NXM_NX_REG6[0..7])", "16-bit subfield"),
+        ("ip,actions=ct(zone=65536)", "out of range"),
+        ("ip,actions=ct(table=255)", "out of range"),
+        ("actions=conjunction(1,1/2),resubmit(,5)", "conjunction with other actions"),
+        ("actions=conjunction(1,1/2),goto_table:5", "conjunction with other actions"),
+        ("actions=conjunction(1,3/2)", "bad conjunction clause"),
+        ("actions=conjunction(1,1/1)", "bad conjunction clause"),
+        ("actions=conjunction(4294967296,1/2)", "out of range"),
+        ("ct_state=+est+est,actions=drop", "bad ct_state"),
+        ("ct_state=+bogus,actions=drop", "bad ct_state"),
+        ("ct_state=0x100/0x100,actions=drop", "out of range"),
+        ("ct_zone=1/1,actions=drop", "takes no mask"),
+        ("conj_id=1/1,actions=drop", "takes no mask"),
+        ("reg5=0x100000000,actions=drop", "out of range"),
+        ("tcp,icmp_type=3,actions=drop", "needs nw_proto 1"),
+        ("icmp_code=3,actions=drop", "needs dl_type"),
+        ("icmp,tp_dst=3,actions=drop", "needs nw_proto 6, 17 or 132"),
         ("actions=resubmit(70000,5)", "does not fit in 16 bits"),
         ("actions=goto_table:5,output:1", "unsupported action"),
         ("actions=move:NXM_NX_REG0[0..3]->NXM_NX_REG1[0..4]", "different widths"),

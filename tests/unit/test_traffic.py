@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from flowkeeper.lab import traffic
+from flowkeeper.lab import probe, traffic
 
 
 def test_sequence_is_the_counter_mod_251() -> None:
@@ -54,7 +54,7 @@ def test_udp_frame_headers() -> None:
     assert frame[6:12] == bytes.fromhex("fa163e000001")
     assert frame[12:14] == b"\x08\x00"
     ip = frame[14:34]
-    assert traffic.checksum(ip) == 0  # a correct header sums to zero
+    assert probe.checksum(ip) == 0  # a correct header sums to zero
     assert socket.inet_ntoa(ip[12:16]) == "198.19.1.9"
     sport, dport, length, _ = struct.unpack("!HHHH", frame[34:42])
     assert (sport, dport, length) == (40000, 6000, 9)

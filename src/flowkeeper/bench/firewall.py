@@ -6,7 +6,9 @@ group has N members. Measured: the pipeline's flows (per port, conjunction membe
 the same rules written without conjunctions (the naive member x rule product, counted,
 not installed), the pure build (from scratch and incremental: a member change, a rule
 change), and installing the flows into a real br-int (userspace datapath) through the
-agent's OpenFlow connection and through `ovs-ofctl replace-flows`.
+agent's OpenFlow connection (counting its ovs-ofctl fallbacks), through
+`ovs-ofctl --bundle add-flows` and through `ovs-ofctl replace-flows`; and applying a
+member change (the small delta the agent sends in-process) both ways.
 
 The VIFs are patch ports without a peer: OVS gives them an ofport, so flows naming them
 install like a tap's, without 5,000 kernel devices.
@@ -21,7 +23,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from flowkeeper.flows.flowset import FlowSet
+from flowkeeper.flows.flowset import FlowSet, diff
+from flowkeeper.flows.record import Flow
 from flowkeeper.lab import ovsproc
 from flowkeeper.lab.lab import Lab, UpOptions
 from flowkeeper.naming import BR_INT
@@ -36,6 +39,7 @@ from flowkeeper.pipeline.view import GroupView, HostView, LocalPort, NetworkView
 Progress = Callable[[str], None]
 GROUP = "sg-bench"
 ADD_PORTS_BATCH = 500
+DELTA_REPEATS = 10  # each way, each method
 
 
 def rules(count: int) -> tuple[RuleView, ...]:
@@ -141,6 +145,7 @@ def measure_pure(ports: int, rule_count: int, networks: int) -> dict[str, Any]:
         "incremental_rule_change_s": round(rule_s, 4),
         "rule_change_flows": len(rule_changed),
         "_flows": flows,
+        "_fewer_flows": build_flows(fewer),
     }
 
 
@@ -157,29 +162,73 @@ def _add_ports(host: Any, count: int, progress: Progress) -> None:
 
 
 def _install(host: Any, flows: FlowSet, repeats: int) -> dict[str, float]:
-    """Median seconds to install the flows into an empty br-int, each way."""
+    """Median seconds to install the flows into an empty br-int, each way: the agent's
+    OpenFlow connection (in-process encoder), `ovs-ofctl --bundle add-flows` (what that
+    connection falls back to for flows it cannot encode, the firewall's path before the
+    encoder took conntrack), and `ovs-ofctl replace-flows`."""
     mine = list(flows.for_bridge(BR_INT))
     ofctl = OfctlBridge(BR_INT, host.mgmt(BR_INT), timeout=900)
-    wire_s, ofctl_s = [], []
+    wire_s, add_s, ofctl_s = [], [], []
+    fallbacks = 0
     for _ in range(repeats):
         ofctl.delete_all()
         with WireBridge(BR_INT, host.mgmt(BR_INT), timeout=900) as wire:
             start = time.perf_counter()
             wire.add_flows(mine)
             wire_s.append(time.perf_counter() - start)
-        if ofctl.flow_count() != len(mine):
-            raise RuntimeError(f"{ofctl.flow_count()} flows on br-int, not {len(mine)}")
+            fallbacks += wire.fallbacks
+        _check(ofctl, mine)
+        ofctl.delete_all()
+        start = time.perf_counter()
+        ofctl.add_flows(mine)
+        add_s.append(time.perf_counter() - start)
+        _check(ofctl, mine)
         ofctl.delete_all()
         start = time.perf_counter()
         ofctl.replace_flows(mine)
         ofctl_s.append(time.perf_counter() - start)
-        if FlowSet(ofctl.dump_flows()) != FlowSet(mine):
-            raise RuntimeError("br-int holds other flows than were installed")
+        _check(ofctl, mine)
     ofctl.delete_all()
     return {
         "install_wire_s": round(statistics.median(wire_s), 3),
+        "install_wire_fallbacks": fallbacks,
+        "install_ofctl_add_s": round(statistics.median(add_s), 3),
         "install_ofctl_replace_s": round(statistics.median(ofctl_s), 3),
     }
+
+
+def _member_delta(host: Any, flows: FlowSet, fewer: FlowSet) -> dict[str, float]:
+    """Median ms to apply a member change (a remote group loses one member, and gets it
+    back) as one delta, through the agent's OpenFlow connection and through ovs-ofctl."""
+    before, after = flows.for_bridge(BR_INT), fewer.for_bridge(BR_INT)
+    ofctl = OfctlBridge(BR_INT, host.mgmt(BR_INT), timeout=900)
+    ofctl.delete_all()
+    ofctl.add_flows(before)
+    there, back = diff(after, before), diff(before, after)
+    times: dict[str, list[float]] = {"wire": [], "ofctl": []}
+    with WireBridge(BR_INT, host.mgmt(BR_INT), timeout=900) as wire:
+        for _ in range(DELTA_REPEATS):
+            for name, apply in (("wire", wire.apply), ("ofctl", ofctl.apply)):
+                for delta in (there, back):
+                    start = time.perf_counter()
+                    apply(delta)
+                    times[name].append(time.perf_counter() - start)
+        fallbacks = wire.fallbacks
+    _check(ofctl, list(before))
+    ofctl.delete_all()
+    return {
+        "member_delta_flows": len(there.add) + len(there.modify) + len(there.delete),
+        "member_delta_wire_ms": round(1000 * statistics.median(times["wire"]), 2),
+        "member_delta_wire_fallbacks": fallbacks,
+        "member_delta_ofctl_ms": round(1000 * statistics.median(times["ofctl"]), 2),
+    }
+
+
+def _check(ofctl: OfctlBridge, flows: list[Flow]) -> None:
+    if ofctl.flow_count() != len(flows):
+        raise RuntimeError(f"{ofctl.flow_count()} flows on br-int, not {len(flows)}")
+    if FlowSet(ofctl.dump_flows()) != FlowSet(flows):
+        raise RuntimeError("br-int holds other flows than were installed")
 
 
 def run(
@@ -205,6 +254,7 @@ def run(
         for size in sizes:
             res = measure_pure(size, rule_count, networks)
             flows: FlowSet = res.pop("_flows")
+            fewer: FlowSet = res.pop("_fewer_flows")
             progress(
                 f"{size} ports: {res['firewall_flows']} firewall flows "
                 f"({res['firewall_flows_per_port']}/port), build {res['build_s']}s"
@@ -212,8 +262,17 @@ def run(
             if lab is not None:
                 res.update(_install(host, flows, repeats))
                 progress(
-                    f"{size} ports: install wire {res['install_wire_s']}s, "
-                    f"ovs-ofctl {res['install_ofctl_replace_s']}s"
+                    f"{size} ports: install wire {res['install_wire_s']}s "
+                    f"({res['install_wire_fallbacks']} fallbacks), ovs-ofctl add-flows "
+                    f"{res['install_ofctl_add_s']}s, replace-flows "
+                    f"{res['install_ofctl_replace_s']}s"
+                )
+                res.update(_member_delta(host, flows, fewer))
+                progress(
+                    f"{size} ports: member change ({res['member_delta_flows']} flows) on OVS: "
+                    f"wire {res['member_delta_wire_ms']} ms "
+                    f"({res['member_delta_wire_fallbacks']} fallbacks), "
+                    f"ovs-ofctl {res['member_delta_ofctl_ms']} ms"
                 )
             results.append(res)
     finally:

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flowkeeper.lab.probe import checksum
+
 MAX_SECONDS = 600.0
 MAX_RATE = 50_000_000  # bytes per second
 MAX_COUNT = 100_000
@@ -293,15 +295,6 @@ def udp_count(port: int, duration: float, ready: str | None) -> Result:
                     tag = tag_of(data)
                     by_tag[tag] = by_tag.get(tag, 0) + 1
     return {"received": sum(by_source.values()), "by_source": by_source, "by_tag": by_tag}
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
 
 
 def mac_bytes(mac: str) -> bytes:

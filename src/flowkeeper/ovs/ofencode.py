@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from flowkeeper.flows.actions import split_actions
 from flowkeeper.flows.record import Flow, Match
+from flowkeeper.ovs import ofencode_ct as ct
 from flowkeeper.ovs import ofencode_nx as nx
 from flowkeeper.ovs.ofencode_nx import UnknownPort, UnsupportedFlow, nxm, pad8, port_number
 
@@ -51,6 +52,7 @@ def _oxm(field: int, nbytes: int, kind: str = INT, maskable: bool = True) -> Oxm
 
 # Match fields in the order OVS writes them (every prerequisite before the fields needing it).
 MATCH_FIELDS: dict[str, OxmField] = {
+    "conj_id": OxmField(ct.CONJ_ID_HEADER, maskable=False),
     "in_port": _oxm(0, 4, maskable=False),
     "dl_src": _oxm(4, 6, MAC),
     "dl_dst": _oxm(3, 6, MAC),
@@ -62,6 +64,8 @@ MATCH_FIELDS: dict[str, OxmField] = {
     "nw_proto": _oxm(10, 1, maskable=False),
     "tp_src": _oxm(13, 2),  # TCP; UDP and SCTP in _TP_FIELDS
     "tp_dst": _oxm(14, 2),
+    "icmp_type": _oxm(19, 1, maskable=False),
+    "icmp_code": _oxm(20, 1, maskable=False),
     "arp_op": _oxm(21, 2, maskable=False),
     "arp_spa": _oxm(22, 4, IPV4),
     "arp_tpa": _oxm(23, 4, IPV4),
@@ -69,11 +73,22 @@ MATCH_FIELDS: dict[str, OxmField] = {
     "arp_tha": _oxm(25, 6, MAC),
     "tun_id": _oxm(38, 8),
 }
+# Registers go out as OXM_OF_PKT_REG pairs (see ofencode_ct.xreg_tlvs), then conntrack.
+MATCH_FIELDS |= {f"reg{i}": OxmField(nxm(1, i, 4)) for i in range(ct.N_REGS)}
+MATCH_FIELDS |= {
+    "ct_state": OxmField(ct.CT_STATE_HEADER),
+    "ct_zone": OxmField(ct.CT_ZONE_HEADER, maskable=False),
+    "ct_mark": OxmField(ct.CT_MARK_HEADER),
+}
+_REGS = frozenset(f"reg{i}" for i in range(ct.N_REGS))
+_XREGS = "(regs)"  # the plan's place for every register of the match
 _RANK = {name: i for i, name in enumerate(MATCH_FIELDS)}
 _TP_FIELDS = {6: (13, 14), 17: (15, 16), 132: (17, 18)}
 _NEEDS = {"nw_src": {_IP}, "nw_dst": {_IP}, "nw_proto": {_IP, _IPV6}}
 _NEEDS |= {f"arp_{x}": {_ARP, _RARP} for x in ("op", "spa", "tpa", "sha", "tha")}
 _NEEDS |= {"tp_src": {_IP, _IPV6}, "tp_dst": {_IP, _IPV6}}
+_NEEDS |= {"icmp_type": {_IP}, "icmp_code": {_IP}}
+_ICMP = 1
 
 _SETTABLE = ("tun_id", "dl_dst", "dl_src", "nw_src", "nw_dst", "arp_op", "arp_spa", "arp_tpa")
 SET_FIELDS: dict[str, OxmField] = {
@@ -131,7 +146,8 @@ class FlowModEncoder:
         self.ports = ports
         self._instructions: dict[str, bytes] = {}
         self._tlvs: dict[tuple[str, str], bytes] = {}
-        self._plans: dict[tuple[object, ...], tuple[str, ...]] = {}  # field order by shape
+        # field order by shape (registers as one entry), and the register names
+        self._plans: dict[tuple[object, ...], tuple[tuple[str, ...], tuple[str, ...], str]] = {}
 
     def flow_mod(self, flow: Flow, command: int, xid: int = 0) -> bytes:
         """OFPT_FLOW_MOD for `flow`: ADD, MODIFY_STRICT or DELETE_STRICT (match only)."""
@@ -140,6 +156,10 @@ class FlowModEncoder:
         if not (0 <= flow.table <= 254 and 0 <= flow.priority <= 0xFFFF):
             raise UnsupportedFlow(f"table or priority out of range: {flow.render_key()}")
         match = self.match(flow.match)
+        if command != DELETE_STRICT and "ct(" in flow.actions:
+            dl_type = dict(flow.match).get("dl_type", "")
+            if dl_type not in ("0x800", "0x86dd"):  # ovs-ofctl: OFPBAC_MATCH_INCONSISTENT
+                raise UnsupportedFlow(f"ct() needs an ip or ipv6 match: {flow.render()}")
         instructions = b""
         if command == DELETE_STRICT:
             cookie = idle = hard = 0
@@ -170,10 +190,27 @@ class FlowModEncoder:
             if unknown:
                 raise UnsupportedFlow(f"unsupported match field(s) {', '.join(unknown)}")
             _check_prerequisites(fields)
-            order = self._plans[plan_key] = tuple(sorted(fields, key=_RANK.__getitem__))
+            names = sorted(fields, key=_RANK.__getitem__)
+            regs = tuple(n for n in names if n in _REGS)
+            if regs:
+                at = names.index(regs[0])
+                names = [n for n in names if n not in _REGS]
+                names.insert(at, _XREGS)
+            order = self._plans[plan_key] = (tuple(names), regs, _XREGS + ",".join(regs))
         cache = self._tlvs
         tlvs = []
-        for name in order:
+        order_names, regs, reg_key = order
+        for name in order_names:
+            if name == _XREGS:  # every register at once: they pair up into 64-bit OXMs
+                key = (reg_key, ",".join([fields[n] for n in regs]))
+                tlv = cache.get(key)
+                if tlv is None:
+                    tlv = ct.xreg_tlvs({int(n[3:]): fields[n] for n in regs})
+                    if len(cache) >= _CACHE_LIMIT:
+                        cache.clear()
+                    cache[key] = tlv
+                tlvs.append(tlv)
+                continue
             value = fields[name]
             tlv = cache.get((name, value))
             if tlv is None:
@@ -201,6 +238,8 @@ class FlowModEncoder:
         if name in ("tp_src", "tp_dst"):
             src, dst = _TP_FIELDS[int(fields["nw_proto"])]
             return field_tlv(_oxm(src if name == "tp_src" else dst, 2), value)
+        if name == "ct_state":
+            return ct.masked_tlv(ct.CT_STATE_HEADER, 4, *ct.ct_state(value))
         return field_tlv(MATCH_FIELDS[name], value)
 
     def instructions(self, actions: str) -> bytes:
@@ -210,6 +249,9 @@ class FlowModEncoder:
         if tokens and tokens[-1].startswith("goto_table:"):
             table = _int(tokens.pop().removeprefix("goto_table:"), 254)
             goto = struct.pack("!HHB3x", OFPIT_GOTO_TABLE, 8, table)
+        conj = sum(token.startswith("conjunction(") for token in tokens)
+        if conj and (conj != len(tokens) or goto):  # ovs-ofctl refuses the mix
+            raise UnsupportedFlow(f"conjunction with other actions: {actions!r}")
         body = b"".join(self.action(token) for token in tokens)
         apply = struct.pack("!HH4x", OFPIT_APPLY_ACTIONS, 8 + len(body)) + body if body else b""
         if len(self._instructions) >= _CACHE_LIMIT:
@@ -223,6 +265,10 @@ class FlowModEncoder:
             return nx.resubmit(token, self.ports)
         if token.startswith("learn("):
             return nx.learn(token)
+        if token.startswith("ct("):
+            return ct.ct(token)
+        if token.startswith("conjunction("):
+            return ct.conjunction(token)
         if token in _OUTPUT_KEYWORDS:
             return self._output(token)
         if token in _BARE:
@@ -253,6 +299,9 @@ def _check_prerequisites(fields: Mapping[str, str]) -> None:
     for name in ("tp_src", "tp_dst"):
         if name in fields and proto not in _TP_FIELDS:
             raise UnsupportedFlow(f"{name} needs nw_proto 6, 17 or 132")
+    for name in ("icmp_type", "icmp_code"):
+        if name in fields and proto != _ICMP:
+            raise UnsupportedFlow(f"{name} needs nw_proto 1")
 
 
 def _vlan_tci(text: str) -> bytes:
