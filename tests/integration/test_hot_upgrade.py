@@ -4,11 +4,14 @@ VIF moved over on its own, the old slot retired, every VM reachable throughout."
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
+from flowkeeper.lab.lab import Lab
 from flowkeeper.lab.procs import is_ours
 from flowkeeper.lab.run import LabError, list_netns
+from flowkeeper.lab.state import HostState
 from flowkeeper.lab.upgrade import cut_over, hot_upgrade, prepare, slot_peer
 from flowkeeper.naming import BR_TUN, tunnel_port_name
 from flowkeeper.pipeline.tables import FROM_VXLAN, UCAST_TO_TUN
@@ -75,6 +78,7 @@ def test_the_new_slot_holds_every_network_and_tunnel_before_any_vm_moves(
     # Not one VM moved yet; the cut-over then completes as usual.
     assert all(vm.host != report.new for vm in lab.state().vms)
     cut_over(lab, report, settle=0.0)
+    _wait_unicast(lab, lab.state().host("h2"), vm.mac, new.tunnel_ip)
     assert lab.ping(vm.name, peer.name, count=3, interval=0.05).lost == 0
 
 
@@ -86,8 +90,26 @@ def test_a_second_upgrade_goes_back_to_the_first_slot(lab_factory: LabFactory) -
     after = lab.state()
     a = next(vm for vm in after.vms if vm.host == "h1")
     b = next(vm for vm in after.vms if vm.host == "h2")
+    # The cut-over returns once the ports are ACTIVE; h2 learns through the server that
+    # a sits behind h1's tunnel again (the wait that issue 12's local cut-over removes).
+    _wait_unicast(lab, after.host("h2"), a.mac, after.host("h1").tunnel_ip)
     assert lab.ping(a.name, b.name, count=3, interval=0.05).lost == 0
     assert slot_peer(after.host("h1")) == ("h1b", after.host("h1").index + 100)
+
+
+def _wait_unicast(lab: Lab, host: HostState, mac: str, tunnel_ip: str) -> None:
+    """Until `host`'s br-tun sends `mac` through the tunnel to `tunnel_ip` (bounded)."""
+    tunnel = tunnel_port_name("vxlan", tunnel_ip)
+    deadline = time.monotonic() + 20.0
+    while True:
+        flows = lab.bridge(host, BR_TUN).dump_flows()
+        if any(
+            f.table == UCAST_TO_TUN and dict(f.match).get("dl_dst") == mac and tunnel in f.actions
+            for f in flows
+        ):
+            return
+        assert time.monotonic() < deadline, f"{host.name} never sent {mac} to {tunnel}"
+        time.sleep(0.05)
 
 
 def test_upgrade_refuses_a_lab_without_agents(lab_factory: LabFactory) -> None:
