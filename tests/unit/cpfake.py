@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from flowkeeper.model import GroupMember, Host, Network, Port, SecurityGroup, View, WatchEvent
+from flowkeeper.server.fanout import HostState, fan_out
+from flowkeeper.server.world import World
 from flowkeeper.store.base import Event, Kind, Op, StoreObject
 
 
@@ -128,3 +130,23 @@ def normal(view: View) -> View:
         sorted(view.security_groups, key=lambda g: g.id),
         sorted(view.members, key=lambda m: (m.group_id, m.port_id)),
     )
+
+
+FANOUT_HOSTS = ("h1", "h2", "h3", "h4")
+
+
+class Cluster:
+    """A FakeLog, the live World, and one fan-out state per host (all watching from 0)."""
+
+    def __init__(self) -> None:
+        self.log = FakeLog()
+        self.world = World()
+        self.states = {h: HostState(h) for h in FANOUT_HOSTS}
+        self.sent: dict[str, list[WatchEvent]] = {h: [] for h in FANOUT_HOSTS}
+
+    def feed(self, event: Event) -> dict[str, list[WatchEvent]]:
+        self.world.apply(event)
+        out = {h: fan_out(s, event, self.world) for h, s in self.states.items()}
+        for h, msgs in out.items():
+            self.sent[h] += msgs
+        return out

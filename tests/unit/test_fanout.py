@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 from flowkeeper.model import Host, Network, Port, WatchEvent
 from flowkeeper.server.fanout import HostState, fan_out
 from flowkeeper.server.world import Rewound, World, build_view
-from flowkeeper.store.base import Event
-from tests.unit.cpfake import FakeLog, Replay, normal
+from tests.unit.cpfake import Cluster, FakeLog, Replay, normal
 
 HOSTS = ("h1", "h2", "h3", "h4")
 Op = tuple[str, object, int]  # (operation, argument, number)
@@ -31,23 +30,6 @@ def port(pid: int, network: str, host: str, status: str = "DOWN") -> Port:
         (f"10.0.0.{pid}",),
         "ACTIVE" if status == "ACTIVE" else "DOWN",
     )
-
-
-class Cluster:
-    """A FakeLog, the live World, and one fan-out state per host (all watching from 0)."""
-
-    def __init__(self) -> None:
-        self.log = FakeLog()
-        self.world = World()
-        self.states = {h: HostState(h) for h in HOSTS}
-        self.sent: dict[str, list[WatchEvent]] = {h: [] for h in HOSTS}
-
-    def feed(self, event: Event) -> dict[str, list[WatchEvent]]:
-        self.world.apply(event)
-        out = {h: fan_out(s, event, self.world) for h, s in self.states.items()}
-        for h, msgs in out.items():
-            self.sent[h] += msgs
-        return out
 
 
 def test_first_port_brings_the_network_and_its_whole_fdb() -> None:

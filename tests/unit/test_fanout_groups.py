@@ -22,8 +22,7 @@ from flowkeeper.model import (
 )
 from flowkeeper.server.fanout import HostState, concerned, concerned_before, fan_out
 from flowkeeper.server.world import Rewound, World, build_view
-from flowkeeper.store.base import Event
-from tests.unit.cpfake import FakeLog, Replay, normal
+from tests.unit.cpfake import Cluster, FakeLog, Replay, normal
 
 HOSTS = ("h1", "h2", "h3", "h4")
 NETS = ("n1", "n2")
@@ -70,23 +69,6 @@ def port(
 
 def subset(code: int, items: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(x for i, x in enumerate(items) if code >> i & 1)
-
-
-class Cluster:
-    """A FakeLog, the live World, and one fan-out state per host (all watching from 0)."""
-
-    def __init__(self) -> None:
-        self.log = FakeLog()
-        self.world = World()
-        self.states = {h: HostState(h) for h in HOSTS}
-        self.sent: dict[str, list[WatchEvent]] = {h: [] for h in HOSTS}
-
-    def feed(self, event: Event) -> dict[str, list[WatchEvent]]:
-        self.world.apply(event)
-        out = {h: fan_out(s, event, self.world) for h, s in self.states.items()}
-        for h, msgs in out.items():
-            self.sent[h] += msgs
-        return out
 
 
 def kinds(msgs: list[WatchEvent]) -> list[tuple[str, str, str]]:
