@@ -93,6 +93,7 @@ def test_a_second_upgrade_goes_back_to_the_first_slot(lab_factory: LabFactory) -
     # The cut-over returns once the ports are ACTIVE; h2 learns through the server that
     # a sits behind h1's tunnel again (the wait that issue 12's local cut-over removes).
     _wait_unicast(lab, after.host("h2"), a.mac, after.host("h1").tunnel_ip)
+    _wait_forwarding(lab, a.name, b.name)
     assert lab.ping(a.name, b.name, count=3, interval=0.05).lost == 0
     assert slot_peer(after.host("h1")) == ("h1b", after.host("h1").index + 100)
 
@@ -110,6 +111,14 @@ def _wait_unicast(lab: Lab, host: HostState, mac: str, tunnel_ip: str) -> None:
             return
         assert time.monotonic() < deadline, f"{host.name} never sent {mac} to {tunnel}"
         time.sleep(0.05)
+
+
+def _wait_forwarding(lab: Lab, src: str, dst: str) -> None:
+    """Until one ping from `src` to `dst` is answered (bounded): the cut-over returns
+    when the ports are ACTIVE, not when every agent has applied its last bundle."""
+    deadline = time.monotonic() + 20.0
+    while lab.ping(src, dst, count=1, interval=0.05).received == 0:
+        assert time.monotonic() < deadline, f"{src} never reached {dst} after the cut-over"
 
 
 def test_upgrade_refuses_a_lab_without_agents(lab_factory: LabFactory) -> None:
