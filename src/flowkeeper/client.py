@@ -260,7 +260,12 @@ def judge(method: str, path: str, attempt: Attempt) -> Any:
     if status != 503:
         _raise_for(status, raw)
         return json.loads(raw) if raw else None
-    return Retry(_error_message(status, raw), final=not retry_safe(method, True))
+    failure = _error_message(status, raw)
+    if retry_safe(method, True):
+        return Retry(failure, final=False)
+    # A 503 to a write does not say it was not applied: the store may have committed it
+    # and lost the answer (etcd without a quorum within the deadline).
+    return Retry(_maybe_applied(method, path, ServerUnavailable(str(failure), True)), final=True)
 
 
 def _moved(pool: ServerPool, url: str, reason: object, level: int) -> None:

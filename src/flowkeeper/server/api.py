@@ -103,7 +103,7 @@ async def create_network(request: web.Request, inp: Input) -> web.Response:
         spec.id,
         project_id=spec.project_id,
     )
-    await st.hub.sync(target=net.revision)
+    await st.hub.settle(net.revision)
     return ok(net.to_dict(), 201)
 
 
@@ -140,7 +140,7 @@ async def get_network(request: web.Request, inp: Input) -> web.Response:
 async def delete_network(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
     net = await st.db.run(st.db.store.delete_network, inp.path.id)
-    revision = await st.hub.sync()
+    revision = await st.hub.settle_delete()
     return ok({"deleted": net.id, "revision": revision})
 
 
@@ -181,7 +181,7 @@ async def create_port(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
     spec: PortCreate = inp.body
     stored = await st.db.run(create_port_with_groups, st.db.store, spec)
-    await st.hub.sync(target=stored.revision)
+    await st.hub.settle(stored.revision)
     return ok(stored.to_dict(), 201)
 
 
@@ -214,7 +214,7 @@ async def update_port(request: web.Request, inp: Input) -> web.Response:
             port_security_enabled=body.port_security_enabled,
             allowed_address_pairs=None if pairs is None else tuple(p.to_pair() for p in pairs),
         )
-    await st.hub.sync(target=port.revision)
+    await st.hub.settle(port.revision)
     return ok(port.to_dict())
 
 
@@ -251,7 +251,7 @@ async def get_port(request: web.Request, inp: Input) -> web.Response:
 async def delete_port(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
     port = await st.db.run(st.db.store.delete_port, inp.path.id)
-    revision = await st.hub.sync()
+    revision = await st.hub.settle_delete()
     return ok({"deleted": port.id, "revision": revision})
 
 
@@ -276,7 +276,7 @@ async def set_port_status(request: web.Request, inp: Input) -> web.Response:
     if who is not None and who.role == "host":
         host = host or who.host  # a host token reports only as its own host
     port = await st.db.run(st.db.store.set_port_status, inp.path.id, body.status, host)
-    await st.hub.sync(target=port.revision)
+    await st.hub.settle(port.revision)
     return ok(port.to_dict())
 
 
@@ -296,7 +296,7 @@ async def set_port_status(request: web.Request, inp: Input) -> web.Response:
 async def bind_port(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
     port = await st.db.run(st.db.store.bind_port, inp.path.id, inp.body.host)
-    await st.hub.sync(target=port.revision)
+    await st.hub.settle(port.revision)
     return ok(port.to_dict())
 
 
@@ -369,7 +369,7 @@ def _host_and_liveness(store: Store, name: str) -> tuple[Host, dict[str, HostLiv
 async def delete_host(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
     host = await st.db.run(st.db.store.delete_host, inp.path.name)
-    revision = await st.hub.sync()
+    revision = await st.hub.settle_delete()
     return ok({"deleted": host.name, "revision": revision})
 
 

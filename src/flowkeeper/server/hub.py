@@ -216,6 +216,36 @@ class Hub:
             )
         return self.revision
 
+    async def settle(self, target: int, timeout: float = 10.0) -> None:
+        """After a write committed at revision `target`: wait (bounded) until it is fanned
+        out, so that a view or watch asked of this server next includes it. The write is
+        durable either way: a timeout here (the store's events lag, e.g. it lost its
+        quorum just after the commit) is logged, not answered as a failure; a 503 would
+        tell the client the write was not applied, and it would send it again."""
+        try:
+            await self.sync(timeout, target)
+        except (TimeoutError, StoreError) as exc:
+            log.warning(
+                "the write at revision %d is committed; its events are not fanned out "
+                "yet (%s): watchers get it when the store's events resume",
+                target,
+                exc or "timed out",
+            )
+
+    async def settle_delete(self, timeout: float = 10.0) -> int:
+        """After a delete (the store does not return its revision): the store's revision
+        now, at or after the delete, settled as `settle` does. If the store cannot say (it
+        lost its quorum just after the commit), the last revision this server has seen,
+        logged: the delete is committed all the same, and a watch from that revision
+        still gets its event."""
+        try:
+            target = await self.db.run(self.db.store.revision)
+        except StoreError as exc:
+            log.warning("a delete is committed; the store's revision after it is unknown (%s)", exc)
+            return self.revision
+        await self.settle(target, timeout)
+        return target
+
     async def view(self, host: str, standby_for: str = "") -> View:
         await self.sync()
         self._known(host)

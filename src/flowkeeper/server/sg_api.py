@@ -184,7 +184,7 @@ async def list_groups(request: web.Request, inp: Input) -> web.Response:
     project = inp.query.project_id
     if project is not None and _may_write(request):
         made = await st.db.run(default_group, st.db.store, project)
-        await st.hub.sync(target=made.revision)
+        await st.hub.settle(made.revision)
     groups, rev = await st.db.run(st.db.store.list_security_groups, project)
     return ok({"revision": rev, "security_groups": [g.to_dict() for g in groups]})
 
@@ -208,7 +208,7 @@ async def list_groups(request: web.Request, inp: Input) -> web.Response:
 async def create_group(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
     group = await st.db.run(st.db.store.create_security_group, new_group(inp.body))
-    await st.hub.sync(target=group.revision)
+    await st.hub.settle(group.revision)
     return ok(group.to_dict(), 201)
 
 
@@ -247,7 +247,7 @@ async def get_group(request: web.Request, inp: Input) -> web.Response:
 async def delete_group(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
     group = await st.db.run(st.db.store.delete_security_group, inp.path.id)
-    revision = await st.hub.sync()
+    revision = await st.hub.settle_delete()
     return ok({"deleted": group.id, "revision": revision})
 
 
@@ -292,7 +292,7 @@ async def create_rule(request: web.Request, inp: Input) -> web.Response:
     rule = spec.to_rule(str(uuid.uuid4()))
     with referenced_is_conflict():
         group = await st.db.run(st.db.store.add_security_group_rule, inp.path.id, rule)
-    await st.hub.sync(target=group.revision)
+    await st.hub.settle(group.revision)
     stored = group.rule(rule.id)
     assert stored is not None
     return ok(_rule_out(group, stored), 201)
@@ -335,5 +335,5 @@ async def delete_rule(request: web.Request, inp: Input) -> web.Response:
     st = _st(request)
     path = inp.path
     group = await st.db.run(st.db.store.delete_security_group_rule, path.id, path.rule_id)
-    await st.hub.sync(target=group.revision)
+    await st.hub.settle(group.revision)
     return ok({"deleted": path.rule_id, "revision": group.revision})
