@@ -15,7 +15,8 @@ local port, one per conntrack state) or all gone, polled with `ovs-ofctl dump-ag
 every POLL_S on each host at once. After the first add and the first remove a TCP connect
 from the VM on h1 to a listener in the VM on h2 checks the verdict (connected, dropped).
 The floor, in the same run: one `ovs-ofctl --bundle add-flows` of the rule's flows (as
-dumped from h1) on h1's br-int.
+dumped from h1) on h1's br-int. Then, at the same size, the agent restarts
+(SIGTERM, kill -9) under a counted TCP stream: see fwrestart.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flowkeeper.bench import fwrestart
 from flowkeeper.client import Client
 from flowkeeper.errors import FlowkeeperError
 from flowkeeper.flows.record import Flow
@@ -397,6 +399,7 @@ def run(spec: LabSpec, lab_dir: Path, lab_name: str, progress: Progress) -> dict
             agents[h.name] = median_phases(agent_phases(log_lines, flows)[-spec.changes :])
         progress(f"agents' own apply times (median ms): {agents}")
         progress(f"floor: ovs-ofctl --bundle add-flows of {len(dumped)} flows {floor_s:.4f} s")
+        restarts = fwrestart.run(lab, state, progress)
         return {
             "ports": spec.ports,
             "hosts": spec.hosts,
@@ -415,6 +418,7 @@ def run(spec: LabSpec, lab_dir: Path, lab_name: str, progress: Progress) -> dict
             "p50_over_floor": ratio(summary["p50_ms"], floor_s),
             "p99_over_floor": ratio(summary["p99_ms"], floor_s),
             "runs": runs,
+            "agent_restarts": restarts,
         }
     finally:
         if listener is not None:

@@ -464,4 +464,10 @@ def _fw_enforcement_table(e: dict[str, Any]) -> str:
     for host, phases in e.get("agent_apply_median_ms", {}).items():
         parts = ", ".join(f"{k} {v:g}" for k, v in phases.items())
         lines.append(f"agent {host} apply, median ms: {parts}")
+    for r in e.get("agent_restarts", []):
+        lines.append(
+            f"agent restart ({r['restart']}) of {r['host']}: in sync after "
+            f"{r['in_sync_after_s']} s; stream {r['stream_sent_bytes']} bytes, "
+            f"{r['stream_lost_bytes']} lost, {r['stream_resets']} resets"
+        )
     return "\n".join(lines)
