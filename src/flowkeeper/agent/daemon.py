@@ -29,7 +29,7 @@ from flowkeeper.agent.mirror import (
     bound_ports,
     vlan_records,
 )
-from flowkeeper.agent.ovsside import BRIDGES, HostOvs
+from flowkeeper.agent.ovsside import BRIDGES, HostOvs, Vif
 from flowkeeper.agent.persist import Inputs, Persistence, mirror_from
 from flowkeeper.agent.phases import Phases
 from flowkeeper.agent.restore import (
@@ -40,6 +40,7 @@ from flowkeeper.agent.restore import (
     restore,
     snapshot_flows,
 )
+from flowkeeper.agent.twinops import TwinOps
 from flowkeeper.agent.watchlog import WatchLog
 from flowkeeper.client import AsyncClient
 from flowkeeper.errors import FlowkeeperError
@@ -84,6 +85,14 @@ class AgentConfig:
     # ovs-vswitchd's unixctl socket, for conntrack flushes ("": ovs-vswitchd's own, found
     # through its pid file in rundir, as `ovs-appctl -t ovs-vswitchd` finds it)
     vswitchd_ctl: str = ""
+    # Twin switch slots (docs/hot-upgrade.md): slot b's OVSDB ("": one slot), its run
+    # directory (its bridges' .mgmt sockets), its vswitchd's unixctl socket, and the
+    # network namespaces the VIF devices of slot a and of slot b live in.
+    standby_ovsdb: str = ""
+    standby_rundir: Path | None = None
+    standby_vswitchd_ctl: str = ""
+    vif_netns: str = ""
+    standby_vif_netns: str = ""
 
     @property
     def firewall_on(self) -> bool:
@@ -108,7 +117,7 @@ class Moment:
     cluster_id: str
 
 
-class Agent(OvsGuard, ServerFollower):
+class Agent(OvsGuard, ServerFollower, TwinOps):
     def __init__(
         self, cfg: AgentConfig, early: tuple[LoadReport, RestoreResult | None] | None = None
     ) -> None:
@@ -147,6 +156,9 @@ class Agent(OvsGuard, ServerFollower):
         self.reconcile_backoff = RECONCILE_RETRY_MIN_S  # before a failed reconcile's retry
         # (port, zone, address) whose connections the firewall tracks, as last flushed
         self.ct_held: frozenset[conntrack.Held] = frozenset()
+        self.twin = None
+        self.watches = []
+        self.changed: object = None  # the pipeline's last changed keys
 
     # --- start-up -----------------------------------------------------------
     async def run(self) -> None:
@@ -171,6 +183,21 @@ class Agent(OvsGuard, ServerFollower):
             (time.monotonic() - t0) * 1000,
         )
         need_list = await self._boot(ovs, report)
+        cfg = self.cfg
+        if cfg.standby_ovsdb and cfg.standby_rundir is not None:
+            await self._start_twin(
+                cfg.standby_ovsdb,
+                cfg.standby_rundir,
+                cfg.datapath_type,
+                (cfg.vif_netns, cfg.standby_vif_netns),
+                cfg.state_dir,
+            )
+            self._start_deathwatches(
+                {
+                    "a": str(cfg.rundir / "br-int.mgmt"),
+                    "b": str(cfg.standby_rundir / "br-int.mgmt"),
+                }
+            )
         self.wake.set()  # reconcile at once: VIFs may have been plugged while we were away
 
         def on_iface(event: str, info: InterfaceInfo) -> None:
@@ -187,7 +214,11 @@ class Agent(OvsGuard, ServerFollower):
             asyncio.create_task(self._watch_ovs(ovs), name="ovs-watch"),
             asyncio.create_task(self._verify_installed(ovs), name="verify-installed"),
         ]
+        if self.twin is not None:
+            tasks.append(asyncio.create_task(self._watch_twin(), name="slot-b-watch"))
+            self.twin.ovs.watch(on_iface)
         await self.stop.wait()
+        self._stop_deathwatches()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -195,6 +226,8 @@ class Agent(OvsGuard, ServerFollower):
         if self.watch_log is not None:
             self.watch_log.close()
         await asyncio.to_thread(ovs.close)
+        if self.twin is not None:
+            await asyncio.to_thread(self.twin.ovs.close)
         log.info("agent stopped; flows left in place")
 
     def _connect_ovs(self) -> HostOvs:
@@ -310,30 +343,44 @@ class Agent(OvsGuard, ServerFollower):
         # One consistent copy: watch events keep arriving while we await OVS below.
         now = self._moment()
         mirror, in_sync, revision = now.mirror, now.in_sync, now.mirror.revision
-        vifs = await asyncio.to_thread(ovs.vifs)
-        numbers = await asyncio.to_thread(ovs.port_numbers)
-        renumbered_deletes = self._forget_renumbered(numbers)
+        twin = self.twin
+        vifs, numbers, a_down = await self._read_switches(ovs)
+        renumbered_deletes = [] if a_down else self._forget_renumbered(numbers)
         bound = bound_ports(mirror, self.cfg.host, [LocalVif(v.device, v.iface_id) for v in vifs])
         # A VIF whose device is gone (after a reboot, before Nova re-plugs it) keeps its
         # network and VLAN, but its flows wait until OVS has the port again.
         missing = {v.device for v in vifs if v.ofport is None}
         self.vlans = self._vlans(mirror, bound, in_sync)
         view = self._view(mirror, {p: d for p, d in bound.items() if d not in missing})
+        if twin is not None:
+            view = replace(view, slot_link=self._slot_link(numbers))
         peers = tunnel_peers(view)
         if not in_sync:
             peers |= self.tunnels  # keep restored tunnels until we know better
         phases.mark("view")
-        await asyncio.to_thread(ovs.ensure_tunnels, peers, self.cfg.tunnel_ip)
+        if not a_down:
+            await asyncio.to_thread(ovs.ensure_tunnels, peers, self.cfg.tunnel_ip)
         phases.mark("tunnels")
         delta = gate_deletes(self._delta(view, step), in_sync, renumbered_deletes)
         exact = in_sync  # installed will equal desired, stale flows gone
+        complete_a = not a_down
         phases.mark("build+diff")
-        if delta:
-            delta, complete = await self._apply(ovs, delta, phases, revision)
-            exact = exact and complete
+        if delta and not a_down:
+            delta, complete_a = await self._apply(ovs, delta, phases, revision)
+            exact = exact and complete_a
+        if twin is not None:
+            await self._twin_apply(view, self.changed, peers, phases, complete_a)
+        if a_down:
+            log.warning("slot a's switch is down: slot a not reconciled; retry in 0.5 s")
+            asyncio.get_running_loop().call_later(0.5, self.wake.set)
+            await self._record(now, FlowDelta(), events)
+            return
         await self._conntrack(view, in_sync)
         # Neutron's record of each VIF's network and VLAN: after the flows, off their path.
-        await asyncio.to_thread(ovs.record_vlans, vlan_records(view, bound, mirror))
+        records = vlan_records(view, bound, mirror)
+        if twin is not None:  # a VIF row that slot a does not have (yet) is left alone
+            records = [r for r in records if r[0] in twin.rows["a"]]
+        await asyncio.to_thread(ovs.record_vlans, records)
         self.flow_numbers = numbers
         if exact:
             self.step = (self.installed, self.installed.version)
@@ -341,15 +388,48 @@ class Agent(OvsGuard, ServerFollower):
         self.devices = {dev: mirror.ports[p].network_id for p, dev in bound.items()}
         await self._record(now, delta, events)
         if in_sync:
-            gone = await asyncio.to_thread(ovs.remove_unused_tunnels, peers)
-            if gone:
-                log.info("removed unused tunnels %s", ", ".join(gone))
-            await self._report_ports(mirror, bound)
-            self.status.applied_revision = revision
-            if self.status.state != "in-sync":
-                log.info("in sync at revision %d: %d flows", revision, len(self.installed))
-                with contextlib.suppress(FlowkeeperError):
-                    await self._register("in-sync")
+            await self._in_sync(ovs, mirror, bound, peers, revision)
+
+    async def _read_switches(self, ovs: HostOvs) -> tuple[list[Vif], dict[str, int], bool]:
+        """VIFs, port numbers and whether slot a's switch is down (only with twin slots:
+        then slot b is reconciled anyway, and VIFs count if plugged in either slot)."""
+        twin = self.twin
+        if twin is not None:
+            await asyncio.to_thread(twin.sync_rows, ovs)
+        vifs = await self._twin_vifs(await asyncio.to_thread(ovs.vifs))
+        try:
+            numbers = await asyncio.to_thread(ovs.port_numbers)
+        except FlowkeeperError:
+            if twin is None:
+                raise
+            return vifs, {**twin.plan.pinned, **self.flow_numbers}, True
+        if twin is not None:
+            numbers = {**twin.plan.pinned, **numbers}
+        return vifs, numbers, False
+
+    async def _in_sync(
+        self,
+        ovs: HostOvs,
+        mirror: Mirror,
+        bound: dict[str, str],
+        peers: set[tuple[str, str]],
+        revision: int,
+    ) -> None:
+        """What waits for the server's state: unused tunnels go, port statuses, in-sync."""
+        gone = await asyncio.to_thread(ovs.remove_unused_tunnels, peers)
+        if self.twin is not None:
+            try:
+                gone += await asyncio.to_thread(self.twin.ovs.remove_unused_tunnels, peers)
+            except FlowkeeperError as exc:  # slot b's switch is down: next time
+                log.warning("slot b: cannot remove unused tunnels: %s", exc)
+        if gone:
+            log.info("removed unused tunnels %s", ", ".join(gone))
+        await self._report_ports(mirror, bound)
+        self.status.applied_revision = revision
+        if self.status.state != "in-sync":
+            log.info("in sync at revision %d: %d flows", revision, len(self.installed))
+            with contextlib.suppress(FlowkeeperError):
+                await self._register("in-sync")
 
     async def _conntrack(self, view: HostView, in_sync: bool) -> None:
         """Flush the entries of addresses no port holds any more, once their flows are
@@ -364,6 +444,7 @@ class Agent(OvsGuard, ServerFollower):
             log.info("conntrack: flushing %s", conntrack.describe(what))
             target = self.cfg.vswitchd_ctl or "ovs-vswitchd"
             await asyncio.to_thread(conntrack.flush, what, target, str(self.cfg.rundir))
+            await self._twin_flush(what, self.cfg.standby_vswitchd_ctl, str(self.cfg.rundir))
 
     def _held_before(self, mirror: Mirror) -> frozenset[conntrack.Held]:
         """What the agent before this one tracked, from its snapshot: every port of this
@@ -473,6 +554,7 @@ class Agent(OvsGuard, ServerFollower):
         it desired and nothing has touched installed since (`step`), only the flows the
         pipeline changed are compared; otherwise every flow is."""
         changed = self.pipeline.update(view)
+        self.changed = changed
         desired = self.pipeline.desired
         if step is not None and step[0] is self.installed and step[1] == self.installed.version:
             return diff_keys(desired, self.installed, changed)

@@ -16,8 +16,9 @@ from flowkeeper.agent.bridges import (
     other_bridges,
     plan_bridges,
 )
+from flowkeeper.agent.twinplan import Copy, VifRow
 from flowkeeper.flows.flowset import FlowDelta, FlowSet
-from flowkeeper.flows.ports import Resolved, resolve_ports
+from flowkeeper.flows.ports import Resolved, renamed, resolve_ports
 from flowkeeper.naming import BR_INT, BR_TUN, PATCH_INT, PATCH_TUN, tunnel_port_name
 from flowkeeper.ovs.errors import OpenFlowError
 from flowkeeper.ovs.ofwire import WireBridge
@@ -61,6 +62,9 @@ class HostOvs:
         self._recorded: dict[str, tuple[str, str, int, int]] = {}  # device -> VLAN record
         self._numbers: dict[str, dict[str, int]] = {}  # bridge -> port name -> last ofport
         self._pool = ThreadPoolExecutor(max_workers=len(BRIDGES), thread_name_prefix="ofctl")
+        # Twin slots: VIF name -> the number it is pinned to in both slots. A pinned VIF
+        # whose device is in the other slot is named by that number in this slot's flows.
+        self.pinned: dict[str, int] = {}
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -207,14 +211,48 @@ class HostOvs:
             self.bridges[BR_TUN].ofctl.delete_matching(specs)
 
     def installed_flows(self, bridges: Iterable[str] = BRIDGES) -> FlowSet:
-        """The flows OVS holds now, minus what OVS learned by itself (MAC learning)."""
+        """The flows OVS holds now, minus what OVS learned by itself (MAC learning). A
+        number that a pinned VIF holds (its device is in the other slot: the dump can only
+        print the number) is read back as the VIF's name."""
         flows = FlowSet()
+        back = {str(n): name for name, n in self.pinned.items()}
         dumps = [self._pool.submit(self.bridges[b].dump_flows) for b in bridges]
         for job in dumps:
             for flow in job.result():
                 if flow.cookie != LEARNED_COOKIE:
-                    flows.add(flow)
+                    flows.add(renamed(flow, back) if flow.bridge == BR_INT else flow)
         return flows
+
+    def vif_rows(self) -> list[VifRow]:
+        """Every VIF Interface row on br-int (an iface-id), for the twin-slot plan."""
+        on_int = set(self.db.bridge_ports(BR_INT))
+        return [
+            VifRow(i.name, dict(i.external_ids), i.ofport, i.ofport_request)
+            for i in self.db.interfaces()
+            if i.name in on_int and i.iface_id
+        ]
+
+    def taken_numbers(self) -> dict[str, int]:
+        """br-int's ports and the numbers they hold or ask for, from OVSDB (it answers
+        while ovs-vswitchd is down)."""
+        on_int = set(self.db.bridge_ports(BR_INT))
+        out = {}
+        for info in self.db.interfaces():
+            number = info.ofport or info.ofport_request
+            if info.name in on_int and number:
+                out[info.name] = number
+        return out
+
+    def write_twin(
+        self, copies: list[Copy], requests: list[tuple[str, int]], deletes: list[str]
+    ) -> None:
+        """This slot's part of a twin plan: VIF copies, pins of originals, gone copies."""
+        for copy in copies:
+            self.db.put_vif_copy(BR_INT, copy.name, copy.external_ids, copy.ofport_request)
+        for name, number in requests:
+            self.db.set_ofport_request(name, number)
+        for name in deletes:
+            self.db.delete_port(BR_INT, name)
 
     def add_lines(self, bridge: str, lines: list[str]) -> None:
         self.bridges[bridge].ofctl.add_lines(lines)
@@ -239,8 +277,9 @@ class HostOvs:
         name = delta.bridges()[0]
         bridge = self.bridges[name]
         known = self._numbers.setdefault(name, {})
-        present = bridge.port_numbers()
+        real = bridge.port_numbers()
         for attempt in range(APPLY_ATTEMPTS):
+            present = self._with_pinned(name, real)
             known.update(present)
             result = resolve_ports(delta, present, known)
             send = result.send
@@ -248,15 +287,38 @@ class HostOvs:
                 if send and len(send) <= WIRE_MAX_FLOWS:
                     bridge.apply(send, present)
                 elif send:
-                    bridge.ofctl.apply(send)
+                    bridge.ofctl.apply(self._by_pinned_number(name, send, real))
                 return result
             except OpenFlowError:
                 # A port came or went between reading the ports and the bundle (which
                 # then changed nothing): once more with the ports as they are now.
-                before, present = present, bridge.port_numbers()
-                if present == before or attempt == APPLY_ATTEMPTS - 1:
+                before, real = real, bridge.port_numbers()
+                if real == before or attempt == APPLY_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
+
+    def _with_pinned(self, bridge: str, present: dict[str, int]) -> dict[str, int]:
+        """The bridge's ports, and on br-int every pinned VIF it lacks by its number."""
+        if bridge != BR_INT or not self.pinned:
+            return present
+        out = dict(present)
+        for vif, number in self.pinned.items():
+            out.setdefault(vif, number)
+        return out
+
+    def _by_pinned_number(
+        self, bridge: str, delta: FlowDelta, present: dict[str, int]
+    ) -> FlowDelta:
+        """For ovs-ofctl, which resolves names itself: pinned VIFs this switch lacks by
+        their numbers."""
+        if bridge != BR_INT or not self.pinned:
+            return delta
+        absent = {v: str(n) for v, n in self.pinned.items() if v not in present}
+        return FlowDelta(
+            add=[renamed(f, absent) for f in delta.add],
+            modify=[renamed(f, absent) for f in delta.modify],
+            delete=[renamed(f, absent) for f in delta.delete],
+        )
 
     def watch(self, callback: object) -> None:
         self.db.watch_interfaces(callback)  # type: ignore[arg-type]

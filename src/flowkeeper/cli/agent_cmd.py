@@ -74,7 +74,71 @@ def register(sub: Any) -> None:
         help="ovs-vswitchd's unixctl socket, for conntrack flushes (default: the one "
         "ovs-appctl -t ovs-vswitchd finds next to the OVSDB socket)",
     )
+    slots = agent.add_argument_group(
+        "twin switch slots (hot upgrade and crash failover; see docs/hot-upgrade.md)"
+    )
+    slots.add_argument(
+        "--standby-ovsdb",
+        default="",
+        metavar="unix:PATH",
+        help="the second switch slot's ovsdb-server: the agent keeps the same flows in "
+        "both slots and moves VIFs to the other slot when one slot's ovs-vswitchd dies",
+    )
+    slots.add_argument(
+        "--standby-rundir",
+        type=Path,
+        metavar="DIR",
+        help="the second slot's run directory, with its bridges' .mgmt sockets (default: "
+        "the directory of the --standby-ovsdb socket)",
+    )
+    slots.add_argument(
+        "--standby-vswitchd-ctl",
+        default="",
+        metavar="PATH",
+        help="the second slot's ovs-vswitchd unixctl socket, for conntrack flushes",
+    )
+    slots.add_argument(
+        "--vif-netns",
+        default="",
+        metavar="NS",
+        help="network namespace of the first slot's VIF devices (default: the agent's own)",
+    )
+    slots.add_argument(
+        "--standby-vif-netns",
+        default="",
+        metavar="NS",
+        help="network namespace of the second slot's VIF devices (required with "
+        "--standby-ovsdb: a failover moves the devices there)",
+    )
     agent.set_defaults(func=_agent)
+
+
+def _twin_args(args: argparse.Namespace) -> Path | None:
+    """Check the twin-slot options; returns slot b's run directory (None: one slot)."""
+    from flowkeeper.agent.vifmove import valid_netns
+
+    if not args.standby_ovsdb:
+        if args.standby_vif_netns or args.standby_rundir or args.standby_vswitchd_ctl:
+            raise UsageError("the --standby-* options need --standby-ovsdb unix:PATH")
+        return None
+    if not args.standby_ovsdb.startswith("unix:"):
+        raise UsageError("--standby-ovsdb must be unix:PATH: the agent touches only its host")
+    if args.standby_ovsdb == args.ovsdb:
+        raise UsageError("--standby-ovsdb must be another ovsdb-server than --ovsdb")
+    if not args.standby_vif_netns:
+        raise UsageError("--standby-ovsdb needs --standby-vif-netns NS (where its VIFs live)")
+    for flag, ns in (
+        ("--vif-netns", args.vif_netns),
+        ("--standby-vif-netns", args.standby_vif_netns),
+    ):
+        if ns and not valid_netns(ns):
+            raise UsageError(f"{flag}: not a namespace name: {ns!r}")
+    if args.vif_netns == args.standby_vif_netns:
+        raise UsageError("--vif-netns and --standby-vif-netns must differ")
+    rundir = args.standby_rundir or Path(args.standby_ovsdb.removeprefix("unix:")).parent
+    if not rundir.is_dir():
+        raise UsageError(f"--standby-rundir {rundir}: no such directory")
+    return Path(rundir)
 
 
 def _quick_restore(args: argparse.Namespace) -> tuple[LoadReport, RestoreResult | None] | None:
@@ -110,6 +174,7 @@ def _agent(args: argparse.Namespace) -> int:
         if args.standby_for == args.host:
             raise UsageError("--standby-for must name another host")
     sock = Path(args.ovsdb.removeprefix("unix:"))
+    standby_rundir = _twin_args(args)
     from flowkeeper.client import resolve_ca, resolve_token
 
     token = resolve_token(args.token_file)
@@ -137,6 +202,11 @@ def _agent(args: argparse.Namespace) -> int:
         watch_log=args.watch_log,
         firewall=args.firewall,
         vswitchd_ctl=args.vswitchd_ctl,
+        standby_ovsdb=args.standby_ovsdb,
+        standby_rundir=standby_rundir,
+        standby_vswitchd_ctl=args.standby_vswitchd_ctl,
+        vif_netns=args.vif_netns,
+        standby_vif_netns=args.standby_vif_netns,
     )
     logging.getLogger("flowkeeper.agent").info(
         "agent %s starting (modules loaded in %.0f ms)",

@@ -138,3 +138,18 @@ def stale_by_number(
         if wire is not None and wire is not flow:
             deletes.append(wire)
     return forget, deletes
+
+
+_OUTPUT_REF = re.compile(r'output:"?([A-Za-z0-9][^,"()\[\]\s]*)"?')
+
+
+def renamed(flow: Flow, names: Mapping[str, str]) -> Flow:
+    """`flow` with its port references (in_port, output:) mapped through `names` (a name
+    to a number written as text, or back); references not in `names` stay as they are."""
+    if not names:
+        return flow
+    match = tuple((k, names.get(v, v)) if k == "in_port" else (k, v) for k, v in flow.match)
+    actions = _OUTPUT_REF.sub(lambda m: "output:" + names.get(m.group(1), m.group(1)), flow.actions)
+    if match == flow.match and actions == flow.actions:
+        return flow
+    return replace(flow, match=match, actions=actions)

@@ -29,6 +29,7 @@ class InterfaceInfo:
     ofport: int | None
     external_ids: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, str] = field(default_factory=dict)
+    ofport_request: int | None = None
 
     @property
     def iface_id(self) -> str | None:
@@ -68,13 +69,19 @@ class _NotifyingIdl(connection.OvsdbIdl):  # type: ignore[misc]
 
 def _interface_info(row: Any) -> InterfaceInfo:
     ofport = row.ofport[0] if getattr(row, "ofport", None) else None
+    request = row.ofport_request[0] if getattr(row, "ofport_request", None) else None
     return InterfaceInfo(
         name=row.name,
         type=row.type,
         ofport=ofport if ofport is not None and ofport > 0 else None,
         external_ids=dict(row.external_ids),
         options=dict(row.options),
+        ofport_request=request if isinstance(request, int) and request > 0 else None,
     )
+
+
+def _first(value: Any) -> Any:
+    return value[0] if isinstance(value, list) and value else value
 
 
 class Ovsdb:
@@ -203,20 +210,42 @@ class Ovsdb:
         opts = {"remote_ip": remote_ip, "local_ip": local_ip, "key": "flow"}
         self.ensure_port(bridge, name, iface_type=kind, options=opts)
 
+    def put_vif_copy(
+        self, bridge: str, name: str, external_ids: Mapping[str, str], ofport_request: int
+    ) -> None:
+        """A VIF's Interface row (as its original slot has it) with a pinned number; its
+        external_ids are replaced whole, so a copy always equals its original's."""
+        self._execute(
+            f"copy VIF {name} onto {bridge}",
+            self.api.add_port(bridge, name, may_exist=True),
+            self.api.db_clear("Interface", name, "external_ids"),
+            self.api.db_set(
+                "Interface",
+                name,
+                ("external_ids", dict(external_ids)),
+                ("ofport_request", ofport_request),
+            ),
+        )
+
+    def set_ofport_request(self, name: str, number: int) -> None:
+        self._execute(
+            f"pin {name} to OpenFlow port {number}",
+            self.api.db_set("Interface", name, ("ofport_request", number)),
+        )
+
     def delete_port(self, bridge: str, name: str) -> None:
         self._execute(f"delete port {name}", self.api.del_port(name, bridge, if_exists=True))
 
     def interfaces(self) -> list[InterfaceInfo]:
         """Every interface with its ofport (None until OVS assigns one)."""
-        cols = ["name", "type", "ofport", "external_ids", "options"]
+        cols = ["name", "type", "ofport", "external_ids", "options", "ofport_request"]
         try:
             rows = self.api.db_list("Interface", columns=cols).execute(check_error=True)
         except Exception as exc:
             raise OvsdbError(f"cannot list interfaces: {exc}") from None
         infos = []
         for row in rows:
-            ofport = row["ofport"]
-            ofport = ofport[0] if isinstance(ofport, list) and ofport else ofport
+            ofport, request = _first(row["ofport"]), _first(row["ofport_request"])
             infos.append(
                 InterfaceInfo(
                     name=row["name"],
@@ -224,6 +253,7 @@ class Ovsdb:
                     ofport=ofport if isinstance(ofport, int) and ofport > 0 else None,
                     external_ids=dict(row["external_ids"]),
                     options=dict(row["options"]),
+                    ofport_request=request if isinstance(request, int) and request > 0 else None,
                 )
             )
         return sorted(infos, key=lambda i: i.name)

@@ -75,6 +75,7 @@ class HostView:
     firewall: bool = False  # the agent's --firewall: openvswitch (True) | noop
     groups: tuple[GroupView, ...] = ()  # used groups, sorted by id
     members: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (group id, sorted IPs/CIDRs)
+    slot_link: bool = False  # twin switch slots joined by naming.SLOT_LINK on br-int
 
     def network(self, network_id: str) -> NetworkView | None:
         for net in self.networks:

@@ -1,0 +1,209 @@
+"""The agent's side of twin switch slots: start, keep slot b's flows, fail over.
+
+A mixin of the Agent (the attributes below are the Agent's). Slot a is `self.ovs`; slot b
+is `self.twin.ovs`. Both get the same desired flows; each keeps its own installed set.
+When one slot's ovs-vswitchd dies, every VIF device in it moves to the other slot at once
+(one `ip -batch`): the flows there already hold them by the same numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from flowkeeper.agent import conntrack, vifmove
+from flowkeeper.agent.deathwatch import DeathWatch
+from flowkeeper.agent.ovsside import HostOvs, Vif
+from flowkeeper.agent.phases import Phases
+from flowkeeper.agent.twin import Failover, Twin, connect
+from flowkeeper.agent.watchdog import WATCH_INTERVAL_S, OvsWatch
+from flowkeeper.errors import FlowkeeperError
+from flowkeeper.flows.flowset import FlowDelta, FlowSet, diff
+from flowkeeper.naming import SLOT_LINK
+from flowkeeper.pipeline.incremental import IncrementalBuild, diff_keys
+from flowkeeper.pipeline.view import HostView
+
+log = logging.getLogger("flowkeeper.agent")
+RETRY_S = 0.5  # a slot that could not be reconciled (its switch is down) is retried
+
+
+class TwinOps:
+    """Mixin of the Agent."""
+
+    twin: Twin | None
+    ovs: HostOvs | None
+    pipeline: IncrementalBuild
+    wake: asyncio.Event
+    ovs_lock: asyncio.Lock
+    cookie: int
+    watches: list[DeathWatch]
+
+    # --- start-up ----------------------------------------------------------------
+    async def _start_twin(self, cfg_ovsdb: str, rundir: Path, datapath: str, ns: tuple[str, str],
+                          state_dir: Path) -> None:  # fmt: skip
+        ovs = await asyncio.to_thread(connect, cfg_ovsdb, rundir, datapath)
+        await asyncio.to_thread(ovs.ensure_bridges)
+        twin = Twin(ovs, ns[0], ns[1], state_dir)
+        try:
+            twin.installed = await asyncio.to_thread(ovs.installed_flows)
+        except FlowkeeperError as exc:
+            log.warning("standby slot: its flows cannot be read yet (%s)", exc)
+        self.twin = twin
+        log.info("twin slots: standby slot b at %s (%d flows)", cfg_ovsdb, len(twin.installed))
+
+    def _start_deathwatches(self, mgmt: dict[str, str]) -> None:
+        loop = asyncio.get_running_loop()
+
+        def seen(slot: str, alive: bool, when: float) -> None:
+            loop.call_soon_threadsafe(self._slot_changed, slot, alive, when)
+
+        self.watches = [DeathWatch(slot, path, seen) for slot, path in mgmt.items()]
+        for watch in self.watches:
+            watch.start()
+
+    def _stop_deathwatches(self) -> None:
+        for watch in getattr(self, "watches", []):
+            watch.stop()
+
+    # --- health ------------------------------------------------------------------
+    def _slot_changed(self, slot: str, alive: bool, when: float) -> None:
+        twin = self.twin
+        if twin is None:
+            return
+        info = twin.info[slot]
+        was = info.alive
+        info.alive = alive
+        if not alive:
+            info.prepared = False
+            if was:  # it was up and went away: fail over (not at start-up)
+                info.deaths += 1
+                info.last_death = time.time()
+                asyncio.get_running_loop().create_task(self._failover(slot, when))
+        else:
+            log.info("slot %s: ovs-vswitchd is up", slot)
+            self.wake.set()
+        twin.write_status()
+
+    async def _failover(self, dead: str, seen_at: float) -> None:
+        twin = self.twin
+        assert twin is not None
+        to = twin.other(dead)
+        src, dst = twin.info[dead].netns, twin.info[to].netns
+        if not twin.info[to].alive:
+            log.error("slot %s died and slot %s is down too: no VIF can move", dead, to)
+            return
+        pinned = set(twin.plan.pinned)
+        try:
+            here = await asyncio.to_thread(vifmove.devices_in, src)
+            devices = sorted(pinned & here)
+            started = time.monotonic()
+            took = await asyncio.to_thread(vifmove.move, devices, src, dst)
+        except (vifmove.MoveError, OSError) as exc:
+            log.error("failover from slot %s to %s failed: %s", dead, to, exc)
+            return
+        record = Failover(dead, to, len(devices), (started - seen_at) * 1000, round(took * 1000, 2))
+        twin.failovers.append(record)
+        twin.info[dead].last_failover = {"vifs": len(devices), "move_ms": record.move_ms}
+        log.warning(
+            "failover: slot %s's ovs-vswitchd died; %d VIFs moved to slot %s in %.1f ms "
+            "(%.1f ms after the death was seen)",
+            dead,
+            len(devices),
+            to,
+            record.move_ms,
+            record.detect_to_move_ms + record.move_ms,
+        )
+        twin.write_status()
+        self.wake.set()
+
+    async def _watch_twin(self) -> None:
+        """Slot b's switch restarted or lost its flows: reinstall them all."""
+        twin = self.twin
+        assert twin is not None
+        watch = OvsWatch(twin.ovs)
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            try:
+                lost = await asyncio.to_thread(watch.check)
+            except Exception as exc:  # the watch must outlive any one failure
+                log.error("slot b watch: %s", exc, exc_info=not isinstance(exc, FlowkeeperError))
+                await asyncio.sleep(0.5)
+                continue
+            if lost:
+                async with self.ovs_lock:
+                    twin.forget_installed()
+                log.warning("slot b: ovs-vswitchd restarted or lost its flows: reinstalling")
+                self.wake.set()
+
+    # --- reconcile ---------------------------------------------------------------
+    async def _twin_vifs(self, vifs: list[Vif]) -> list[Vif]:
+        """Slot a's VIFs merged with slot b's: a VIF counts as plugged if its device is in
+        either slot (it has an ofport there)."""
+        twin = self.twin
+        if twin is None:
+            return vifs
+        try:
+            theirs = await asyncio.to_thread(twin.ovs.vifs)
+        except FlowkeeperError as exc:
+            log.warning("slot b: cannot read its VIFs (%s)", exc)
+            return vifs
+        merged = {v.device: v for v in vifs}
+        for vif in theirs:
+            mine = merged.get(vif.device)
+            if mine is None or (mine.ofport is None and vif.ofport is not None):
+                merged[vif.device] = vif
+        return sorted(merged.values(), key=lambda v: v.device)
+
+    def _slot_link(self, numbers: dict[str, int]) -> bool:
+        """Slot-link flows only where the link is there (the lab or host config makes it)."""
+        return self.twin is not None and SLOT_LINK in numbers
+
+    async def _twin_apply(self, view: HostView, changed: object, peers: set[tuple[str, str]],
+                          phases: Phases, exact_a: bool) -> None:  # fmt: skip
+        """Slot b gets the desired flows too. A slot b that is down is retried later."""
+        twin = self.twin
+        assert twin is not None
+        desired: FlowSet = self.pipeline.desired
+        info = twin.info["b"]
+        try:
+            await asyncio.to_thread(twin.ovs.ensure_tunnels, peers, view.tunnel_ip)
+            step, twin.step = twin.step, None
+            if step is not None and step[0] is twin.installed and step[1] == twin.installed.version:
+                delta = diff_keys(desired, twin.installed, changed)  # type: ignore[arg-type]
+            else:
+                delta = diff(desired, twin.installed, ignore_cookie=True)
+            complete = True
+            if delta:
+                result = await asyncio.to_thread(twin.ovs.apply, delta)
+                _record(twin.installed, result.applied)
+                complete = not result.deferred
+                log.info(
+                    "slot b: applied +%d ~%d -%d flows%s",
+                    len(result.applied.add),
+                    len(result.applied.modify),
+                    len(result.applied.delete),
+                    f" ({len(result.deferred)} wait for ports)" if result.deferred else "",
+                )
+            if complete:
+                twin.step = (twin.installed, twin.installed.version)
+            info.prepared = bool(info.alive) and complete and twin.plan.writes == 0
+        except FlowkeeperError as exc:
+            info.prepared = False
+            log.warning("slot b: not reconciled (%s); retry in %.1f s", exc, RETRY_S)
+            asyncio.get_running_loop().call_later(RETRY_S, self.wake.set)
+        phases.mark("slot b")
+        twin.info["a"].prepared = bool(twin.info["a"].alive) and exact_a and twin.plan.writes == 0
+        twin.write_status()
+
+    async def _twin_flush(self, what: conntrack.Flush, ctl: str, rundir: str) -> None:
+        if self.twin is not None and ctl:
+            await asyncio.to_thread(conntrack.flush, what, ctl, rundir)
+
+
+def _record(installed: FlowSet, applied: FlowDelta) -> None:
+    for flow in applied.delete:
+        installed.discard(flow.key)
+    for flow in [*applied.add, *applied.modify]:
+        installed.add(flow)
