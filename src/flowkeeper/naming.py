@@ -10,6 +10,10 @@ BR_TUN = "br-tun"
 BR_PHY = "br-phy"
 PATCH_TUN = "patch-tun"  # on br-int, towards br-tun
 PATCH_INT = "patch-int"  # on br-tun, towards br-int
+# Twin switch slots: the veth between the two slots' br-ints (both ends have this name and
+# this ofport). The lab adds it, never the agent; it carries local-VLAN-tagged frames.
+SLOT_LINK = "fk-slot"
+SLOT_LINK_OFPORT = 65000
 
 
 @lru_cache(maxsize=65536)  # called per remote port on every rebuild: parse each IP once
