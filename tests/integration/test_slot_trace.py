@@ -14,6 +14,7 @@ from flowkeeper.lab.lab import Lab
 from flowkeeper.lab.run import run
 from flowkeeper.lab.state import HostState, LabState, VmState
 from flowkeeper.naming import BR_INT, BR_TUN, PATCH_TUN, SLOT_LINK, SLOT_LINK_OFPORT
+from flowkeeper.ovs.ofwire import WireBridge
 from flowkeeper.pipeline.build import build_flows
 from flowkeeper.pipeline.tables import cookie_for
 from flowkeeper.pipeline.view import GroupView, HostView, LocalPort, NetworkView, RuleView
@@ -225,3 +226,17 @@ def test_the_flows_without_the_slot_link_install_unchanged(lab_factory: LabFacto
     left = FlowSet(bridge.dump_flows())
     assert not diff(off, left)
     assert not [f for f in left if SLOT_LINK in f.render()]
+
+
+@pytest.mark.parametrize("firewall", [False, True])
+def test_the_slot_flows_install_through_the_wire(lab_factory: LabFactory, firewall: bool) -> None:
+    """The agent's OpenFlow path (no ovs-ofctl) takes them as they are, too."""
+    lab, state, host = _lab(lab_factory, 2)
+    view = _view(state.vms[:2], secure=(firewall, False), firewall=firewall)
+    flows = build_flows(view).for_bridge(BR_INT)
+    lab.bridge(host, BR_INT).replace_flows([])
+    with WireBridge(BR_INT, host.mgmt(BR_INT)) as wire:
+        assert wire.port_numbers()[SLOT_LINK] == SLOT_LINK_OFPORT
+        wire.add_flows(flows)
+        assert FlowSet(lab.bridge(host, BR_INT).dump_flows()) == flows
+        assert wire.fallbacks == 0
