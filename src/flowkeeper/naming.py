@@ -12,6 +12,10 @@ PATCH_TUN = "patch-tun"  # on br-int, towards br-tun
 SLOT_LINK = "fk-slot"  # on br-int of each of two switch slots, joining them (the lab's)
 SLOT_LINK_OFPORT = 65000
 PATCH_INT = "patch-int"  # on br-tun, towards br-int
+# Twin switch slots: the veth between the two slots' br-ints (both ends have this name and
+# this ofport). The lab adds it, never the agent; it carries local-VLAN-tagged frames.
+SLOT_LINK = "fk-slot"
+SLOT_LINK_OFPORT = 65000
 
 
 @lru_cache(maxsize=65536)  # called per remote port on every rebuild: parse each IP once

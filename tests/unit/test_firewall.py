@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from flowkeeper.flows.flowset import FlowSet
 from flowkeeper.flows.record import Flow, parse_flow
-from flowkeeper.naming import BR_INT, BR_TUN, PATCH_INT, PATCH_TUN
+from flowkeeper.naming import BR_INT, BR_TUN, PATCH_INT, PATCH_TUN, SLOT_LINK
 from flowkeeper.pipeline import firewall as fw
 from flowkeeper.pipeline import tables as t
 from flowkeeper.pipeline.build import build_flows
@@ -309,7 +309,7 @@ local_st = st.builds(
     st.booleans(),
 )
 fw_views_st = st.builds(
-    lambda nets, ports, groups, members, firewall, gen: HostView(
+    lambda nets, ports, groups, members, firewall, gen, slot_link: HostView(
         "198.18.0.2",
         cookie=cookie_for(gen),
         networks=tuple(sorted(nets)),
@@ -317,6 +317,7 @@ fw_views_st = st.builds(
         firewall=firewall,
         groups=tuple(sorted(groups, key=lambda g: g.id)),
         members=tuple(sorted((g, tuple(sorted(ips))) for g, ips in members.items())),
+        slot_link=slot_link,
     ),
     st.lists(st.sampled_from(NETS), unique_by=lambda n: n.id, max_size=2),
     st.lists(local_st, unique_by=lambda p: p.id, max_size=5),
@@ -324,6 +325,7 @@ fw_views_st = st.builds(
     st.dictionaries(st.sampled_from(GROUPS), st.sets(st.sampled_from(POOL_IPS), max_size=3)),
     st.sampled_from([True, True, True, False]),
     st.integers(1, 2),
+    st.booleans(),
 )
 
 
@@ -339,6 +341,8 @@ def assert_nothing_leaked(v: HostView, flows: FlowSet) -> None:
     present = {n.id for n in v.networks}
     live = {p for p in v.local_ports if p.network_id in present}
     devices = {p.device for p in live} | {PATCH_TUN, PATCH_INT, "IN_PORT"}
+    if v.slot_link:
+        devices.add(SLOT_LINK)
     numbers = fw.plan(v).numbers
     regs = {f"{n:#x}" for n in numbers.values()}
     secure_macs = {m for p in live if p.id in numbers for m in fw.allowed_macs(p)}

@@ -20,8 +20,15 @@ EXTRA = (NetworkView("net-c", "vxlan", 3003, 3), NetworkView("net-a", "vxlan", 1
 
 networks_st = st.lists(st.sampled_from(NETS + EXTRA), unique_by=lambda n: n.id, max_size=3)
 views_st = st.builds(
-    lambda nets, lp, rp, l2pop, arp, gen: HostView(
-        "198.18.0.2", l2pop, arp, cookie_for(gen), tuple(sorted(nets)), tuple(lp), tuple(rp)
+    lambda nets, lp, rp, l2pop, arp, gen, slot_link: HostView(
+        "198.18.0.2",
+        l2pop,
+        arp,
+        cookie_for(gen),
+        tuple(sorted(nets)),
+        tuple(lp),
+        tuple(rp),
+        slot_link=slot_link,
     ),
     networks_st,
     locals_st,
@@ -29,6 +36,7 @@ views_st = st.builds(
     st.booleans(),
     st.booleans(),
     st.integers(1, 2),
+    st.booleans(),
 )
 
 

@@ -41,11 +41,12 @@ remotes_st = st.lists(
     max_size=12,
 )
 views = st.builds(
-    lambda lp, rp, l2pop, arp: HostView(
-        "198.18.0.2", l2pop, arp, cookie_for(7), NETS, tuple(lp), tuple(rp)
+    lambda lp, rp, l2pop, arp, slot_link: HostView(
+        "198.18.0.2", l2pop, arp, cookie_for(7), NETS, tuple(lp), tuple(rp), slot_link=slot_link
     ),
     locals_st,
     remotes_st,
+    st.booleans(),
     st.booleans(),
     st.booleans(),
 )

@@ -2,6 +2,15 @@
 
 No I/O, no clock, no randomness. Ports are named, never numbered: OVS resolves names
 to the current ofports when flows are installed.
+
+Twin switch slots (HostView.slot_link): two br-ints with the same flows, joined by the
+slot link L (naming.SLOT_LINK), each VIF's device in one of them. Both slots get every
+frame from the tunnels (the host NIC is mirrored), so only what a local port sends needs
+copying to the other slot: a frame switched to a local port also goes out L still tagged
+(the slot without the port's device drops its copy), except when it came from patch-tun
+(a flow one priority higher without the copy); a flood from a local port also goes out L,
+and a flood that came from patch-tun or L goes to the local ports only. Without the slot
+link every flow is what it was before slots existed.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ from flowkeeper.flows.actions import canonical_actions
 from flowkeeper.flows.fields import FIELD_ALIASES, PROTOCOL_SHORTHANDS, canonical_value
 from flowkeeper.flows.flowset import FlowSet
 from flowkeeper.flows.record import Flow
-from flowkeeper.naming import BR_INT, BR_TUN, PATCH_INT, PATCH_TUN, tunnel_port_name
+from flowkeeper.naming import BR_INT, BR_TUN, PATCH_INT, PATCH_TUN, SLOT_LINK, tunnel_port_name
 from flowkeeper.pipeline import firewall as fw
 from flowkeeper.pipeline import tables as t
 from flowkeeper.pipeline.view import HostView, LocalPort, NetworkView, RemotePort, tunnel_peers
@@ -64,10 +73,17 @@ class Options:
     arp_responder: bool
     cookie: int
     firewall: bool = False  # switching in table 94, table 60 dispatches (firewall.py)
+    slot_link: bool = False  # local traffic copied to the other slot (see the module doc)
 
     @classmethod
     def of(cls, view: HostView) -> Options:
-        return cls(view.l2pop, view.arp_responder and view.l2pop, view.cookie, view.firewall)
+        return cls(
+            view.l2pop,
+            view.arp_responder and view.l2pop,
+            view.cookie,
+            view.firewall,
+            view.slot_link,
+        )
 
 
 @dataclass(frozen=True)
@@ -138,6 +154,8 @@ def base_flows(view: HostView) -> list[Flow]:
     add = out.add
     add(BR_INT, t.INT_DISPATCH, 0, "", "drop")
     add(BR_INT, t.INT_DISPATCH, 10, f"in_port={PATCH_TUN}", f"resubmit(,{t.INT_SWITCH})")
+    if view.slot_link:
+        add(BR_INT, t.INT_DISPATCH, 10, f"in_port={SLOT_LINK}", f"resubmit(,{t.INT_SWITCH})")
     if view.firewall:
         # Table 60 dispatches to the firewall; what it lets through is switched in 94.
         add(BR_INT, t.FW_DISPATCH, 0, "", f"resubmit(,{t.ACCEPTED_EGRESS_SWITCH})")
@@ -182,16 +200,23 @@ def network_flows(inputs: NetworkInputs) -> list[Flow]:
             f"in_port={port.device}",
             f"mod_vlan_vid:{vlan},resubmit(,{t.INT_SWITCH})",
         )
-        out.add(
-            BR_INT,
-            switch,
-            20,
-            f"dl_vlan={vlan},dl_dst={port.mac}",
-            f"strip_vlan,output:{port.device}",
-        )
+        to_port = f"strip_vlan,output:{port.device}"
+        to_mac = f"dl_vlan={vlan},dl_dst={port.mac}"
+        if opts.slot_link:
+            out.add(BR_INT, switch, 20, to_mac, f"output:{SLOT_LINK},{to_port}")
+            out.add(BR_INT, switch, 21, f"in_port={PATCH_TUN},{to_mac}", to_port)
+        else:
+            out.add(BR_INT, switch, 20, to_mac, to_port)
     local = ",".join(f"output:{port.device}" for port in inputs.local)
-    flood = f"output:{PATCH_TUN}" + (f",strip_vlan,{local}" if local else "")
-    out.add(BR_INT, switch, 5, f"dl_vlan={vlan}", flood)
+    to_locals = f",strip_vlan,{local}" if local else ""
+    if opts.slot_link:
+        flood = f"output:{PATCH_TUN},output:{SLOT_LINK}{to_locals}"
+        out.add(BR_INT, switch, 5, f"dl_vlan={vlan}", flood)
+        for came_from in (PATCH_TUN, SLOT_LINK):
+            back = f"in_port={came_from},dl_vlan={vlan}"  # from the tunnels or the other slot
+            out.add(BR_INT, switch, 6, back, to_locals[1:] or "drop")
+    else:
+        out.add(BR_INT, switch, 5, f"dl_vlan={vlan}", f"output:{PATCH_TUN}{to_locals}")
     to_tun = f"output:{PATCH_TUN}"
     seg = net.segmentation_id
     tunnels: set[str] = set()
@@ -210,7 +235,7 @@ def network_flows(inputs: NetworkInputs) -> list[Flow]:
     if inputs.protected:
         ports = {p.id: p for p in inputs.local}
         protected = ((ports[pid], number) for pid, number in inputs.protected)
-        out.flows += fw.dispatch_flows(opts.cookie, net.vlan, protected)
+        out.flows += fw.dispatch_flows(opts.cookie, net.vlan, protected, slot_link=opts.slot_link)
     out.add(
         BR_TUN,
         t.FROM_TUNNEL[net.type],

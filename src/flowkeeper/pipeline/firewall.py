@@ -45,7 +45,7 @@ from functools import lru_cache
 
 from flowkeeper.flows.fields import canonical_value
 from flowkeeper.flows.record import Flow, Match
-from flowkeeper.naming import BR_INT
+from flowkeeper.naming import BR_INT, PATCH_TUN, SLOT_LINK
 from flowkeeper.pipeline import tables as t
 from flowkeeper.pipeline.view import HostView, LocalPort, RuleView
 
@@ -403,13 +403,22 @@ def base_flows(cookie: int) -> list[Flow]:
     return out.flows
 
 
-def dispatch_flows(cookie: int, vlan: int, ports: Iterable[tuple[LocalPort, int]]) -> list[Flow]:
+def dispatch_flows(
+    cookie: int, vlan: int, ports: Iterable[tuple[LocalPort, int]], *, slot_link: bool = False
+) -> list[Flow]:
     """Table 60 and 73: traffic to a protected port's MACs turns to its ingress tables.
 
     One network's ports, in port-id order: a MAC two ports claim goes to the first.
+
+    With the slot link (twin switch slots, see build.py), the frame is first copied, still
+    tagged, to the other slot, which runs the port's ingress itself (and drops it if it
+    lacks the port's device), unless it came from patch-tun (the other slot got that frame
+    from the host NIC): table 60 has the flow without the copy one priority higher for it.
+    Table 73 sees only what a local port sent, so it always copies.
     """
     out = _Out(cookie)
     dl_vlan, reg6 = str(vlan), f"{vlan:#x}"
+    copy = f"output:{SLOT_LINK}," if slot_link else ""
     claimed: set[str] = set()
     for port, number in ports:
         reg5 = f"{number:#x}"
@@ -417,18 +426,19 @@ def dispatch_flows(cookie: int, vlan: int, ports: Iterable[tuple[LocalPort, int]
             if mac in claimed:
                 continue
             claimed.add(mac)
-            out.add(
-                t.FW_DISPATCH,
-                90,
-                [("dl_vlan", dl_vlan), ("dl_dst", mac)],
+            dst = [("dl_vlan", dl_vlan), ("dl_dst", mac)]
+            ingress = (
                 f"set_field:{reg5}->reg5,set_field:{reg6}->reg6,pop_vlan,"
-                f"resubmit(,{t.BASE_INGRESS})",
+                f"resubmit(,{t.BASE_INGRESS})"
             )
+            out.add(t.FW_DISPATCH, 90, dst, copy + ingress)
+            if slot_link:
+                out.add(t.FW_DISPATCH, 91, [*dst, ("in_port", PATCH_TUN)], ingress)
             out.add(
                 t.ACCEPT_OR_INGRESS,
                 100,
-                [("dl_vlan", dl_vlan), ("dl_dst", mac), ("reg6", reg6)],
-                f"set_field:{reg5}->reg5,pop_vlan,resubmit(,{t.BASE_INGRESS})",
+                [*dst, ("reg6", reg6)],
+                f"{copy}set_field:{reg5}->reg5,pop_vlan,resubmit(,{t.BASE_INGRESS})",
             )
     return out.flows
 

@@ -75,7 +75,9 @@ class HostView:
     firewall: bool = False  # the agent's --firewall: openvswitch (True) | noop
     groups: tuple[GroupView, ...] = ()  # used groups, sorted by id
     members: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (group id, sorted IPs/CIDRs)
-    slot_link: bool = False  # twin switch slots joined by naming.SLOT_LINK on br-int
+    # Twin switch slots: br-int has the slot link (naming.SLOT_LINK) to the other slot's
+    # br-int; frames to local ports and floods from local ports are copied onto it.
+    slot_link: bool = False
 
     def network(self, network_id: str) -> NetworkView | None:
         for net in self.networks:
