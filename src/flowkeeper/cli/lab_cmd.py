@@ -71,6 +71,12 @@ def register(sub: Any) -> None:
         default="noop",
         help="every agent's --firewall (default noop here; the agent's own default is openvswitch)",
     )
+    up.add_argument(
+        "--standby",
+        action="store_true",
+        help="twin switch slots: every host also gets slot b (NAME-hN-b, its own OVS, the "
+        "NIC mirrored to both, the fk-slot link), each slot's vswitchd supervised",
+    )
     up.add_argument("--json", action="store_true")
     up.set_defaults(func=_up)
 
@@ -167,6 +173,7 @@ def _up(args: argparse.Namespace) -> int:
         servers=args.servers,
         watch_log=args.watch_log,
         firewall=args.firewall,
+        standby=args.standby,
     )
     state = _lab(args).up(opts)
     vms = ", ".join(f"{v.name}={v.ip}" for v in state.vms)
@@ -196,10 +203,18 @@ def _status(args: argparse.Namespace) -> int:
     for h in st["hosts"]:  # type: ignore[attr-defined]
         daemons = " ".join(f"{d}:{'up' if ok else 'DOWN'}" for d, ok in h["daemons"].items())
         lines.append(f"  host {h['name']:6} {h['tunnel_ip']:15} {daemons}")
+        if "standby" in h:
+            sb = h["standby"]
+            daemons = " ".join(f"{d}:{'up' if ok else 'DOWN'}" for d, ok in sb["daemons"].items())
+            restarts = h["supervisor_restarts"]
+            lines.append(
+                f"       slot b {sb['namespace']:15} {daemons}; supervisor restarts "
+                f"a={restarts['a']} b={restarts['b']}"
+            )
     for v in st["vms"]:  # type: ignore[attr-defined]
         lines.append(
             f"  vm   {v['name']:10} on {v['host']:4} net {v['network']} "
-            f"{v['ip']:15} {v['mac']} {v['tap']}"
+            f"{v['ip']:15} {v['mac']} {v['tap']} slot {v['slot']}"
         )
     emit(st, args.json, "\n".join(lines))
     return 0
