@@ -140,10 +140,17 @@ def _register_restarts(cmds: Any) -> None:
 
     up = cmds.add_parser(
         "upgrade-ovs",
-        help="hot OVS upgrade of HOST: a new switch beside the old, VMs moved one at a time",
+        help="hot OVS upgrade of HOST, VMs moved one at a time: with --standby between its "
+        "two switch slots, else to a new switch beside the old",
     )
     up.add_argument("host")
     up.add_argument("--settle", type=float, default=0.2, help="seconds between two VMs' cut-overs")
+    up.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="with --standby: seconds to wait for a restarted slot to be prepared",
+    )
     up.add_argument("--json", action="store_true")
     up.set_defaults(func=_upgrade_ovs)
 
@@ -264,7 +271,11 @@ def _upgrade_ovs(args: argparse.Namespace) -> int:
 
     if not 0 <= args.settle <= 60:
         raise UsageError(f"--settle must be 0..60 seconds, got {args.settle}")
+    if not 1 <= args.timeout <= 600:
+        raise UsageError(f"--timeout must be 1..600 seconds, got {args.timeout}")
     lab = _lab(args)
+    if lab.state().host(args.host).standby is not None:
+        return _upgrade_slots(args, lab)
     report = hot_upgrade(lab, args.host, settle=args.settle, progress=lab.progress)
     lines = [
         f"{args.host} upgraded to slot {report.new}: new switch in sync after "
@@ -272,6 +283,30 @@ def _upgrade_ovs(args: argparse.Namespace) -> int:
     ]
     lines += [
         f"  {m.vm}: device moved in {m.moved_ms:.0f} ms, binding moved at {m.bound_ms:.0f} ms"
+        for m in report.moves
+    ]
+    emit(asdict(report), args.json, "\n".join(lines))
+    return 0
+
+
+def _upgrade_slots(args: argparse.Namespace, lab: Lab) -> int:
+    from flowkeeper.lab.slotupgrade import upgrade_ovs
+
+    report = upgrade_ovs(
+        lab, args.host, settle=args.settle, timeout=args.timeout, progress=lab.progress
+    )
+    lines = [
+        f"{args.host} upgraded, slot {report.first} first: {len(report.moves)} VMs moved, "
+        f"{report.total_s:.2f} s in all"
+    ]
+    lines += [
+        f"  slot {r.slot}: vswitchd {r.old_pid or '-'} -> {r.pid} in {r.restart_ms:.0f} ms, "
+        f"prepared after {r.prepared_s:.2f} s"
+        for r in report.restarts
+    ]
+    lines += [
+        f"  {m.vm}: {m.src} -> {m.dst}, device moved in {m.move_ms:.1f} ms, ofport {m.ofport} "
+        f"after {m.ofport_ms:.1f} ms"
         for m in report.moves
     ]
     emit(asdict(report), args.json, "\n".join(lines))
