@@ -216,3 +216,28 @@ def test_upgrade_ovs_says_what_is_not_prepared_and_moves_nothing(
         slotupgrade.upgrade_ovs(lab, "h1", timeout=1)
     assert "\n" not in str(err.value)
     assert [vm.slot for vm in lab.state().vms] == ["a"]
+
+
+def test_restart_ovs_and_reboot_of_a_host_with_twin_slots(lab_factory: LabFactory) -> None:
+    lab, state = _up(lab_factory, vms_per_host=1)
+    h1, h2 = state.hosts
+    assert h1.standby is not None
+    # The lab's own restart of slot a: under the supervisor's hold, so no second start.
+    old = supervise.vswitchd_pid(h1.dir)
+    lab.restart_ovs("h1")
+    new = supervise.vswitchd_pid(h1.dir)
+    assert new not in (None, old) and lab.state().host("h1").pids["ovs-vswitchd"] == new
+    time.sleep(0.5)
+    assert slots.restarts(h1) == [] and supervise.vswitchd_pid(h1.dir) == new
+    assert not Path(supervise.hold_path(h1.dir)).exists()
+    # A power loss takes both slots and their supervisors; boot brings all of it back.
+    before = {s: slot.pids["supervise"] for s, slot in h1.slots().items()}
+    lab.reboot("h1", agent=False)
+    after = lab.state().host("h1")
+    for name, slot in after.slots().items():
+        assert not procs.alive(before[name])
+        for daemon in ("ovsdb-server", "ovs-vswitchd", "supervise"):
+            assert procs.is_ours(slot.pids[daemon], slot.dir), (name, daemon)
+        assert _ofports(slot)[SLOT_LINK] == 65000
+    assert [vm.slot for vm in lab.state().vms] == ["a", "a"]
+    _wait_tunnel_ip_answers(lab, h2, after)

@@ -57,6 +57,17 @@ def offloads_off(ns: str, dev: str) -> None:
     run(["ethtool", "-K", dev, "tx", "off"], ns=ns, check=False)
 
 
+def quiet_nic(ns: str) -> None:
+    """eth0 (an OVS port) answers no ARP: only br-phy, with the host's one MAC, does.
+
+    The userspace datapath reads eth0 through a packet socket, so the slot's kernel sees
+    eth0's frames too and, by default, answers ARP for the tunnel IP (on br-phy) with
+    eth0's own MAC. A peer that takes that answer sends to the one slot whose eth0 has
+    that MAC (the mirror delivers to both, but only that slot's stack accepts it): with
+    twin slots, that can be the slot whose kernel did not ask."""
+    run(["sysctl", "-q", "-w", "net.ipv4.conf.eth0.arp_ignore=1"], ns=ns)
+
+
 def make_nic_mirror(state: LabState, host: HostState, standby: HostState) -> None:
     """Slot b's eth0 and the tc mirror/redirect that make the host's one NIC feed both."""
     ul = state.underlay_ns
@@ -67,6 +78,8 @@ def make_nic_mirror(state: LabState, host: HostState, standby: HostState) -> Non
     run(["ip", "link", "set", "eth0", "up"], ns=standby.ns)
     for ns, dev in ((ul, b_port), (standby.ns, "eth0")):
         offloads_off(ns, dev)
+    for slot in (host, standby):
+        quiet_nic(slot.ns)
     # What the underlay sends to the host reaches both slots ...
     run(["tc", "qdisc", "add", "dev", a_port, "clsact"], ns=ul)
     mirror = [*_MATCH_ALL, "action", "mirred", "egress", "mirror", "dev", b_port]
