@@ -555,6 +555,8 @@ class Lab:
         for host in state.hosts:
             if host.name == target:
                 return host.ns
+            if host.standby is not None and target == f"{host.name}-b":
+                return host.standby.ns  # slot b of the host (lab up --standby)
         raise LabError(f"no VM or host named {target!r} in the lab")
 
     def status(self) -> dict[str, object]:
