@@ -163,6 +163,18 @@ def test_a_status_from_before_the_restart_does_not_count_as_prepared(tmp_path: P
         slotupgrade.wait_prepared(host, "b", since=since, restarts_before=0, timeout=0.1)
 
 
+def test_a_deaths_count_or_a_last_death_after_the_restart_counts_too(tmp_path: Path) -> None:
+    host = _state(tmp_path).host("h1")
+    since = time.time()
+    b = {**_slot(), "deaths": 3}
+    del b["restarts"]
+    _write_slots(host, since + 0.1, _slot(), b)
+    got = slotupgrade.wait_prepared(host, "b", since=since, restarts_before=2, timeout=1)
+    assert got.slots["b"].restarts == 3
+    _write_slots(host, since + 0.1, _slot(), {**_slot(), "last_death": since + 0.05})
+    assert slotupgrade.wait_prepared(host, "b", since=since, restarts_before=0, timeout=1)
+
+
 def test_prepared_after_being_seen_down_or_with_a_higher_restart_count(tmp_path: Path) -> None:
     host = _state(tmp_path).host("h1")
     since = time.time()

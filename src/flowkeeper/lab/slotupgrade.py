@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flowkeeper.lab import services, slots
 from flowkeeper.lab.run import LabError, run
@@ -57,7 +57,20 @@ class SlotStatus:
     alive: bool
     prepared: bool
     vifs: list[str]
-    restarts: int
+    restarts: int  # the agreed "restarts" (or, if the file has it, a "deaths" count)
+    last_death: float | None = None  # unix time, when the file has it
+
+
+def _slot_status(s: dict[str, Any]) -> SlotStatus:
+    counts = [int(s.get(key, 0) or 0) for key in ("restarts", "deaths")]
+    last = s.get("last_death")
+    return SlotStatus(
+        alive=bool(s["alive"]),
+        prepared=bool(s["prepared"]),
+        vifs=[str(v) for v in s.get("vifs", []) or []],
+        restarts=max(counts),
+        last_death=float(last) if isinstance(last, int | float) else None,
+    )
 
 
 @dataclass
@@ -81,15 +94,7 @@ def read_slots(path: Path) -> SlotsFile | None:
     try:
         return SlotsFile(
             time=float(raw["time"]),
-            slots={
-                name: SlotStatus(
-                    alive=bool(s["alive"]),
-                    prepared=bool(s["prepared"]),
-                    vifs=[str(v) for v in s.get("vifs", [])],
-                    restarts=int(s.get("restarts", 0)),
-                )
-                for name, s in raw["slots"].items()
-            },
+            slots={name: _slot_status(s) for name, s in raw["slots"].items()},
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise LabError(f"{path}: not a slots status file ({exc!r})") from None
@@ -119,7 +124,7 @@ def wait_prepared(
 
     A status written before the agent noticed the restart could still say prepared, so
     the slot must also have been seen not alive or not prepared since then, or its
-    restart count must have gone up."""
+    restart count must have gone up (or its last death be after `since`)."""
     path = slots_path(host)
     deadline = time.monotonic() + timeout
     seen_down = False
@@ -132,7 +137,11 @@ def wait_prepared(
             if status is not None and got.time >= since:
                 if not (status.alive and status.prepared):
                     seen_down = True
-                elif seen_down or status.restarts > restarts_before:
+                elif (
+                    seen_down
+                    or status.restarts > restarts_before
+                    or (status.last_death is not None and status.last_death >= since)
+                ):
                     return got
         if time.monotonic() > deadline:
             raise LabError(
