@@ -102,13 +102,15 @@ def _show_lab(lab: Lab, lines: int = 60) -> None:
         state = None
         print(f"lab state unreadable: {exc}")
     for host in state.hosts if state else []:
-        for bridge in (BR_INT, BR_TUN):
-            try:
-                flows = [f.render() for f in lab.bridge(host, bridge).dump_flows()]
-            except FlowkeeperError as exc:
-                flows = [f"(dump failed: {exc})"]
-            print(f"----- {host.name} {bridge}: {len(flows)} flows -----")
-            print("\n".join(flows))
+        for slot_name, slot in host.slots().items():
+            label = host.name if host.standby is None else f"{host.name} slot {slot_name}"
+            for bridge in (BR_INT, BR_TUN):
+                try:
+                    flows = [f.render() for f in lab.bridge(slot, bridge).dump_flows()]
+                except FlowkeeperError as exc:
+                    flows = [f"(dump failed: {exc})"]
+                print(f"----- {label} {bridge}: {len(flows)} flows -----")
+                print("\n".join(flows))
     for log in sorted(lab.dir.glob("**/*.log")):
         if "snapshot" in log.parts:
             continue

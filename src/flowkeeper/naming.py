@@ -9,6 +9,8 @@ BR_INT = "br-int"
 BR_TUN = "br-tun"
 BR_PHY = "br-phy"
 PATCH_TUN = "patch-tun"  # on br-int, towards br-tun
+SLOT_LINK = "fk-slot"  # on br-int of each of two switch slots, joining them (the lab's)
+SLOT_LINK_OFPORT = 65000
 PATCH_INT = "patch-int"  # on br-tun, towards br-int
 # Twin switch slots: the veth between the two slots' br-ints (both ends have this name and
 # this ofport). The lab adds it, never the agent; it carries local-VLAN-tagged frames.

@@ -122,7 +122,7 @@ def _start_agent_with(lab: Lab, host_name: str, drop: tuple[str, ...]) -> None:
     i = argv.index(drop[0])
     assert argv[i : i + len(drop)] == list(drop)
     del argv[i : i + len(drop)]
-    host.pids["agent"] = services._spawn(argv, Path(host.dir) / "agent.log")
+    host.pids["agent"] = services.spawn(argv, Path(host.dir) / "agent.log")
     state.save()
 
 

@@ -71,6 +71,12 @@ def register(sub: Any) -> None:
         default="noop",
         help="every agent's --firewall (default noop here; the agent's own default is openvswitch)",
     )
+    up.add_argument(
+        "--standby",
+        action="store_true",
+        help="twin switch slots: every host also gets slot b (NAME-hN-b, its own OVS, the "
+        "NIC mirrored to both, the fk-slot link), each slot's vswitchd supervised",
+    )
     up.add_argument("--json", action="store_true")
     up.set_defaults(func=_up)
 
@@ -134,10 +140,17 @@ def _register_restarts(cmds: Any) -> None:
 
     up = cmds.add_parser(
         "upgrade-ovs",
-        help="hot OVS upgrade of HOST: a new switch beside the old, VMs moved one at a time",
+        help="hot OVS upgrade of HOST, VMs moved one at a time: with --standby between its "
+        "two switch slots, else to a new switch beside the old",
     )
     up.add_argument("host")
     up.add_argument("--settle", type=float, default=0.2, help="seconds between two VMs' cut-overs")
+    up.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="with --standby: seconds to wait for a restarted slot to be prepared",
+    )
     up.add_argument("--json", action="store_true")
     up.set_defaults(func=_upgrade_ovs)
 
@@ -167,6 +180,7 @@ def _up(args: argparse.Namespace) -> int:
         servers=args.servers,
         watch_log=args.watch_log,
         firewall=args.firewall,
+        standby=args.standby,
     )
     state = _lab(args).up(opts)
     vms = ", ".join(f"{v.name}={v.ip}" for v in state.vms)
@@ -196,10 +210,18 @@ def _status(args: argparse.Namespace) -> int:
     for h in st["hosts"]:  # type: ignore[attr-defined]
         daemons = " ".join(f"{d}:{'up' if ok else 'DOWN'}" for d, ok in h["daemons"].items())
         lines.append(f"  host {h['name']:6} {h['tunnel_ip']:15} {daemons}")
+        if "standby" in h:
+            sb = h["standby"]
+            daemons = " ".join(f"{d}:{'up' if ok else 'DOWN'}" for d, ok in sb["daemons"].items())
+            restarts = h["supervisor_restarts"]
+            lines.append(
+                f"       slot b {sb['namespace']:15} {daemons}; supervisor restarts "
+                f"a={restarts['a']} b={restarts['b']}"
+            )
     for v in st["vms"]:  # type: ignore[attr-defined]
         lines.append(
             f"  vm   {v['name']:10} on {v['host']:4} net {v['network']} "
-            f"{v['ip']:15} {v['mac']} {v['tap']}"
+            f"{v['ip']:15} {v['mac']} {v['tap']} slot {v['slot']}"
         )
     emit(st, args.json, "\n".join(lines))
     return 0
@@ -249,7 +271,11 @@ def _upgrade_ovs(args: argparse.Namespace) -> int:
 
     if not 0 <= args.settle <= 60:
         raise UsageError(f"--settle must be 0..60 seconds, got {args.settle}")
+    if not 1 <= args.timeout <= 600:
+        raise UsageError(f"--timeout must be 1..600 seconds, got {args.timeout}")
     lab = _lab(args)
+    if lab.state().host(args.host).standby is not None:
+        return _upgrade_slots(args, lab)
     report = hot_upgrade(lab, args.host, settle=args.settle, progress=lab.progress)
     lines = [
         f"{args.host} upgraded to slot {report.new}: new switch in sync after "
@@ -257,6 +283,30 @@ def _upgrade_ovs(args: argparse.Namespace) -> int:
     ]
     lines += [
         f"  {m.vm}: device moved in {m.moved_ms:.0f} ms, binding moved at {m.bound_ms:.0f} ms"
+        for m in report.moves
+    ]
+    emit(asdict(report), args.json, "\n".join(lines))
+    return 0
+
+
+def _upgrade_slots(args: argparse.Namespace, lab: Lab) -> int:
+    from flowkeeper.lab.slotupgrade import upgrade_ovs
+
+    report = upgrade_ovs(
+        lab, args.host, settle=args.settle, timeout=args.timeout, progress=lab.progress
+    )
+    lines = [
+        f"{args.host} upgraded, slot {report.first} first: {len(report.moves)} VMs moved, "
+        f"{report.total_s:.2f} s in all"
+    ]
+    lines += [
+        f"  slot {r.slot}: vswitchd {r.old_pid or '-'} -> {r.pid} in {r.restart_ms:.0f} ms, "
+        f"prepared after {r.prepared_s:.2f} s"
+        for r in report.restarts
+    ]
+    lines += [
+        f"  {m.vm}: {m.src} -> {m.dst}, device moved in {m.move_ms:.1f} ms, ofport {m.ofport} "
+        f"after {m.ofport_ms:.1f} ms"
         for m in report.moves
     ]
     emit(asdict(report), args.json, "\n".join(lines))

@@ -12,6 +12,7 @@ from flowkeeper.lab import ovsproc, procs, services
 from flowkeeper.lab.plan import VM_MTU
 from flowkeeper.lab.run import run
 from flowkeeper.lab.state import HostState, LabState, VmState
+from flowkeeper.lab.supervise import hold, vswitchd_pid
 from flowkeeper.naming import BR_INT, BR_PHY, BR_TUN, PATCH_INT, PATCH_TUN
 from flowkeeper.ovs.ovsdb import Ovsdb
 
@@ -135,15 +136,21 @@ class RebootTimes:
 
 
 def power_loss(state: LabState, host: HostState) -> None:
-    """kill -9 the host's agent and OVS daemons; its VMs' NICs vanish with them."""
-    for key in ("agent", "ovs-vswitchd", "ovsdb-server"):
-        pid = host.pids.pop(key, None)
-        if pid:
-            procs.stop(pid, host.dir, hard=True)
-    ovsproc.stop_daemons(host, hard=True)
+    """kill -9 the host's agent and OVS daemons; its VMs' NICs vanish with them.
+
+    With twin slots, both slots' daemons, and first their supervisors (or one would start
+    a vswitchd on a host that is off)."""
+    for slot in host.slots().values():
+        services.stop_supervisor(slot, hard=True)
+    for slot in host.slots().values():
+        for key in ("agent", "ovs-vswitchd", "ovsdb-server"):
+            pid = slot.pids.pop(key, None)
+            if pid:
+                procs.stop(pid, slot.dir, hard=True)
+        ovsproc.stop_daemons(slot, hard=True)
     for vm in state.vms:
         if vm.host == host.name:
-            run(["ip", "link", "del", vm.tap], ns=host.ns, check=False)
+            run(["ip", "link", "del", vm.tap], ns=state.vif_netns(vm), check=False)
             run(["ip", "link", "del", "eth0"], ns=vm.ns, check=False)
     state.save()
 
@@ -159,10 +166,19 @@ def reboot(
 def boot(
     state: LabState, host: HostState, *, agent: bool = True, seed: int | None = None
 ) -> RebootTimes:
-    """Boot a powered-off host: OVS from its conf.db, VIFs re-plugged in a new order, agent."""
+    """Boot a powered-off host: OVS from its conf.db, VIFs re-plugged in a new order, agent.
+
+    With twin slots both slots boot (slot a first) with their supervisors, and every VM's
+    NIC comes back in slot a."""
     started = start_ovs(host)
     state.save()
     bring_up_underlay(host)
+    if host.standby is not None:
+        start_ovs(host.standby)
+        state.save()
+        bring_up_underlay(host.standby)
+        for name, slot in host.slots().items():
+            services.start_supervisor(state, slot, name)
     agent_at = None
     if agent and state.server_url:
         # As at boot: the agent's service starts with OVS, before the VMs come back.
@@ -171,6 +187,7 @@ def boot(
     vms = [vm for vm in state.vms if vm.host == host.name]
     random.Random(seed).shuffle(vms)  # noqa: S311 - an order, not a secret
     for vm in vms:
+        vm.slot = "a"
         make_vm_nic(host, vm)
     plug_vif(host, vms, renumber=True)
     return RebootTimes(started, time.time(), agent_at)
@@ -202,14 +219,15 @@ def restart_ovs(
     saved = ovsproc.save_flows(host) if flow_restore_wait else {}
     if flow_restore_wait:
         ovsproc.flow_restore_wait(host)
-    stopped = time.time()
-    pid = host.pids.pop("ovs-vswitchd", None)
-    if pid:
-        procs.stop(pid, host.dir, hard=hard)
-    started = time.time()
-    host.pids["ovs-vswitchd"] = ovsproc.start_vswitchd(host)
-    state.save()
-    bring_up_underlay(host)
+    # With twin slots the vswitchd is supervised: the supervisor leaves this one to us.
+    with hold(host.dir):
+        stopped = time.time()
+        for pid in {host.pids.pop("ovs-vswitchd", None), vswitchd_pid(host.dir)} - {None}:
+            procs.stop(pid, host.dir, hard=hard)  # type: ignore[arg-type]
+        started = time.time()
+        host.pids["ovs-vswitchd"] = ovsproc.start_vswitchd(host)
+        state.save()
+        bring_up_underlay(host)
     if flow_restore_wait:
         ovsproc.restore_flows(host, saved)
         ovsproc.flow_restore_complete(host)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from flowkeeper.client import Client
 from flowkeeper.flows.flowset import FlowSet
-from flowkeeper.lab import hostops, ovsproc, procs, services
+from flowkeeper.lab import hostops, ovsproc, procs, services, slots
 from flowkeeper.lab.etcdcluster import EtcdCluster, EtcdError
 from flowkeeper.lab.plan import plan_hosts, plan_vms
 from flowkeeper.lab.probe import ProbeResult
@@ -23,7 +23,7 @@ from flowkeeper.lab.run import LabError, add_netns, del_netns, list_netns, run
 from flowkeeper.lab.state import HostState, LabState, VmState
 from flowkeeper.lab.staticflows import static_flows, tunnel_peers
 from flowkeeper.lab.tls import make_tls
-from flowkeeper.naming import BR_INT, BR_TUN, tunnel_port_name
+from flowkeeper.naming import BR_INT, BR_TUN, SLOT_LINK, tunnel_port_name
 from flowkeeper.ovs.ofctl import OfctlBridge
 from flowkeeper.ovs.ovsdb import Ovsdb
 
@@ -65,6 +65,9 @@ class UpOptions:
     # lab tests and benchmarks made before security groups measure the L2 pipeline, and
     # the firewall's own tests and bench ask for it.
     firewall: str = "noop"
+    # Twin switch slots: every host also gets slot b (its own OVS in NAME-hN-b, the NIC
+    # mirrored to both, the fk-slot link), and each slot's vswitchd runs supervised.
+    standby: bool = False
 
 
 def validate(opts: UpOptions) -> None:
@@ -126,6 +129,8 @@ class Lab:
             self._make_underlay(state)
             for plan in plan_hosts(opts.hosts):
                 self.make_host(state, plan.name, plan.index, plan.tunnel_ip)
+                if opts.standby:
+                    self.make_standby(state, state.host(plan.name))
             if control:
                 if opts.tls:
                     state.ca = str(make_tls(self.dir / "tls").ca)
@@ -213,6 +218,23 @@ class Lab:
         run(["ip", "link", "set", name, "master", UNDERLAY_BRIDGE, "up"], ns=ul)
         run(["ip", "link", "set", "eth0", "up"], ns=host.ns)
         hostops.setup_bridges(host)
+
+    def make_standby(self, state: LabState, host: HostState) -> HostState:
+        """Slot b of `host` beside its slot a, the NIC mirror, the slot link, and a
+        supervisor for each slot's vswitchd (see slots.py)."""
+        standby = slots.standby_of(state, host)
+        self.progress(f"host {host.name}: slot b in {standby.ns}, NIC mirror, {SLOT_LINK}")
+        host.standby = standby
+        self._add_ns(state, standby.ns)
+        Path(standby.dir).mkdir(parents=True, exist_ok=True)
+        hostops.start_ovs(standby)
+        state.save()
+        slots.make_nic_mirror(state, host, standby)
+        hostops.setup_bridges(standby)
+        slots.make_slot_link(host, standby)
+        for name, slot in host.slots().items():
+            services.start_supervisor(state, slot, name)
+        return standby
 
     def _make_vm(self, state: LabState, vm: VmState) -> None:
         self.progress(f"vm {vm.name} on {vm.host}: {vm.ip} {vm.mac}")
@@ -325,9 +347,10 @@ class Lab:
         """Unplug the VM, delete its namespace and its port in the control plane."""
         state = self.state()
         vm = state.vm(name)
-        host = state.host(vm.host)
-        with Ovsdb(f"unix:{host.db_sock}") as db:
-            db.delete_port(BR_INT, vm.tap)
+        # With twin slots the VIF has a row in both slots' OVSDB (the agent copies it).
+        for slot in state.host(vm.host).slots().values():
+            with Ovsdb(f"unix:{slot.db_sock}") as db:
+                db.delete_port(BR_INT, vm.tap)
         del_netns(vm.ns)
         if state.server_url:
             self.client(state).delete_port(vm.iface_id)
@@ -379,10 +402,18 @@ class Lab:
             state = None
         marker = str(self.dir)
         pids: set[int] = set()
+        # Supervisors first: one still running would start the vswitchd stopped below.
+        supervisors = set(procs.pids_naming(marker, also="flowkeeper.lab.supervise"))
         if state is not None:
             pids |= set(state.pids.values())
             for host in state.hosts:
-                pids |= set(host.pids.values())
+                for slot in host.slots().values():
+                    pids |= set(slot.pids.values())
+                    supervisors |= {p for k, p in slot.pids.items() if k == services.SUPERVISE}
+        for sup in sorted(supervisors):
+            if procs.stop(sup, marker):
+                done.append(f"stopped supervisor pid {sup}")
+        pids -= supervisors
         etcd = self.dir / "etcd"
         if (etcd / "cluster.json").exists():
             with contextlib.suppress(EtcdError):
@@ -396,6 +427,10 @@ class Lab:
         # starting a process and recording its PID must not leave it running.
         pids |= set(procs.pids_naming(marker))
         for pid in sorted(pids):
+            if procs.stop(pid, marker):
+                done.append(f"stopped pid {pid}")
+        # Once more: a vswitchd a supervisor was starting as it was stopped.
+        for pid in procs.pids_naming(marker):
             if procs.stop(pid, marker):
                 done.append(f"stopped pid {pid}")
         namespaces = set(state.namespaces) if state else set()
@@ -520,21 +555,31 @@ class Lab:
         for host in state.hosts:
             if host.name == target:
                 return host.ns
+            if host.standby is not None and target == f"{host.name}-b":
+                return host.standby.ns  # slot b of the host (lab up --standby)
         raise LabError(f"no VM or host named {target!r} in the lab")
 
     def status(self) -> dict[str, object]:
         state = self.state()
         hosts = []
         for host in state.hosts:
-            daemons = {d: bool(p and procs.is_ours(p, host.dir)) for d, p in host.pids.items()}
-            hosts.append(
-                {
-                    "name": host.name,
-                    "namespace": host.ns,
-                    "tunnel_ip": host.tunnel_ip,
-                    "daemons": daemons,
+            slots.refresh_pids(host)  # a supervisor may have started a new vswitchd
+            entry: dict[str, object] = {
+                "name": host.name,
+                "namespace": host.ns,
+                "tunnel_ip": host.tunnel_ip,
+                "daemons": _daemons(host),
+            }
+            if host.standby is not None:
+                entry["standby"] = {
+                    "namespace": host.standby.ns,
+                    "dir": host.standby.dir,
+                    "daemons": _daemons(host.standby),
                 }
-            )
+                entry["supervisor_restarts"] = {
+                    name: len(slots.restarts(slot)) for name, slot in host.slots().items()
+                }
+            hosts.append(entry)
         vms = [
             {
                 "name": v.name,
@@ -544,6 +589,7 @@ class Lab:
                 "mac": v.mac,
                 "iface_id": v.iface_id,
                 "tap": v.tap,
+                "slot": v.slot,
             }
             for v in state.vms
         ]
@@ -580,3 +626,8 @@ class Lab:
                 for i, m in enumerate(cluster.members, start=1)
             ]
         return out
+
+
+def _daemons(host: HostState) -> dict[str, bool]:
+    """Each process the lab started for a host (or slot): running or not."""
+    return {d: bool(p and procs.is_ours(p, host.dir)) for d, p in host.pids.items()}

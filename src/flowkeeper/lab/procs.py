@@ -30,13 +30,17 @@ def is_ours(pid: int, marker: str) -> bool:
     return pid > 1 and directory in cmdline(pid)
 
 
-def pids_naming(marker: str) -> list[int]:
-    """PIDs whose command line contains `marker` (our lab directory), this process aside."""
+def pids_naming(marker: str, *, also: str = "") -> list[int]:
+    """PIDs whose command line contains `marker` (our lab directory), this process aside;
+    with `also`, only those whose command line contains that too (e.g. a module name)."""
     own = os.getpid()
     found = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != own and is_ours(int(entry.name), marker):
-            found.append(int(entry.name))
+        if not entry.name.isdigit() or int(entry.name) == own:
+            continue
+        pid = int(entry.name)
+        if is_ours(pid, marker) and (not also or also in cmdline(pid)):
+            found.append(pid)
     return found
 
 

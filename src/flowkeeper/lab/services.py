@@ -78,7 +78,8 @@ def _tls_args(state: LabState) -> list[str]:
     return ["--ca", state.ca] if state.ca else []
 
 
-def _spawn(argv: list[str], log: Path) -> int:
+def spawn(argv: list[str], log: Path) -> int:
+    """Start a lab process in a session of its own, stdout and stderr appended to `log`."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
@@ -134,7 +135,7 @@ def start_server(state: LabState, index: int = 1) -> str:
         argv += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
     key = server_key(index)
     log = server_dir(state, index) / "server.log"
-    state.pids[key] = _spawn(argv, log)
+    state.pids[key] = spawn(argv, log)
     state.servers[index - 1] = url
     state.server_url = state.servers[0]
     state.save()
@@ -194,7 +195,7 @@ def agent_argv(state: LabState, host: HostState, l2pop: bool = True) -> list[str
         "--ovsdb",
         f"unix:{host.db_sock}",
         "--state-dir",
-        host.path("agent"),
+        str(agent_state_dir(host)),
         "--token-file",
         str(host_token(state, host)),
         *_tls_args(state),
@@ -206,7 +207,31 @@ def agent_argv(state: LabState, host: HostState, l2pop: bool = True) -> list[str
     argv += ["--datapath-type", "netdev"]  # the lab's switches are userspace ones
     # The lab's ovs-vswitchd has its unixctl socket in the host's dir (ovsproc).
     argv += ["--firewall", state.firewall, "--vswitchd-ctl", host.path("ovs-vswitchd.ctl")]
+    if host.standby is not None:
+        argv += standby_args(host, host.standby)
     return argv if l2pop else [*argv, "--no-l2pop"]
+
+
+def standby_args(host: HostState, standby: HostState) -> list[str]:
+    """The agent's twin-slot flags: slot b's OVSDB, run dir and vswitchd control socket,
+    and the namespaces the VIF devices of each slot live in."""
+    return [
+        "--standby-ovsdb",
+        f"unix:{standby.db_sock}",
+        "--standby-rundir",
+        standby.path("run"),
+        "--standby-vswitchd-ctl",
+        standby.path("ovs-vswitchd.ctl"),
+        "--vif-netns",
+        host.ns,
+        "--standby-vif-netns",
+        standby.ns,
+    ]
+
+
+def agent_state_dir(host: HostState) -> Path:
+    """The agent's --state-dir (its slots.json is there with --standby)."""
+    return Path(host.path("agent"))
 
 
 def watch_log_path(host: HostState) -> str:
@@ -215,7 +240,7 @@ def watch_log_path(host: HostState) -> str:
 
 
 def start_agent(state: LabState, host: HostState) -> int:
-    pid = _spawn(agent_argv(state, host, state.l2pop), Path(host.dir) / "agent.log")
+    pid = spawn(agent_argv(state, host, state.l2pop), Path(host.dir) / "agent.log")
     host.pids["agent"] = pid
     state.save()
     return pid
@@ -260,7 +285,7 @@ def start_simhosts(
             str(max_seconds),
         ]
         suffix = "" if n == 0 else str(n + 1)
-        pid = _spawn(argv, Path(state.dir) / f"simhosts{suffix}.log")
+        pid = spawn(argv, Path(state.dir) / f"simhosts{suffix}.log")
         state.pids[f"simhosts{suffix}"] = pid
         state.save()
         pids.append(pid)
@@ -272,3 +297,50 @@ def stop_simhosts(state: LabState) -> None:
         pid = state.pids.pop(key)
         procs.stop(pid, state.dir)
     state.save()
+
+
+# --- twin switch slots: each slot's vswitchd supervisor (lab up --standby) -----------
+SUPERVISE = "supervise"  # the supervisor's key in a slot's pids
+SUPERVISOR_MAX_RESTARTS = 20
+
+
+def supervisor_argv(state: LabState, slot: HostState, slot_name: str) -> list[str]:
+    """`python -m flowkeeper.lab.supervise` for one slot (a or b) of a host."""
+    return [
+        sys.executable,
+        "-m",
+        "flowkeeper.lab.supervise",
+        "--host",
+        slot.name,
+        "--index",
+        str(slot.index),
+        "--slot",
+        slot_name,
+        "--ns",
+        slot.ns,
+        # The pid file it watches (a path inside the slot's dir: `procs.is_ours` sees it).
+        "--pidfile",
+        slot.path("ovs-vswitchd.pid"),
+        "--tunnel-ip",
+        slot.tunnel_ip,
+        "--lab-dir",
+        state.dir,
+        "--max-restarts",
+        str(SUPERVISOR_MAX_RESTARTS),
+    ]
+
+
+def start_supervisor(state: LabState, slot: HostState, slot_name: str) -> int:
+    """Start the slot's supervisor; its PID goes into the slot's pids (and lab.json)."""
+    from flowkeeper.lab.supervise import LOG_FILE
+
+    pid = spawn(supervisor_argv(state, slot, slot_name), Path(slot.dir) / LOG_FILE)
+    slot.pids[SUPERVISE] = pid
+    state.save()
+    return pid
+
+
+def stop_supervisor(slot: HostState, *, hard: bool = False) -> None:
+    pid = slot.pids.pop(SUPERVISE, None)
+    if pid:
+        procs.stop(pid, slot.dir, hard=hard)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from flowkeeper.fsutil import atomic_write
 from flowkeeper.lab.plan import VmPlan
@@ -22,6 +23,30 @@ class HostState:
     dir: str
     pids: dict[str, int] = field(default_factory=dict)
     standby_for: str = ""  # a hot upgrade's new slot: the host whose VMs it takes over
+    # Twin switch slots (lab up --standby): slot b of this host, a HostState of its own
+    # (same name, index and tunnel IP; its own namespace, dir and PIDs). None: one slot.
+    standby: HostState | None = None
+
+    def slot(self, name: str) -> HostState:
+        """Slot `name` ("a": this host, "b": its standby) of a host."""
+        if name == "a":
+            return self
+        if name == "b" and self.standby is not None:
+            return self.standby
+        raise LabError(
+            f"host {self.name} has no slot {name!r}"
+            + ("" if self.standby else " (the lab was made without --standby)")
+        )
+
+    def slots(self) -> dict[str, HostState]:
+        """The host's slots by name: {"a": host} or {"a": host, "b": standby}."""
+        return {"a": self} if self.standby is None else {"a": self, "b": self.standby}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> HostState:
+        raw = dict(raw)
+        standby = raw.pop("standby", None)
+        return cls(standby=cls.from_dict(standby) if standby else None, **raw)
 
     def path(self, name: str) -> str:
         return str(Path(self.dir) / name)
@@ -44,6 +69,7 @@ class VmState:
     ip: str
     iface_id: str  # the control-plane port id when the lab runs agents
     tap: str
+    slot: str = "a"  # the switch slot its tap is in (b only with lab up --standby)
 
     @classmethod
     def from_plan(cls, plan: VmPlan, ns: str) -> VmState:
@@ -100,6 +126,14 @@ class LabState:
             )
         return index
 
+    def vif_slot(self, vm: VmState) -> HostState:
+        """The slot (its HostState) whose namespace and OVS hold the VM's tap now."""
+        return self.host(vm.host).slot(vm.slot)
+
+    def vif_netns(self, vm: VmState) -> str:
+        """The namespace the VM's tap lives in: its host's, or with --standby its slot's."""
+        return self.vif_slot(vm).ns
+
     def host_names(self) -> list[str]:
         return [h.name for h in self.hosts]
 
@@ -114,7 +148,7 @@ class LabState:
             return None
         try:
             raw = json.loads(path.read_text())
-            hosts = [HostState(**h) for h in raw.pop("hosts")]
+            hosts = [HostState.from_dict(h) for h in raw.pop("hosts")]
             vms = [VmState(**v) for v in raw.pop("vms")]
             return cls(hosts=hosts, vms=vms, **raw)
         except (ValueError, TypeError, KeyError) as exc:

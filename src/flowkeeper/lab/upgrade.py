@@ -20,6 +20,10 @@ first VM moves, and a cut-over changes only that VM's few flows. Per VM:
 
 When every VM has moved, the old slot's agent and OVS stop and its namespace goes. The
 slots alternate: `hN` upgrades to `hNb`, `hNb` back to `hN`.
+
+This is the upgrade of a lab made without --standby. With --standby (twin switch slots:
+both slots always up, one agent for both, no server involved in a cut-over), see
+flowkeeper.lab.slotupgrade.
 """
 
 from __future__ import annotations
@@ -89,6 +93,11 @@ def prepare(
     if not state.server_url:
         raise LabError("a hot upgrade needs the lab's server and agents (lab up without --static)")
     old = state.host(host_name)
+    if old.standby is not None:
+        raise LabError(
+            f"{host_name} has twin switch slots (lab up --standby): its upgrade moves VMs "
+            "between them (flowkeeper.lab.slotupgrade)"
+        )
     new_name, new_index = slot_peer(old)
     if any(h.name == new_name for h in state.hosts):
         raise LabError(f"slot {new_name} of {host_name} exists already")
