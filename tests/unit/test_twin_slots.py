@@ -47,6 +47,9 @@ def test_a_copy_out_of_date_is_rewritten() -> None:
     stale = VifRow("tap1", {"iface-id": "old", COPY_KEY: "true"}, None, 7)
     p = plan({"a": [row("tap1", 7, 7)], "b": [stale]}, {"a": {"tap1": 7}, "b": {"tap1": 7}})
     assert [c.external_ids["iface-id"] for c in p.copies] == ["p1"] and not p.requests
+    extra = VifRow("tap1", {**IDS, COPY_KEY: "true", "vm-id": "old"}, None, 7)
+    p = plan({"a": [row("tap1", 7, 7)], "b": [extra]}, {"a": {"tap1": 7}, "b": {"tap1": 7}})
+    assert [c.stale_keys for c in p.copies] == [("vm-id",)]
 
 
 def test_a_number_held_by_another_port_in_the_other_slot_is_refused() -> None:

@@ -158,6 +158,7 @@ class Agent(OvsGuard, ServerFollower, TwinOps):
         self.ct_held: frozenset[conntrack.Held] = frozenset()
         self.twin = None
         self.watches = []
+        self.failover_lock = asyncio.Lock()
         self.changed: object = None  # the pipeline's last changed keys
 
     # --- start-up -----------------------------------------------------------

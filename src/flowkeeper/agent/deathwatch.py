@@ -82,17 +82,21 @@ class DeathWatch:
                 self._stop.wait(RETRY_S)
                 continue
             try:
-                self._set(True)
                 why = self._hold(sock)
             finally:
                 sock.close()
-            if not self._stop.is_set():
+            if self._stop.is_set():
+                break
+            if self.alive:
                 log.warning("slot %s: ovs-vswitchd %s", self.slot, why)
-                self._set(False)
+            self._set(False)
+            self._stop.wait(RETRY_S)
 
     def _hold(self, sock: socket.socket) -> str:
         """Until the switch goes away: the reason it is taken for dead."""
         sock.sendall(header(HELLO, 1))
+        # Alive only once the switch speaks: a dying vswitchd's socket can still accept a
+        # connection for a moment, but it sends no HELLO.
         buffer = bytearray()
         xid = 1
         waiting: float | None = None  # when the outstanding echo was sent
@@ -121,7 +125,9 @@ class DeathWatch:
             buffer += data
             try:
                 for msg_type, msg_xid, body in messages(buffer):
-                    if msg_type == ECHO_REQUEST:
+                    if msg_type == HELLO:
+                        self._set(True)
+                    elif msg_type == ECHO_REQUEST:
                         sock.sendall(header(ECHO_REPLY, msg_xid, body))
                     elif msg_type == ECHO_REPLY:
                         waiting = None

@@ -248,7 +248,9 @@ class HostOvs:
     ) -> None:
         """This slot's part of a twin plan: VIF copies, pins of originals, gone copies."""
         for copy in copies:
-            self.db.put_vif_copy(BR_INT, copy.name, copy.external_ids, copy.ofport_request)
+            self.db.put_vif_copy(
+                BR_INT, copy.name, copy.external_ids, copy.ofport_request, copy.stale_keys
+            )
         for name, number in requests:
             self.db.set_ofport_request(name, number)
         for name in deletes:

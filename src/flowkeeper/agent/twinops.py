@@ -39,6 +39,7 @@ class TwinOps:
     ovs_lock: asyncio.Lock
     cookie: int
     watches: list[DeathWatch]
+    failover_lock: asyncio.Lock
 
     # --- start-up ----------------------------------------------------------------
     async def _start_twin(self, cfg_ovsdb: str, rundir: Path, datapath: str, ns: tuple[str, str],
@@ -94,15 +95,20 @@ class TwinOps:
         if not twin.info[to].alive:
             log.error("slot %s died and slot %s is down too: no VIF can move", dead, to)
             return
-        pinned = set(twin.plan.pinned)
-        try:
-            here = await asyncio.to_thread(vifmove.devices_in, src)
-            devices = sorted(pinned & here)
+        async with self.failover_lock:  # one failover at a time
+            # The VIFs OVSDB last showed plugged in the dead slot (its rows keep their
+            # ofport while its vswitchd is down); a device that is not there is skipped.
+            devices = sorted(set(twin.info[dead].vifs) & set(twin.plan.pinned))
+            if not devices:
+                log.info("slot %s's ovs-vswitchd stopped; no VIF was in it", dead)
+                return
             started = time.monotonic()
-            took = await asyncio.to_thread(vifmove.move, devices, src, dst)
-        except (vifmove.MoveError, OSError) as exc:
-            log.error("failover from slot %s to %s failed: %s", dead, to, exc)
-            return
+            try:
+                took = await asyncio.to_thread(vifmove.move, devices, src, dst)
+            except (vifmove.MoveError, OSError) as exc:
+                log.error("failover from slot %s to %s: %s", dead, to, exc)
+                took = time.monotonic() - started
+            twin.info[dead].vifs = []
         record = Failover(dead, to, len(devices), (started - seen_at) * 1000, round(took * 1000, 2))
         twin.failovers.append(record)
         twin.info[dead].last_failover = {"vifs": len(devices), "move_ms": record.move_ms}

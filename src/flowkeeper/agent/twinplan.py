@@ -45,6 +45,7 @@ class Copy:
     name: str
     external_ids: Mapping[str, str]
     ofport_request: int
+    stale_keys: tuple[str, ...] = ()  # keys the copy has and its original not
 
 
 @dataclass
@@ -103,7 +104,8 @@ def plan(rows: Mapping[str, Iterable[VifRow]], taken: Mapping[str, Mapping[str, 
         if have is None or have.ofport_request != number or dict(have.external_ids) != want:
             if have is not None and not have.is_copy:
                 continue  # both originals: reported above, not overwritten
-            out.copies.append(Copy(twin, name, want, number))
+            stale = tuple(sorted(set(have.external_ids) - set(want))) if have else ()
+            out.copies.append(Copy(twin, name, want, number, stale))
     return out
 
 

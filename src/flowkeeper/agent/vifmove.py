@@ -8,7 +8,6 @@ checked before they reach `ip`; nothing goes through a shell.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import time
@@ -41,15 +40,6 @@ def batch(devices: Iterable[str], dst_netns: str) -> str:
             raise MoveError(f"not a device name: {dev!r}")
         lines.append(f"link set dev {dev} netns {dst_netns} up\n")
     return "".join(lines)
-
-
-def devices_in(netns: str) -> set[str]:
-    """The link names in a namespace ("" for the agent's own)."""
-    argv = ["ip", *(["-n", netns] if netns else []), "-j", "link", "show"]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
-    if out.returncode != 0:
-        raise MoveError(f"cannot list the links of {netns or 'this namespace'}: {out.stderr}")
-    return {str(link["ifname"]) for link in json.loads(out.stdout or "[]")}
 
 
 def move(devices: list[str], src_netns: str, dst_netns: str) -> float:

@@ -162,10 +162,22 @@ class Lab:
             if control:
                 self.wait_ports_active(state)
         except BaseException:
-            self.progress("lab up failed; cleaning up")
+            kept = self._keep_logs()
+            self.progress(f"lab up failed; its logs are in {kept}; cleaning up")
             self.down()
             raise
         return state
+
+    def _keep_logs(self) -> Path:
+        """A failed `lab up` goes down again: its logs first go to LABDIR.failed/."""
+        keep = self.dir.with_name(self.dir.name + ".failed")
+        shutil.rmtree(keep, ignore_errors=True)
+        for log in self.dir.glob("**/*.log"):
+            target = keep / log.relative_to(self.dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):
+                shutil.copy2(log, target)
+        return keep
 
     def _make_etcd(self, state: LabState) -> None:
         self.progress(f"etcd: {ETCD_MEMBERS} members on 127.0.0.1 in {self.dir / 'etcd'}")

@@ -211,14 +211,20 @@ class Ovsdb:
         self.ensure_port(bridge, name, iface_type=kind, options=opts)
 
     def put_vif_copy(
-        self, bridge: str, name: str, external_ids: Mapping[str, str], ofport_request: int
+        self,
+        bridge: str,
+        name: str,
+        external_ids: Mapping[str, str],
+        ofport_request: int,
+        stale_keys: tuple[str, ...] = (),
     ) -> None:
-        """A VIF's Interface row (as its original slot has it) with a pinned number; its
-        external_ids are replaced whole, so a copy always equals its original's."""
+        """A VIF's Interface row (as its original slot has it) with a pinned number; keys
+        its original no longer has (`stale_keys`) go, so a copy equals its original."""
+        drop = [self.api.db_remove("Interface", name, "external_ids", k) for k in stale_keys]
         self._execute(
             f"copy VIF {name} onto {bridge}",
             self.api.add_port(bridge, name, may_exist=True),
-            self.api.db_clear("Interface", name, "external_ids"),
+            *drop,
             self.api.db_set(
                 "Interface",
                 name,
