@@ -151,6 +151,28 @@ def wait_prepared(
         time.sleep(POLL)
 
 
+def wait_ready(host: HostState, slot: str, timeout: float = DEFAULT_TIMEOUT) -> SlotsFile:
+    """Until slots.json says `slot` is alive and prepared now (no restart expected)."""
+    return wait_prepared(host, slot, since=0.0, restarts_before=-1, timeout=timeout)
+
+
+def sync_slots(state: LabState, host: HostState) -> list[str]:
+    """Record where each VM's tap really is (after a failover the agent moved them):
+    returns the VMs whose slot changed."""
+    changed = []
+    for vm in state.vms:
+        if vm.host != host.name:
+            continue
+        for name, slot in host.slots().items():
+            here = run(["ip", "-n", slot.ns, "link", "show", "dev", vm.tap], check=False)
+            if here.returncode == 0 and vm.slot != name:
+                vm.slot = name
+                changed.append(vm.name)
+    if changed:
+        state.save()
+    return changed
+
+
 def _why(path: Path, got: SlotsFile | None, slot: str, since: float) -> str:
     if got is None:
         return f"no {path}"
@@ -212,6 +234,7 @@ def upgrade_ovs(
     host = state.host(host_name)
     if host.standby is None:
         raise LabError(f"{host_name} has one switch slot (the lab was made without --standby)")
+    sync_slots(state, host)
     vms = [vm for vm in state.vms if vm.host == host.name]
     held = {s: [vm.name for vm in vms if vm.slot == s] for s in ("a", "b")}
     if held["a"] and held["b"]:
