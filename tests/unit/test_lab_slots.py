@@ -205,6 +205,8 @@ def _stand_in(slot_dir: Path) -> int:
         start_new_session=True,
     )
     (slot_dir / supervise.PIDFILE).write_text(f"{proc.pid}\n")
+    # Until it has exec'd, its command line is still this test's.
+    _wait(lambda: supervise.vswitchd_pid(slot_dir) == proc.pid, 5)
     return proc.pid
 
 
@@ -251,6 +253,7 @@ def test_supervisor_restarts_a_killed_process_and_logs_it(slot_dir: Path) -> Non
     )
     thread = _run(sup)
     try:
+        _wait(lambda: any(f"watching ovs-vswitchd pid {first}" in x for x in lines), 5)
         os.kill(first, signal.SIGKILL)
         _wait(lambda: started and supervise.vswitchd_pid(slot_dir) == started[0], 5)
         events = [

@@ -159,6 +159,8 @@ class Supervisor:
                 continue
             if died_at is None:
                 died_at = time.time()
+            if watched is None:  # it died before we first saw it: its pid file says which
+                watched = procs.read_pidfile(self.slot_dir / PIDFILE)
             if held(self.slot_dir):
                 self.stopping.wait(POLL / 2)
                 continue
