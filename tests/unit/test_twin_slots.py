@@ -6,7 +6,7 @@ import pytest
 
 from flowkeeper.agent.deathwatch import ECHO_REPLY, ECHO_REQUEST, header, messages
 from flowkeeper.agent.twinplan import COPY_KEY, VifRow, plan, resolution
-from flowkeeper.agent.vifmove import MoveError, batch
+from flowkeeper.agent.vifmove import MoveError, absent, batch
 from flowkeeper.flows.ports import renamed
 from flowkeeper.flows.record import Flow
 
@@ -105,3 +105,9 @@ def test_move_batch_is_one_line_per_device_and_refuses_odd_names() -> None:
         batch(["tap1 netns x"], "lab-h1-b")
     with pytest.raises(MoveError):
         batch(["tap1"], "bad ns")
+
+
+def test_a_device_that_was_not_there_is_not_a_failed_move() -> None:
+    err = 'Cannot find device "tap1"\nCommand failed -:1\n'
+    assert absent(err) == ({"tap1"}, True)
+    assert absent(err + "RTNETLINK answers: Operation not permitted\n") == ({"tap1"}, False)

@@ -83,6 +83,11 @@ class DeathWatch:
                 continue
             try:
                 why = self._hold(sock)
+            except (OSError, ValueError) as exc:  # reset while connecting, a bad frame
+                why = f"connection lost ({exc})"
+            except Exception as exc:  # the watch must outlive any one failure
+                log.exception("slot %s: death watch", self.slot)
+                why = f"watch failed ({exc})"
             finally:
                 sock.close()
             if self._stop.is_set():

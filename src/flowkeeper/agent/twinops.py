@@ -103,12 +103,14 @@ class TwinOps:
                 log.info("slot %s's ovs-vswitchd stopped; no VIF was in it", dead)
                 return
             started = time.monotonic()
+            missing: set[str] = set()
             try:
-                took = await asyncio.to_thread(vifmove.move, devices, src, dst)
+                took, missing = await asyncio.to_thread(vifmove.move, devices, src, dst)
             except (vifmove.MoveError, OSError) as exc:
                 log.error("failover from slot %s to %s: %s", dead, to, exc)
                 took = time.monotonic() - started
             twin.info[dead].vifs = []
+            devices = [d for d in devices if d not in missing]  # those were elsewhere
         record = Failover(dead, to, len(devices), (started - seen_at) * 1000, round(took * 1000, 2))
         twin.failovers.append(record)
         twin.info[dead].last_failover = {"vifs": len(devices), "move_ms": record.move_ms}

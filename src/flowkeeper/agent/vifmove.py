@@ -42,11 +42,25 @@ def batch(devices: Iterable[str], dst_netns: str) -> str:
     return "".join(lines)
 
 
-def move(devices: list[str], src_netns: str, dst_netns: str) -> float:
-    """Move the devices; returns the seconds it took. MoveError if `ip` failed (with
-    -force it goes on after a failed line, so the rest still move)."""
+_ABSENT = re.compile(r'Cannot find device "([^"]+)"')
+
+
+def absent(stderr: str) -> tuple[set[str], bool]:
+    """Devices `ip` did not find, and whether that was its only complaint."""
+    names = set(_ABSENT.findall(stderr))
+    other = [
+        line
+        for line in stderr.splitlines()
+        if line.strip() and not _ABSENT.search(line) and not line.startswith("Command failed")
+    ]
+    return names, not other
+
+
+def move(devices: list[str], src_netns: str, dst_netns: str) -> tuple[float, set[str]]:
+    """Move the devices: (seconds it took, devices that were not there). MoveError if
+    `ip` failed otherwise (with -force it goes on after a failed line)."""
     if not devices:
-        return 0.0
+        return 0.0, set()
     text = batch(devices, dst_netns)
     argv = ["ip", *(["-n", src_netns] if src_netns else []), "-force", "-batch", "-"]
     t0 = time.perf_counter()
@@ -54,6 +68,9 @@ def move(devices: list[str], src_netns: str, dst_netns: str) -> float:
         argv, input=text, capture_output=True, text=True, timeout=TIMEOUT_S, check=False
     )
     took = time.perf_counter() - t0
-    if out.returncode != 0:
+    if out.returncode == 0:
+        return took, set()
+    missing, only = absent(out.stderr)
+    if not only:
         raise MoveError(f"ip -batch failed ({out.returncode}): {out.stderr.strip()}")
-    return took
+    return took, missing
