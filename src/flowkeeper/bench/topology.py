@@ -26,6 +26,7 @@ class TopologySpec:
     ips_per_port: int = 3  # each IP is one ARP-responder flow: ~5 flows per remote port
     virtual_hosts: int = 100
     real_hosts: int = 2  # h1 is measured; h2.. hold the probe peers
+    standby: bool = False  # twin switch slots on every real host (lab up --standby)
 
 
 def build(lab_dir: Path, spec: TopologySpec, progress: Progress, name: str) -> tuple[Lab, LabState]:
@@ -36,7 +37,10 @@ def build(lab_dir: Path, spec: TopologySpec, progress: Progress, name: str) -> t
     """
     lab = Lab(lab_dir, progress=progress)
     lab.down()
-    state = lab.up(UpOptions(hosts=spec.real_hosts, vms_per_host=0, networks=1, name=name))
+    opts = UpOptions(
+        hosts=spec.real_hosts, vms_per_host=0, networks=1, name=name, standby=spec.standby
+    )
+    state = lab.up(opts)
     client = lab.client(state)
     feed = Path(state.dir) / "simhosts.ndjson"
     services.start_simhosts(state, spec.virtual_hosts, feed, max_seconds=3000)

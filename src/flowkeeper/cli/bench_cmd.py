@@ -78,8 +78,33 @@ def register(sub: Any) -> None:
         default="agent-graceful,agent-kill9,flush-and-rebuild,ovs-kill9,ovs-restart-frw,"
         "ovs-hot-upgrade",
     )
-    rs.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    rs.add_argument("--lab-dir", type=Path, default=Path("/var/tmp/flowkeeper-bench-restart"))
+    rs.add_argument(
+        "--twin",
+        action="store_true",
+        help="twin switch slots instead of the scenarios: hot upgrade (VM by VM) and crash "
+        "failover, each cut's budget, against a plain vswitchd restart and the kill -9 "
+        "restore measured in the same run, for every --twin-flows x --twin-vms",
+    )
+    rs.add_argument(
+        "--twin-flows",
+        default="200,20000",
+        metavar="N,N",
+        help="with --twin: approximate flow counts on the measured host (200: no remote "
+        "ports; 20000: 4,000 ports on 100 virtual hosts)",
+    )
+    rs.add_argument(
+        "--twin-vms",
+        default="10,40",
+        metavar="N,N",
+        help="with --twin: probe VMs per host (each on its own network)",
+    )
+    rs.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the JSON goes")
+    rs.add_argument(
+        "--lab-dir",
+        type=Path,
+        default=Path("/var/tmp/flowkeeper-bench-restart"),
+        help="lab directory (made and removed by the bench)",
+    )
     rs.set_defaults(func=_restart)
 
     cp = cmds.add_parser(
@@ -230,9 +255,60 @@ def _recovery(args: argparse.Namespace) -> int:
     return 0
 
 
+def _counts(text: str, flag: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"{flag} must be comma-separated whole numbers, got {text!r}") from None
+
+
+def _twin(args: argparse.Namespace) -> int:
+    from flowkeeper.bench import slotbench
+
+    sizes, vms = _counts(args.twin_flows, "--twin-flows"), _counts(args.twin_vms, "--twin-vms")
+    if not sizes or any(not 100 <= n <= 20000 for n in sizes):
+        raise UsageError("--twin-flows: flow counts 100..20000, comma-separated")
+    if not vms or any(not 1 <= n <= 50 for n in vms):
+        raise UsageError("--twin-vms: VM counts 1..50, comma-separated")
+    data = slotbench.run_matrix(sizes, vms, args.lab_dir, progress)
+    path = _save("restart-twin", data, args.out)
+    print(f"saved {path}")
+    print(_twin_table(data))
+    return 0
+
+
+def _twin_table(data: dict[str, Any]) -> str:
+    head = (
+        f"{'flows':>6} {'VMs':>4} {'move ms':>8} {'upg gap':>8} {'/move':>6} "
+        f"{'restart':>8} {'/restart':>8} {'fail gap':>9} {'kill9':>7} {'/kill9':>7}"
+    )
+    lines = [head]
+    for row in data["rows"]:
+        r = row["ratios"]
+        lines.append(
+            f"{row['twin']['flows_on_h1']:>6} {row['vms']:>4} {r['vif_move_floor_ms']!s:>8} "
+            f"{r['upgrade_max_gap_ms']:>8} {r['upgrade_gap_over_vif_move']!s:>6} "
+            f"{r['plain_restart_gap_ms']:>8.0f} {r['upgrade_gap_over_plain_restart']!s:>8} "
+            f"{r['failover_max_gap_ms']:>9} {r['kill9_restore_gap_ms']:>7.0f} "
+            f"{r['failover_gap_over_kill9_restore']!s:>7}"
+        )
+        for cut in row["twin"]["slot-upgrade"]["cuts"]:
+            lines.append(
+                f"    cut {cut['vm']}: VIF move {cut['vif_move_ms']} ms, bind "
+                f"{cut['bind_ms']} ms, first packet {cut['first_packet_ms']} ms, gap "
+                f"{cut['gap_ms']} ms, remote changes {cut['remote_changes']}"
+            )
+    for size, ratio in data["upgrade_gap_most_over_fewest_vms"].items():
+        lines.append(f"upgrade gap, most VMs / fewest VMs at {size} flows: {ratio}")
+    return "\n".join(lines)
+
+
 def _restart(args: argparse.Namespace) -> int:
     from flowkeeper.bench import plot, restart
     from flowkeeper.bench.topology import TopologySpec
+
+    if args.twin:
+        return _twin(args)
 
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = [s for s in scenarios if s not in restart.SCENARIOS]

@@ -1,0 +1,279 @@
+"""`bench restart --twin`: hot upgrade and crash failover with twin switch slots, side by
+side with a plain ovs-vswitchd restart and the kill -9 restore, in one run.
+
+For each size (flows on the measured host h1) and each VM count, two labs of the same
+topology are built one after the other:
+- a plain lab (one switch per host): `ovs-restart-frw` (a plain vswitchd restart, as
+  `ovs-ctl restart` does it) and `ovs-kill9` (the agent restores its flows into the
+  restarted vswitchd) under 10 ms probes, each VM of h1 probed from its peer on h2;
+- a twin-slot lab (`lab up --standby`): `slot-upgrade` (`lab upgrade-ovs h1`, VMs moved
+  one at a time) and `slot-failover` (kill -9 of the slot holding the VMs).
+
+Per cut of the upgrade the budget is: the VIF move (the `ip` netns move, the lab's floor),
+the bind (the new slot's OVSDB shows the device's ofport), the first answered probe after
+the cut began, and whether any flow of the peer host changed during the cut. The ratios
+the targets name are computed from numbers of the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from flowkeeper.bench import restart, topology
+from flowkeeper.bench.recovery import PROBE_INTERVAL, recovered_at, start_probes
+from flowkeeper.bench.topology import TopologySpec
+from flowkeeper.errors import FlowkeeperError
+from flowkeeper.lab import services, slotupgrade
+from flowkeeper.lab.lab import Lab
+from flowkeeper.lab.probe import ProbeResult
+from flowkeeper.lab.run import run
+from flowkeeper.lab.state import HostState
+from flowkeeper.naming import BR_INT, BR_TUN
+from flowkeeper.pipeline.tables import LEARNED_COOKIE
+
+Progress = Callable[[str], None]
+SETTLE_S = 0.3  # between two VMs' cuts
+PLAIN = ("ovs-restart-frw", "ovs-kill9")
+
+
+def peer_flows(lab: Lab, host: str) -> list[str]:
+    """A peer's flows by number, without counters or MAC learning (a cut must not change
+    one of them)."""
+    h = lab.state().host(host)
+    out = []
+    for bridge in (BR_INT, BR_TUN):
+        argv = ["ovs-ofctl", "-O", "OpenFlow15", "--no-names", "--no-stats", "dump-flows"]
+        text = run([*argv, h.mgmt(bridge)]).stdout
+        out += [f"{bridge} {ln.strip()}" for ln in text.splitlines() if "cookie=" in ln]
+    return sorted(ln for ln in out if f"cookie={LEARNED_COOKIE:#x}" not in ln)
+
+
+def spec_for(flows: int, vms: int) -> TopologySpec:
+    """The topology for about `flows` flows on h1 with `vms` probe VMs per host."""
+    if flows >= 2000:
+        return TopologySpec(ports=4000, networks=vms, virtual_hosts=100)
+    # ~5 flows per remote port: 30 remote ports on 2 virtual hosts give ~200 flows
+    return TopologySpec(ports=2 * vms + 30, networks=vms, virtual_hosts=2)
+
+
+def _pairs(vms: int) -> list[tuple[str, str]]:
+    return [(f"p{n}h2", f"p{n}h1") for n in range(vms)]
+
+
+def _plain(spec: TopologySpec, lab_dir: Path, progress: Progress) -> dict[str, Any]:
+    lab, state = topology.build(lab_dir, spec, progress, name="fkslp")
+    try:
+        flows = topology.flow_count(lab, state, "h1")
+        pairs = _pairs(spec.networks)
+        for a, b in pairs:
+            lab.ping(a, b, count=3, interval=0.05)
+        out: dict[str, Any] = {"flows_on_h1": flows}
+        for scenario in PLAIN:
+            out[scenario] = _slim(restart.measure(lab, scenario, pairs, progress))
+            topology.wait(
+                lambda: topology.flow_count(lab, lab.state(), "h1") >= flows,
+                180,
+                "h1 back in steady state",
+            )
+            time.sleep(2)
+        return out
+    finally:
+        services.stop_simhosts(lab.state())
+        lab.down()
+
+
+def gap_end(res: ProbeResult, after: float, window: float = 3.0) -> float | None:
+    """Unix time of the first answered probe after the last unanswered one sent within
+    `window` s of `after` (the first packet through the new slot); None if none was lost
+    (then: the first answered probe sent after `after`)."""
+    last_lost = None
+    for offset, rtt in res.timeline:
+        sent = res.start_unix + offset
+        if after <= sent <= after + window and rtt is None:
+            last_lost = sent
+    if last_lost is None:
+        return recovered_at(res, after)
+    return recovered_at(res, last_lost + 1e-6)
+
+
+def _slim(run_: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in run_.items() if k != "timeline"}
+
+
+def _gaps(results: list[ProbeResult]) -> list[float]:
+    return [round(r.max_gap_ms, 1) for r in results]
+
+
+def _upgrade(lab: Lab, pairs: list[tuple[str, str]], progress: Progress) -> dict[str, Any]:
+    state = lab.state()
+    h1 = state.host("h1")
+    for slot in ("a", "b"):
+        slotupgrade.wait_ready(h1, slot, timeout=120)
+    before = peer_flows(lab, "h2")
+    changed: list[str] = []
+
+    def cut_done(msg: str) -> None:
+        progress(msg)
+        if "moved to slot" in msg and peer_flows(lab, "h2") != before:
+            changed.append(msg)
+
+    seconds = 4.0 + len(pairs) * (SETTLE_S + 0.3) + 6.0
+    probes = start_probes(lab, state, pairs, seconds=seconds)
+    time.sleep(2.0)
+    report = slotupgrade.upgrade_ovs(lab, "h1", settle=SETTLE_S, progress=cut_done)
+    results = [p.result() for p in probes]
+    by_vm = {dst: r for (_src, dst), r in zip(pairs, results, strict=True)}
+    cuts = []
+    for move in report.moves:
+        res = by_vm.get(move.vm)
+        first = gap_end(res, move.started) if res else None
+        cuts.append(
+            {
+                "vm": move.vm,
+                "vif_move_ms": round(move.move_ms, 2),
+                "bind_ms": round(move.ofport_ms, 2),
+                "first_packet_ms": None
+                if first is None
+                else round((first - move.started) * 1000, 1),
+                "gap_ms": None if res is None else round(res.max_gap_ms, 1),
+                "remote_changes": 0,
+            }
+        )
+    for msg in changed:
+        for cut in cuts:
+            if f"{cut['vm']} moved" in msg:
+                cut["remote_changes"] = 1
+    return {
+        "cuts": cuts,
+        "per_vm_gap_ms": _gaps(results),
+        "lost": sum(r.lost for r in results),
+        "sent": sum(r.sent for r in results),
+        "peer_flows_changed_in_cuts": len(changed),
+        "peer_flows_same_after": peer_flows(lab, "h2") == before,
+        "slot_restarts_ms": [round(r.restart_ms, 1) for r in report.restarts],
+        "total_s": round(report.total_s, 2),
+    }
+
+
+def _failover(lab: Lab, pairs: list[tuple[str, str]], progress: Progress) -> dict[str, Any]:
+    state = lab.state()
+    h1 = state.host("h1")
+    slotupgrade.sync_slots(state, h1)
+    for slot in ("a", "b"):
+        slotupgrade.wait_ready(h1, slot, timeout=120)
+    busy = {vm.slot for vm in state.vms if vm.host == "h1"}
+    if len(busy) != 1:
+        raise FlowkeeperError(f"bench: h1's VMs are in slots {sorted(busy)}, not in one")
+    dead = busy.pop()
+    pid = int(Path(h1.slot(dead).path("ovs-vswitchd.pid")).read_text())
+    count = len(_failovers(h1))
+    probes = start_probes(lab, state, pairs, seconds=8.0)
+    time.sleep(2.0)
+    began = time.time()
+    run(["kill", "-9", str(pid)])
+    results = [p.result() for p in probes]
+    records = _failovers(h1)
+    record = records[-1] if len(records) > count else {}
+    slotupgrade.sync_slots(lab.state(), lab.state().host("h1"))
+    back = [gap_end(r, began) for r in results]
+    progress(f"slot-failover: gaps {_gaps(results)} ms; agent's record {record}")
+    slotupgrade.wait_ready(lab.state().host("h1"), dead, timeout=120)
+    return {
+        "dead_slot": dead,
+        "per_vm_gap_ms": _gaps(results),
+        "lost": sum(r.lost for r in results),
+        "sent": sum(r.sent for r in results),
+        "agent_failover": record,
+        "first_packet_ms": [None if t is None else round((t - began) * 1000, 1) for t in back],
+    }
+
+
+def _failovers(host: HostState) -> list[dict[str, Any]]:
+    """The failovers the host's agent recorded in its status file."""
+    try:
+        raw = json.loads(slotupgrade.slots_path(host).read_text())
+    except (OSError, ValueError):
+        return []
+    return list(raw.get("failovers", []))
+
+
+def _twin(spec: TopologySpec, lab_dir: Path, progress: Progress) -> dict[str, Any]:
+    lab, state = topology.build(lab_dir, replace(spec, standby=True), progress, name="fksl")
+    try:
+        pairs = _pairs(spec.networks)
+        for a, b in pairs:
+            lab.ping(a, b, count=3, interval=0.05)
+        out: dict[str, Any] = {"flows_on_h1": topology.flow_count(lab, state, "h1")}
+        out["slot-upgrade"] = _upgrade(lab, pairs, progress)
+        time.sleep(2)
+        out["slot-failover"] = _failover(lab, pairs, progress)
+        return out
+    finally:
+        services.stop_simhosts(lab.state())
+        lab.down()
+
+
+def ratios(plain: dict[str, Any], twin: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets, as ratios of numbers measured in this run."""
+    up = twin["slot-upgrade"]
+    moves = [c["vif_move_ms"] for c in up["cuts"]]
+    floor = statistics.median(moves) if moves else None
+    up_gap = max(up["per_vm_gap_ms"])
+    fail_gap = max(twin["slot-failover"]["per_vm_gap_ms"])
+    restart_gap = plain["ovs-restart-frw"]["max_gap_ms"]
+    kill9_gap = plain["ovs-kill9"]["max_gap_ms"]
+    return {
+        "vif_move_floor_ms": floor,
+        "upgrade_max_gap_ms": up_gap,
+        "upgrade_gap_over_vif_move": None if not floor else round(up_gap / floor, 2),
+        "upgrade_gap_over_plain_restart": round(up_gap / restart_gap, 3) if restart_gap else None,
+        "failover_max_gap_ms": fail_gap,
+        "failover_gap_over_kill9_restore": round(fail_gap / kill9_gap, 3) if kill9_gap else None,
+        "plain_restart_gap_ms": restart_gap,
+        "kill9_restore_gap_ms": kill9_gap,
+    }
+
+
+def run_matrix(
+    sizes: list[int], vm_counts: list[int], lab_dir: Path, progress: Progress
+) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    for flows in sizes:
+        for vms in vm_counts:
+            spec = spec_for(flows, vms)
+            progress(f"twin bench: ~{flows} flows, {vms} VMs: plain lab first")
+            plain = _plain(spec, lab_dir, progress)
+            progress(f"twin bench: ~{flows} flows, {vms} VMs: twin-slot lab")
+            twin = _twin(spec, lab_dir, progress)
+            row: dict[str, Any] = {
+                "target_flows": flows,
+                "vms": vms,
+                "plain": plain,
+                "twin": twin,
+                "ratios": ratios(plain, twin),
+            }
+            progress(f"twin bench: {flows} flows, {vms} VMs: {row['ratios']}")
+            rows.append(row)
+    by_size: dict[int, dict[int, float]] = {}
+    for row in rows:
+        by_size.setdefault(row["target_flows"], {})[row["vms"]] = row["ratios"][
+            "upgrade_max_gap_ms"
+        ]
+    scaling = {
+        str(size): round(gaps[max(gaps)] / gaps[min(gaps)], 2)
+        for size, gaps in by_size.items()
+        if len(gaps) > 1 and gaps[min(gaps)]
+    }
+    return {
+        "benchmark": "restart-twin",
+        "probe_interval_s": PROBE_INTERVAL,
+        "settle_s": SETTLE_S,
+        "rows": rows,
+        "upgrade_gap_most_over_fewest_vms": scaling,
+    }
