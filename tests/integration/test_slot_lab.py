@@ -1,13 +1,15 @@
 """Twin switch slots in the real lab (`lab up --standby`), without the agent: the plumbing.
 
 Both slots run, the slot link is on both br-ints at 65000, the host's one NIC feeds both
-slots (both answer for the tunnel IP), the supervisor restarts a killed vswitchd, the
-upgrade moves VMs between the slots (with a stand-in for the agent's part), and
+slots (both answer for the tunnel IP), the supervisor restarts a killed vswitchd,
+`lab upgrade-ovs` refuses in one line while the agent has not prepared the slots, and
 `lab down` leaves nothing behind (the lab_factory fixture checks that after each test).
+The upgrade and the failover with the agent: test_twin_slots.py.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -23,7 +25,6 @@ from flowkeeper.lab.state import HostState, LabState, VmState
 from flowkeeper.naming import BR_INT, BR_PHY, BR_TUN, PATCH_INT, PATCH_TUN, SLOT_LINK
 from flowkeeper.ovs.ovsdb import Ovsdb
 from tests.conftest import LabFactory, leftovers, wait_for
-from tests.integration.slot_support import StandInAgent, link_stats
 
 pytestmark = pytest.mark.lab
 
@@ -34,6 +35,13 @@ def _up(lab_factory: LabFactory, **kwargs: Any) -> tuple[Lab, LabState]:
     opts: dict[str, Any] = {"hosts": 2, "vms_per_host": 1, "static_flows": True, "agents": False}
     opts.update(kwargs)
     return lab_factory(standby=True, **opts)
+
+
+def link_stats(ns: str, dev: str) -> dict[str, int]:
+    """rx/tx packet counts of a device (`ip -s -j link show`)."""
+    out = json.loads(run(["ip", "-s", "-j", "link", "show", "dev", dev], ns=ns).stdout)
+    stats = out[0]["stats64"]
+    return {"rx": int(stats["rx"]["packets"]), "tx": int(stats["tx"]["packets"])}
 
 
 def _ofports(slot: HostState) -> dict[str, int | None]:
@@ -165,47 +173,6 @@ def test_lab_down_stops_the_supervisors_first_and_leaves_nothing(
     done = lab.down()
     assert done[:2] == [f"stopped supervisor pid {p}" for p in sorted(supervisors)]
     assert leftovers(state.name, lab.dir) == []
-
-
-def test_upgrade_ovs_moves_each_vm_to_the_other_slot_and_back(
-    lab_factory: LabFactory, report_line: Any
-) -> None:
-    lab, state = _up(lab_factory, vms_per_host=2)
-    h1 = state.host("h1")
-    peer = next(vm for vm in state.vms if vm.host == "h2")
-    mine = [vm for vm in state.vms if vm.host == "h1"]
-    agent = StandInAgent(h1).start()
-    try:
-        slotupgrade.wait_slots_file(h1, timeout=20)
-        for vm in mine:
-            _wait_reaches(lab, vm, peer)
-        for want, then in (("b", "a"), ("a", "b")):
-            before = {s: supervise.vswitchd_pid(slot.dir) for s, slot in h1.slots().items()}
-            report = slotupgrade.upgrade_ovs(lab, "h1", settle=0.05, timeout=30)
-            assert report.first == want and [r.slot for r in report.restarts] == [want, then]
-            for r in report.restarts:
-                assert r.old_pid == before[r.slot] and r.pid != r.old_pid
-            assert [m.vm for m in report.moves] == [vm.name for vm in mine]
-            for m in report.moves:
-                assert m.dst == want and m.ofport == m.old_ofport, m
-                report_line(
-                    f"{m.vm} -> slot {m.dst}: ip move {m.move_ms:.1f} ms, "
-                    f"ofport {m.ofport} after {m.ofport_ms:.1f} ms"
-                )
-            after = lab.state()
-            for vm in mine:
-                assert after.vm(vm.name).slot == want
-                ns = after.vif_netns(after.vm(vm.name))
-                assert ns == h1.slot(want).ns
-                assert run(["ip", "link", "show", "dev", vm.tap], ns=ns).returncode == 0
-                gone = run(["ip", "link", "show", "dev", vm.tap], ns=h1.slot(then).ns, check=False)
-                assert gone.returncode != 0
-                # The moved VM reaches the peer through its new slot (its NIC via the
-                # redirect, the answers via the mirror).
-                _wait_reaches(lab, vm, peer, f" from slot {want}")
-        assert not agent.errors, agent.errors
-    finally:
-        agent.close()
 
 
 def test_upgrade_ovs_says_what_is_not_prepared_and_moves_nothing(
