@@ -45,6 +45,7 @@ class Failover:
     vifs: int
     detect_to_move_ms: float
     move_ms: float
+    seen_unix: float = 0.0  # when the death was seen (wall clock, for the bench)
 
 
 class Twin:

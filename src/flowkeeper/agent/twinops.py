@@ -111,7 +111,15 @@ class TwinOps:
                 took = time.monotonic() - started
             twin.info[dead].vifs = []
             devices = [d for d in devices if d not in missing]  # those were elsewhere
-        record = Failover(dead, to, len(devices), (started - seen_at) * 1000, round(took * 1000, 2))
+        seen_unix = time.time() - (time.monotonic() - seen_at)
+        record = Failover(
+            dead,
+            to,
+            len(devices),
+            (started - seen_at) * 1000,
+            round(took * 1000, 2),
+            round(seen_unix, 4),
+        )
         twin.failovers.append(record)
         twin.info[dead].last_failover = {"vifs": len(devices), "move_ms": record.move_ms}
         log.warning(

@@ -184,8 +184,10 @@ def _failover(lab: Lab, pairs: list[tuple[str, str]], progress: Progress) -> dic
     back = [gap_end(r, began) for r in results]
     progress(f"slot-failover: gaps {_gaps(results)} ms; agent's record {record}")
     slotupgrade.wait_ready(lab.state().host("h1"), dead, timeout=120)
+    seen = record.get("seen_unix") if record else None
     return {
         "dead_slot": dead,
+        "death_seen_after_ms": None if not seen else round((seen - began) * 1000, 2),
         "per_vm_gap_ms": _gaps(results),
         "lost": sum(r.lost for r in results),
         "sent": sum(r.sent for r in results),
