@@ -214,3 +214,30 @@ def test_upgrade_with_the_server_stopped(twin: Twin) -> None:
     finally:
         t.lab.start_server()
     all_forward(t)
+
+
+def test_a_hung_switch_is_taken_for_dead_and_its_vms_move(twin: Twin) -> None:
+    """SIGSTOP of the slot holding the VMs: its socket stays open but answers no echo, so
+    the agent takes it for dead (echo every 0.5 s, 1.5 s to answer) and moves the VMs."""
+    t = twin
+    settled(t)
+    h1 = t.h1()
+    slotupgrade.sync_slots(t.state, h1)
+    busy = {vm.slot for vm in t.vms("h1")}
+    assert len(busy) == 1
+    hung = busy.pop()
+    failovers = len(status(h1)["failovers"])  # type: ignore[arg-type]
+    pid = int(Path(h1.slot(hung).path("ovs-vswitchd.pid")).read_text())
+    run(["kill", "-STOP", str(pid)])
+    try:
+        wait_for(
+            lambda: len(status(h1)["failovers"]) > failovers,  # type: ignore[arg-type]
+            20,
+            "the agent to take the hung switch for dead",
+        )
+        all_forward(t)
+    finally:
+        run(["kill", "-CONT", str(pid)])
+    record = status(h1)["failovers"][-1]  # type: ignore[index]
+    assert record["dead"] == hung and record["vifs"] == 3
+    settled(t)  # the switch answers again: alive, and prepared as the standby

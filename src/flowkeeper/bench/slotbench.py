@@ -58,8 +58,8 @@ def spec_for(flows: int, vms: int) -> TopologySpec:
     """The topology for about `flows` flows on h1 with `vms` probe VMs per host."""
     if flows >= 2000:
         return TopologySpec(ports=4000, networks=vms, virtual_hosts=100)
-    # ~5 flows per remote port: 30 remote ports on 2 virtual hosts give ~200 flows
-    return TopologySpec(ports=2 * vms + 30, networks=vms, virtual_hosts=2)
+    # ~5 flows per remote port: 30 remote ports (on one virtual host per network)
+    return TopologySpec(ports=2 * vms + 30, networks=vms, virtual_hosts=vms)
 
 
 def _pairs(vms: int) -> list[tuple[str, str]]:

@@ -35,6 +35,11 @@ def build(lab_dir: Path, spec: TopologySpec, progress: Progress, name: str) -> t
     Network n (no CIDR, so remote ports may carry many addresses) has one probe VM on h1
     (198.19.(100+n).10) and one on h2 (.11); its remote ports sit on its virtual hosts.
     """
+    if spec.ports > spec.networks * spec.real_hosts and spec.virtual_hosts < spec.networks:
+        raise FlowkeeperError(
+            "benchmark: remote ports need a virtual host per network at least "
+            f"({spec.virtual_hosts} virtual hosts for {spec.networks} networks)"
+        )
     lab = Lab(lab_dir, progress=progress)
     lab.down()
     opts = UpOptions(
