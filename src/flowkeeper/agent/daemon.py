@@ -93,6 +93,9 @@ class AgentConfig:
     standby_vswitchd_ctl: str = ""
     vif_netns: str = ""
     standby_vif_netns: str = ""
+    # The steer VIF handover: every VIF device is in both slots, and tc in this namespace
+    # steers each VM NIC to one slot ("": a failover moves the devices instead).
+    vif_steer_netns: str = ""
 
     @property
     def firewall_on(self) -> bool:
@@ -192,6 +195,7 @@ class Agent(OvsGuard, ServerFollower, TwinOps):
                 cfg.datapath_type,
                 (cfg.vif_netns, cfg.standby_vif_netns),
                 cfg.state_dir,
+                steer_netns=cfg.vif_steer_netns,
             )
             self._start_deathwatches(
                 {

@@ -42,17 +42,22 @@ class Failover:
 
     dead: str
     to: str
-    vifs: int
+    vifs: int  # moved (steered: steered to the surviving slot, wherever they were)
     detect_to_move_ms: float
-    move_ms: float
+    move_ms: float  # the `ip -batch` move (steered: the `tc -batch` run)
     seen_unix: float = 0.0  # when the death was seen (wall clock, for the bench)
+    how: str = "netns"  # netns: devices moved; steer: NICs steered
 
 
 class Twin:
     """Slot b's OVS and installed set, and the status of both slots."""
 
-    def __init__(self, ovs: HostOvs, netns_a: str, netns_b: str, state_dir: Path) -> None:
+    def __init__(
+        self, ovs: HostOvs, netns_a: str, netns_b: str, state_dir: Path, steer_netns: str = ""
+    ) -> None:
         self.ovs = ovs
+        # The steer handover: where tc steers each VM NIC to one slot ("": devices move).
+        self.steer_netns = steer_netns
         self.installed = FlowSet()
         self.step: tuple[FlowSet, int] | None = None  # as the agent's own, for slot b
         self.info = {"a": SlotInfo(netns_a), "b": SlotInfo(netns_b)}

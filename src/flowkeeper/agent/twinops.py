@@ -3,7 +3,9 @@
 A mixin of the Agent (the attributes below are the Agent's). Slot a is `self.ovs`; slot b
 is `self.twin.ovs`. Both get the same desired flows; each keeps its own installed set.
 When one slot's ovs-vswitchd dies, every VIF device in it moves to the other slot at once
-(one `ip -batch`): the flows there already hold them by the same numbers.
+(one `ip -batch`): the flows there already hold them by the same numbers. With the steer
+handover (`--vif-steer-netns`) every VIF's device is in both slots already, and every VM
+NIC is steered to the surviving slot instead (one `tc -batch`; agent/vifsteer.py).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import time
 from pathlib import Path
 
-from flowkeeper.agent import conntrack, vifmove
+from flowkeeper.agent import conntrack, vifmove, vifsteer
 from flowkeeper.agent.deathwatch import DeathWatch
 from flowkeeper.agent.ovsside import HostOvs, Vif
 from flowkeeper.agent.phases import Phases
@@ -43,10 +45,10 @@ class TwinOps:
 
     # --- start-up ----------------------------------------------------------------
     async def _start_twin(self, cfg_ovsdb: str, rundir: Path, datapath: str, ns: tuple[str, str],
-                          state_dir: Path) -> None:  # fmt: skip
+                          state_dir: Path, *, steer_netns: str = "") -> None:  # fmt: skip
         ovs = await asyncio.to_thread(connect, cfg_ovsdb, rundir, datapath)
         await asyncio.to_thread(ovs.ensure_bridges)
-        twin = Twin(ovs, ns[0], ns[1], state_dir)
+        twin = Twin(ovs, ns[0], ns[1], state_dir, steer_netns)
         try:
             twin.installed = await asyncio.to_thread(ovs.installed_flows)
         except FlowkeeperError as exc:
@@ -96,20 +98,26 @@ class TwinOps:
             log.error("slot %s died and slot %s is down too: no VIF can move", dead, to)
             return
         async with self.failover_lock:  # one failover at a time
-            # The VIFs OVSDB last showed plugged in the dead slot (its rows keep their
-            # ofport while its vswitchd is down); a device that is not there is skipped.
-            devices = sorted(set(twin.info[dead].vifs) & set(twin.plan.pinned))
+            if twin.steer_netns:
+                devices = _steerable(twin.plan.pinned)
+            else:
+                # The VIFs OVSDB last showed plugged in the dead slot (its rows keep their
+                # ofport while its vswitchd is down); a device that is not there is skipped.
+                devices = sorted(set(twin.info[dead].vifs) & set(twin.plan.pinned))
             if not devices:
                 log.info("slot %s's ovs-vswitchd stopped; no VIF was in it", dead)
                 return
             started = time.monotonic()
             missing: set[str] = set()
-            try:
-                took, missing = await asyncio.to_thread(vifmove.move, devices, src, dst)
-            except (vifmove.MoveError, OSError) as exc:
-                log.error("failover from slot %s to %s: %s", dead, to, exc)
-                took = time.monotonic() - started
-            twin.info[dead].vifs = []
+            if twin.steer_netns:
+                took, missing = await asyncio.to_thread(_steer, twin.steer_netns, devices, to)
+            else:
+                try:
+                    took, missing = await asyncio.to_thread(vifmove.move, devices, src, dst)
+                except (vifmove.MoveError, OSError) as exc:
+                    log.error("failover from slot %s to %s: %s", dead, to, exc)
+                    took = time.monotonic() - started
+                twin.info[dead].vifs = []
             devices = [d for d in devices if d not in missing]  # those were elsewhere
         seen_unix = time.time() - (time.monotonic() - seen_at)
         record = Failover(
@@ -119,14 +127,16 @@ class TwinOps:
             (started - seen_at) * 1000,
             round(took * 1000, 2),
             round(seen_unix, 4),
+            "steer" if twin.steer_netns else "netns",
         )
         twin.failovers.append(record)
         twin.info[dead].last_failover = {"vifs": len(devices), "move_ms": record.move_ms}
         log.warning(
-            "failover: slot %s's ovs-vswitchd died; %d VIFs moved to slot %s in %.1f ms "
+            "failover: slot %s's ovs-vswitchd died; %d VIFs %s to slot %s in %.1f ms "
             "(%.1f ms after the death was seen)",
             dead,
             len(devices),
+            "steered" if twin.steer_netns else "moved",
             to,
             record.move_ms,
             record.detect_to_move_ms + record.move_ms,
@@ -216,6 +226,37 @@ class TwinOps:
     async def _twin_flush(self, what: conntrack.Flush, ctl: str, rundir: str) -> None:
         if self.twin is not None and ctl:
             await asyncio.to_thread(conntrack.flush, what, ctl, rundir)
+
+
+def _steerable(pinned: dict[str, int]) -> list[str]:
+    """The pinned VIFs (tap names) a failover steers; a name without a tap's form cannot
+    be steered (the hypervisor namespace names each VIF's wires by the tap's ID)."""
+    devices = []
+    for name in sorted(pinned):
+        try:
+            vifsteer.vif_id(name)
+        except vifsteer.SteerError:
+            log.warning("failover: %s is not a tap name: not steered", name)
+            continue
+        devices.append(name)
+    return devices
+
+
+def _steer(ns: str, devices: list[str], to: str) -> tuple[float, set[str]]:
+    """Steer every listed VIF to slot `to` in one `tc -batch` run: (seconds, devices whose
+    wires were not there). A failure is logged; the other VIFs are steered regardless."""
+    ids = {vifsteer.vif_id(d): d for d in devices}
+    try:
+        return vifsteer.steer(ns, list(ids), to), set()
+    except vifsteer.SteerError as exc:
+        if not exc.only_missing:
+            log.error("failover: steering to slot %s: %s", to, exc)
+            return exc.took, set()
+        gone = {d for vif, d in ids.items() if any(m[1:] == vif for m in exc.missing)}
+        return exc.took, gone
+    except OSError as exc:
+        log.error("failover: steering to slot %s: %s", to, exc)
+        return 0.0, set()
 
 
 def _record(installed: FlowSet, applied: FlowDelta) -> None:

@@ -110,6 +110,14 @@ def register(sub: Any) -> None:
         help="network namespace of the second slot's VIF devices (required with "
         "--standby-ovsdb: a failover moves the devices there)",
     )
+    slots.add_argument(
+        "--vif-steer-netns",
+        default="",
+        metavar="NS",
+        help="every VIF's device is in both slots and the hypervisor steers each VM NIC to "
+        "one of them, with tc in namespace NS (the lab's model of a NIC attached to both "
+        "switches): a failover steers every VIF to the surviving slot, no device moves",
+    )
     agent.set_defaults(func=_agent)
 
 
@@ -120,6 +128,8 @@ def _twin_args(args: argparse.Namespace) -> Path | None:
     if not args.standby_ovsdb:
         if args.standby_vif_netns or args.standby_rundir or args.standby_vswitchd_ctl:
             raise UsageError("the --standby-* options need --standby-ovsdb unix:PATH")
+        if args.vif_steer_netns:
+            raise UsageError("--vif-steer-netns needs --standby-ovsdb unix:PATH")
         return None
     if not args.standby_ovsdb.startswith("unix:"):
         raise UsageError("--standby-ovsdb must be unix:PATH: the agent touches only its host")
@@ -130,6 +140,7 @@ def _twin_args(args: argparse.Namespace) -> Path | None:
     for flag, ns in (
         ("--vif-netns", args.vif_netns),
         ("--standby-vif-netns", args.standby_vif_netns),
+        ("--vif-steer-netns", args.vif_steer_netns),
     ):
         if ns and not valid_netns(ns):
             raise UsageError(f"{flag}: not a namespace name: {ns!r}")
@@ -207,6 +218,7 @@ def _agent(args: argparse.Namespace) -> int:
         standby_vswitchd_ctl=args.standby_vswitchd_ctl,
         vif_netns=args.vif_netns,
         standby_vif_netns=args.standby_vif_netns,
+        vif_steer_netns=args.vif_steer_netns,
     )
     logging.getLogger("flowkeeper.agent").info(
         "agent %s starting (modules loaded in %.0f ms)",

@@ -77,6 +77,14 @@ def register(sub: Any) -> None:
         help="twin switch slots: every host also gets slot b (NAME-hN-b, its own OVS, the "
         "NIC mirrored to both, the fk-slot link), each slot's vswitchd supervised",
     )
+    up.add_argument(
+        "--vif-handover",
+        choices=["netns", "steer"],
+        default="netns",
+        help="with --standby, how a VM's NIC changes slot: netns (default: its tap moves "
+        "between the slots' namespaces) or steer (a tap in each slot; a hypervisor "
+        "namespace NAME-hN-hv steers the NIC to one of them with tc)",
+    )
     up.add_argument("--json", action="store_true")
     up.set_defaults(func=_up)
 
@@ -181,6 +189,7 @@ def _up(args: argparse.Namespace) -> int:
         watch_log=args.watch_log,
         firewall=args.firewall,
         standby=args.standby,
+        vif_handover=args.vif_handover,
     )
     state = _lab(args).up(opts)
     vms = ", ".join(f"{v.name}={v.ip}" for v in state.vms)
@@ -218,6 +227,8 @@ def _status(args: argparse.Namespace) -> int:
                 f"       slot b {sb['namespace']:15} {daemons}; supervisor restarts "
                 f"a={restarts['a']} b={restarts['b']}"
             )
+        if "hypervisor" in h:
+            lines.append(f"       hypervisor {h['hypervisor']} (VM NICs steered by tc)")
     for v in st["vms"]:  # type: ignore[attr-defined]
         lines.append(
             f"  vm   {v['name']:10} on {v['host']:4} net {v['network']} "

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowkeeper.lab import ovsproc, procs, services
+from flowkeeper.lab import hypervisor, ovsproc, procs, services
 from flowkeeper.lab.plan import VM_MTU
 from flowkeeper.lab.run import run
 from flowkeeper.lab.state import HostState, LabState, VmState
@@ -66,11 +66,19 @@ def bring_up_underlay(host: HostState) -> None:
 
 
 def make_vm_nic(host: HostState, vm: VmState) -> None:
-    """The VM's NIC: a veth whose host end is the tap, configured inside the VM."""
-    run(
-        ["ip", "link", "add", vm.tap, "type", "veth", "peer", "name", "eth0", "netns", vm.ns],
-        ns=host.ns,
-    )
+    """The VM's NIC: a veth whose host end is the tap, configured inside the VM.
+
+    With the steer handover (the host has a hypervisor namespace) the VM's eth0 leads to
+    the hypervisor namespace, and there is a tap in each slot (lab/hypervisor.py),
+    steered to slot a."""
+    if host.hv_ns:
+        hypervisor.make_nic(host, vm)
+        vm.slot = "a"
+    else:
+        run(
+            ["ip", "link", "add", vm.tap, "type", "veth", "peer", "name", "eth0", "netns", vm.ns],
+            ns=host.ns,
+        )
     ns = vm.ns
     run(["ip", "link", "set", "eth0", "address", vm.mac, "mtu", str(VM_MTU)], ns=ns)
     run(["ip", "addr", "add", f"{vm.ip}/24", "dev", "eth0"], ns=ns)
@@ -150,7 +158,10 @@ def power_loss(state: LabState, host: HostState) -> None:
         ovsproc.stop_daemons(slot, hard=True)
     for vm in state.vms:
         if vm.host == host.name:
-            run(["ip", "link", "del", vm.tap], ns=state.vif_netns(vm), check=False)
+            if host.hv_ns:  # steered: a tap in each slot and the hypervisor's wires
+                hypervisor.remove_nic(host, vm)
+            else:
+                run(["ip", "link", "del", vm.tap], ns=state.vif_netns(vm), check=False)
             run(["ip", "link", "del", "eth0"], ns=vm.ns, check=False)
     state.save()
 
@@ -169,7 +180,8 @@ def boot(
     """Boot a powered-off host: OVS from its conf.db, VIFs re-plugged in a new order, agent.
 
     With twin slots both slots boot (slot a first) with their supervisors, and every VM's
-    NIC comes back in slot a."""
+    NIC comes back in slot a (with the steer handover: a tap in each slot again, the NIC
+    steered to slot a)."""
     started = start_ovs(host)
     state.save()
     bring_up_underlay(host)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from flowkeeper.client import Client
 from flowkeeper.flows.flowset import FlowSet
-from flowkeeper.lab import hostops, ovsproc, procs, services, slots
+from flowkeeper.lab import hostops, hypervisor, ovsproc, procs, services, slots
 from flowkeeper.lab.etcdcluster import EtcdCluster, EtcdError
 from flowkeeper.lab.plan import plan_hosts, plan_vms
 from flowkeeper.lab.probe import ProbeResult
@@ -68,6 +68,10 @@ class UpOptions:
     # Twin switch slots: every host also gets slot b (its own OVS in NAME-hN-b, the NIC
     # mirrored to both, the fk-slot link), and each slot's vswitchd runs supervised.
     standby: bool = False
+    # With standby, how a VM's NIC changes slot: "netns" (its tap moves between the slots'
+    # namespaces) or "steer" (a tap in each slot, joined to the VM in a hypervisor
+    # namespace NAME-hN-hv that steers the NIC to one of them; lab/hypervisor.py).
+    vif_handover: str = "netns"
 
 
 def validate(opts: UpOptions) -> None:
@@ -91,6 +95,10 @@ def validate(opts: UpOptions) -> None:
         raise LabError("--store and --servers need the control plane (--flows agents)")
     if opts.firewall not in ("openvswitch", "noop"):
         raise LabError(f"--firewall must be openvswitch or noop, got {opts.firewall!r}")
+    if opts.vif_handover not in hypervisor.HANDOVERS:
+        raise LabError(f"--vif-handover must be netns or steer, got {opts.vif_handover!r}")
+    if opts.vif_handover != "netns" and not opts.standby:
+        raise LabError("--vif-handover steer needs --standby (twin switch slots)")
     if not opts.name.isalnum() or len(opts.name) > 8:
         raise LabError(f"lab name must be 1-8 letters or digits, got {opts.name!r}")
 
@@ -122,6 +130,7 @@ class Lab:
             l2pop=opts.l2pop,
             watch_log=opts.watch_log,
             firewall=opts.firewall,
+            vif_handover=opts.vif_handover if opts.standby else "netns",
         )
         state.save()
         control = opts.agents and not opts.static_flows
@@ -246,6 +255,12 @@ class Lab:
         slots.make_slot_link(host, standby)
         for name, slot in host.slots().items():
             services.start_supervisor(state, slot, name)
+        if state.vif_handover == "steer":
+            hv = hypervisor.hv_name(state.name, host)
+            self.progress(f"host {host.name}: hypervisor namespace {hv} (VM NICs in both slots)")
+            host.hv_ns = hv
+            self._add_ns(state, hv)
+            hypervisor.make_hv(hv)
         return standby
 
     def _make_vm(self, state: LabState, vm: VmState) -> None:
@@ -360,9 +375,12 @@ class Lab:
         state = self.state()
         vm = state.vm(name)
         # With twin slots the VIF has a row in both slots' OVSDB (the agent copies it).
-        for slot in state.host(vm.host).slots().values():
+        host = state.host(vm.host)
+        for slot in host.slots().values():
             with Ovsdb(f"unix:{slot.db_sock}") as db:
                 db.delete_port(BR_INT, vm.tap)
+        if host.hv_ns:  # steered: a tap in each slot, not only the VM's veth peer
+            hypervisor.remove_nic(host, vm)
         del_netns(vm.ns)
         if state.server_url:
             self.client(state).delete_port(vm.iface_id)
@@ -569,6 +587,8 @@ class Lab:
                 return host.ns
             if host.standby is not None and target == f"{host.name}-b":
                 return host.standby.ns  # slot b of the host (lab up --standby)
+            if host.hv_ns and target == f"{host.name}-hv":
+                return host.hv_ns  # its hypervisor (lab up --vif-handover steer)
         raise LabError(f"no VM or host named {target!r} in the lab")
 
     def status(self) -> dict[str, object]:
@@ -582,6 +602,8 @@ class Lab:
                 "tunnel_ip": host.tunnel_ip,
                 "daemons": _daemons(host),
             }
+            if host.hv_ns:
+                entry["hypervisor"] = host.hv_ns
             if host.standby is not None:
                 entry["standby"] = {
                     "namespace": host.standby.ns,
@@ -620,6 +642,7 @@ class Lab:
             "store": state.store,
             "store_url": state.store_url,
             "firewall": state.firewall,
+            "vif_handover": state.vif_handover,
             "servers": servers,
             "hosts": hosts,
             "vms": vms,

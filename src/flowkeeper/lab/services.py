@@ -214,7 +214,9 @@ def agent_argv(state: LabState, host: HostState, l2pop: bool = True) -> list[str
 
 def standby_args(host: HostState, standby: HostState) -> list[str]:
     """The agent's twin-slot flags: slot b's OVSDB, run dir and vswitchd control socket,
-    and the namespaces the VIF devices of each slot live in."""
+    the namespaces the VIF devices of each slot live in, and with the steer handover the
+    hypervisor namespace that steers each VM NIC to one slot."""
+    steer = ["--vif-steer-netns", host.hv_ns] if host.hv_ns else []
     return [
         "--standby-ovsdb",
         f"unix:{standby.db_sock}",
@@ -226,6 +228,7 @@ def standby_args(host: HostState, standby: HostState) -> list[str]:
         host.ns,
         "--standby-vif-netns",
         standby.ns,
+        *steer,
     ]
 
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowkeeper.lab import services, slots
+from flowkeeper.agent import vifsteer
+from flowkeeper.lab import hypervisor, services, slots
 from flowkeeper.lab.run import LabError, run
 from flowkeeper.lab.state import HostState, LabState, VmState
 from flowkeeper.ovs.errors import OvsdbError
@@ -157,12 +158,19 @@ def wait_ready(host: HostState, slot: str, timeout: float = DEFAULT_TIMEOUT) -> 
 
 
 def sync_slots(state: LabState, host: HostState) -> list[str]:
-    """Record where each VM's tap really is (after a failover the agent moved them):
-    returns the VMs whose slot changed."""
+    """Record where each VM's tap really is (after a failover the agent moved them; with
+    the steer handover: the slot each NIC is steered to): returns the VMs whose slot
+    changed."""
     changed = []
-    for vm in state.vms:
-        if vm.host != host.name:
-            continue
+    vms = [vm for vm in state.vms if vm.host == host.name]
+    if host.hv_ns:
+        active = hypervisor.active(host, vms)
+        for vm in vms:
+            if vm.name in active and vm.slot != active[vm.name]:
+                vm.slot = active[vm.name]
+                changed.append(vm.name)
+        vms = []
+    for vm in vms:
         for name, slot in host.slots().items():
             here = run(["ip", "-n", slot.ns, "link", "show", "dev", vm.tap], check=False)
             if here.returncode == 0 and vm.slot != name:
@@ -206,7 +214,9 @@ class SlotMove:
     dst: str
     started: float  # unix time of the move
     move_ms: float  # the `ip ... netns` command, start to end
-    ofport_ms: float  # move started -> the device has an ofport in the new slot's OVSDB
+    # move started -> the device has an ofport in the new slot's OVSDB (steered: the end
+    # of the cut; the device had its ofport there before the cut began)
+    ofport_ms: float
     ofport: int
     old_ofport: int | None  # in the old slot, before the move (the same, when pinned)
 
@@ -301,6 +311,8 @@ def _ofport(db: Ovsdb, name: str) -> int | None:
 
 def move_vm(state: LabState, host: HostState, vm: VmState, dst: str) -> SlotMove:
     """Move the VM's tap into slot `dst`; back again if it gets no ofport there."""
+    if host.hv_ns:
+        return steer_vm(state, host, vm, dst)
     src = vm.slot
     old, new = host.slot(src), host.slot(dst)
     with Ovsdb(f"unix:{old.db_sock}") as old_db:
@@ -332,6 +344,48 @@ def move_vm(state: LabState, host: HostState, vm: VmState, dst: str) -> SlotMove
         started,
         (moved - t0) * 1000,
         (at - t0) * 1000,
+        ofport,
+        old_ofport,
+    )
+
+
+def steer_vm(state: LabState, host: HostState, vm: VmState, dst: str) -> SlotMove:
+    """The steer handover: the VM's tap is in both slots, with its ofport in each; the cut
+    is one `tc -batch` run in the hypervisor namespace (no device moves, no bind: the
+    device had its ofport in the new slot before the cut, which it must have)."""
+    src = vm.slot
+    vif = vifsteer.vif_id(vm.tap)
+    with Ovsdb(f"unix:{host.slot(src).db_sock}") as old_db:
+        old_ofport = _ofport(old_db, vm.tap)
+    with Ovsdb(f"unix:{host.slot(dst).db_sock}") as db:
+        try:
+            ofport = db.wait_ofports([vm.tap], timeout=OFPORT_TIMEOUT)[vm.tap]
+        except OvsdbError:
+            raise LabError(
+                f"{host.name}: {vm.tap} has no ofport in slot {dst} after "
+                f"{OFPORT_TIMEOUT:.0f} s: not steered there (it stays in slot {src})"
+            ) from None
+    started = time.time()
+    t0 = time.monotonic()
+    try:
+        took = vifsteer.steer(host.hv_ns, [vif], dst)
+    except vifsteer.SteerError as exc:
+        back = f"steered back to slot {src}"
+        try:
+            vifsteer.steer(host.hv_ns, [vif], src)
+        except vifsteer.SteerError as again:
+            back = f"steering it back to slot {src} failed too: {again}"
+        raise LabError(f"{host.name}: steering {vm.tap} to slot {dst}: {exc}; {back}") from None
+    vm.slot = dst
+    state.save()
+    return SlotMove(
+        vm.name,
+        vm.tap,
+        src,
+        dst,
+        started,
+        took * 1000,
+        (time.monotonic() - t0) * 1000,
         ofport,
         old_ofport,
     )

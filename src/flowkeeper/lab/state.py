@@ -26,6 +26,9 @@ class HostState:
     # Twin switch slots (lab up --standby): slot b of this host, a HostState of its own
     # (same name, index and tunnel IP; its own namespace, dir and PIDs). None: one slot.
     standby: HostState | None = None
+    # The "steer" VIF handover (lab up --vif-handover steer): the hypervisor namespace
+    # where each VM NIC is joined to the active slot's device (lab/hypervisor.py).
+    hv_ns: str = ""
 
     def slot(self, name: str) -> HostState:
         """Slot `name` ("a": this host, "b": its standby) of a host."""
@@ -69,7 +72,9 @@ class VmState:
     ip: str
     iface_id: str  # the control-plane port id when the lab runs agents
     tap: str
-    slot: str = "a"  # the switch slot its tap is in (b only with lab up --standby)
+    # The switch slot its tap is in (b only with lab up --standby); with the steer
+    # handover the tap is in both, and this is the slot its NIC is steered to.
+    slot: str = "a"
 
     @classmethod
     def from_plan(cls, plan: VmPlan, ns: str) -> VmState:
@@ -103,6 +108,9 @@ class LabState:
     l2pop: bool = True
     firewall: str = "noop"  # every agent's --firewall: openvswitch or noop
     networks: dict[str, str] = field(default_factory=dict)  # lab network number -> id
+    # With twin slots, how a VM's NIC changes slot: "netns" (its tap moves between the
+    # slots' namespaces) or "steer" (a tap in each slot; the hypervisor picks one).
+    vif_handover: str = "netns"
 
     def host(self, name: str) -> HostState:
         for host in self.hosts:
