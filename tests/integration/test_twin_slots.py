@@ -12,12 +12,8 @@ instances, the agent drives both). Asserted: flows and loss counts, never timing
 
 from __future__ import annotations
 
-import json
-import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -26,30 +22,17 @@ from flowkeeper.bench.recovery import start_probes
 from flowkeeper.lab import services, slotupgrade
 from flowkeeper.lab.lab import Lab, UpOptions
 from flowkeeper.lab.run import run
-from flowkeeper.lab.state import HostState, LabState, VmState
-from flowkeeper.naming import BR_INT, BR_TUN
-from flowkeeper.pipeline.tables import LEARNED_COOKIE
 from tests.conftest import leftovers, require_lab, wait_for
+from tests.integration.twin_support import (
+    Twin,
+    all_forward,
+    pairs,
+    remote_flows,
+    settled,
+    status,
+)
 
 pytestmark = pytest.mark.lab
-
-FORWARD_S = 20.0  # bound for a VM to answer again after a cut or a failover
-
-
-@dataclass
-class Twin:
-    lab: Lab
-    name: str
-
-    @property
-    def state(self) -> LabState:
-        return self.lab.state()
-
-    def h1(self) -> HostState:
-        return self.state.host("h1")
-
-    def vms(self, host: str) -> list[VmState]:
-        return [vm for vm in self.state.vms if vm.host == host]
 
 
 @pytest.fixture(scope="module")
@@ -64,58 +47,6 @@ def twin() -> Iterator[Twin]:
     finally:
         lab.down()
         assert leftovers(name, lab.dir) == [], "lab down left things behind"
-
-
-def remote_flows(host: HostState) -> list[str]:
-    """A peer's br-int and br-tun flows, by number, without counters or MAC learning."""
-    out = []
-    for bridge in (BR_INT, BR_TUN):
-        argv = ["ovs-ofctl", "-O", "OpenFlow15", "--no-names", "--no-stats", "dump-flows"]
-        text = run([*argv, host.mgmt(bridge)]).stdout
-        out += [f"{bridge} {line.strip()}" for line in text.splitlines() if "cookie=" in line]
-    return sorted(line for line in out if f"cookie={LEARNED_COOKIE:#x}" not in line)
-
-
-def slot_flows(slot: HostState) -> list[str]:
-    """A slot's flows by number; cookies left out (an agent restarted since may have put
-    some back under its new generation, in one slot and not the other: the agent's diff
-    ignores cookies too)."""
-    return sorted(re.sub(r"cookie=0x[0-9a-f]+, ?", "", line) for line in remote_flows(slot))
-
-
-def pairs(t: Twin) -> list[tuple[str, str]]:
-    """Each of h1's VMs probed from the VM of h2 on its network."""
-    peers = {vm.network: vm.name for vm in t.vms("h2")}
-    return [(peers[vm.network], vm.name) for vm in t.vms("h1")]
-
-
-def forwards(t: Twin, src: str, dst: str) -> bool:
-    return t.lab.ping(src, dst, count=3, interval=0.05).received == 3
-
-
-def all_forward(t: Twin) -> None:
-    h1 = t.vms("h1")
-    same = [(a.name, b.name) for a in h1 for b in h1 if a.network == b.network and a != b]
-    for src, dst in [*pairs(t), *same[:2]]:  # local traffic between the slots, too
-        wait_for(partial(forwards, t, src, dst), FORWARD_S, f"{src} -> {dst}")
-
-
-def status(host: HostState) -> dict[str, object]:
-    path = slotupgrade.slots_path(host)
-    data: dict[str, object] = json.loads(path.read_text())
-    return data
-
-
-def settled(t: Twin) -> None:
-    """Both slots prepared (the agent says so) and holding the same flows."""
-    h1 = t.h1()
-    for slot in ("a", "b"):
-        slotupgrade.wait_ready(h1, slot, timeout=60)
-    wait_for(
-        lambda: slot_flows(h1.slot("a")) == slot_flows(h1.slot("b")),
-        30,
-        "both slots of h1 to hold the same flows",
-    )
 
 
 def test_upgrade_moves_every_vm_and_no_remote_flow_changes(
