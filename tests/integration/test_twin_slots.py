@@ -26,6 +26,7 @@ from tests.conftest import leftovers, require_lab, wait_for
 from tests.integration.twin_support import (
     Twin,
     all_forward,
+    logs_kept_on_failure,
     pairs,
     remote_flows,
     settled,
@@ -36,14 +37,15 @@ pytestmark = pytest.mark.lab
 
 
 @pytest.fixture(scope="module")
-def twin() -> Iterator[Twin]:
+def twin(request: pytest.FixtureRequest) -> Iterator[Twin]:
     require_lab()
     name = "fktwin"
     lab = Lab(Path(f"/tmp/{name}"))
     lab.down()
     lab.up(UpOptions(name=name, hosts=2, vms_per_host=3, networks=2, standby=True))
     try:
-        yield Twin(lab, name)
+        with logs_kept_on_failure(lab, request.session):
+            yield Twin(lab, name)
     finally:
         lab.down()
         assert leftovers(name, lab.dir) == [], "lab down left things behind"

@@ -35,6 +35,7 @@ from tests.integration.twin_support import (
     Twin,
     all_forward,
     failovers,
+    logs_kept_on_failure,
     pairs,
     remote_flows,
     settled,
@@ -45,7 +46,7 @@ pytestmark = pytest.mark.lab
 
 
 @pytest.fixture(scope="module")
-def twin() -> Iterator[Twin]:
+def twin(request: pytest.FixtureRequest) -> Iterator[Twin]:
     require_lab()
     name = "fksteer"
     lab = Lab(Path(f"/tmp/{name}"))
@@ -55,7 +56,8 @@ def twin() -> Iterator[Twin]:
     )
     lab.up(opts)
     try:
-        yield Twin(lab, name)
+        with logs_kept_on_failure(lab, request.session):
+            yield Twin(lab, name)
     finally:
         lab.down()
         assert leftovers(name, lab.dir) == [], "lab down left things behind"

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+
+import pytest
 
 from flowkeeper.lab import slotupgrade
 from flowkeeper.lab.lab import Lab
@@ -33,6 +37,18 @@ class Twin:
 
     def vms(self, host: str) -> list[VmState]:
         return [vm for vm in self.state.vms if vm.host == host]
+
+
+@contextmanager
+def logs_kept_on_failure(lab: Lab, session: pytest.Session) -> Iterator[None]:
+    """Around a module's lab: if one of its tests failed, its logs go to LABDIR.failed/
+    before the lab goes down (the agents' and switches' logs say what the slots did)."""
+    failed = session.testsfailed
+    try:
+        yield
+    finally:
+        if session.testsfailed > failed:
+            print(f"lab logs kept in {lab.keep_logs()}")
 
 
 def remote_flows(host: HostState) -> list[str]:

@@ -171,14 +171,15 @@ class Lab:
             if control:
                 self.wait_ports_active(state)
         except BaseException:
-            kept = self._keep_logs()
+            kept = self.keep_logs()
             self.progress(f"lab up failed; its logs are in {kept}; cleaning up")
             self.down()
             raise
         return state
 
-    def _keep_logs(self) -> Path:
-        """A failed `lab up` goes down again: its logs first go to LABDIR.failed/."""
+    def keep_logs(self) -> Path:
+        """A failed `lab up` goes down again: its logs first go to LABDIR.failed/ (also for a
+        test whose lab goes down after a failure)."""
         keep = self.dir.with_name(self.dir.name + ".failed")
         shutil.rmtree(keep, ignore_errors=True)
         for log in self.dir.glob("**/*.log"):
