@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import threading
+import uuid
+from pathlib import Path
 
 import pytest
 
 from flowkeeper.flows.flowset import FlowSet, diff
 from flowkeeper.flows.record import parse_flow
+from flowkeeper.lab.lab import Lab, UpOptions
+from flowkeeper.lab.run import LabError, add_netns, del_netns, list_netns
 from flowkeeper.lab.staticflows import static_flows, tunnel_peers
 from flowkeeper.naming import BR_INT, BR_TUN, tunnel_port_name
 from flowkeeper.ovs.errors import OpenFlowError
 from flowkeeper.ovs.ovsdb import InterfaceInfo, Ovsdb
-from tests.conftest import LabFactory, wait_for
+from tests.conftest import LabFactory, require_lab, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -119,3 +123,26 @@ def test_ovsdb_interfaces_other_config_and_watch(lab_factory: LabFactory) -> Non
         assert any(event == "delete" for event, _ in seen)
         cancel()
         assert "gre-c6120099" not in db.bridge_ports(BR_TUN)
+
+
+def test_a_lab_up_that_meets_another_labs_namespace_leaves_that_lab_alone(
+    tmp_path: Path,
+) -> None:
+    """A name clash fails `lab up`, whose clean-up removes only what it made: the other
+    lab's NAME-* namespaces stay."""
+    require_lab()
+    name = f"fkc{uuid.uuid4().hex[:5]}"
+    theirs = [f"{name}-h1", f"{name}-zz"]  # the other lab's, made before ours
+    for ns in theirs:
+        add_netns(ns)
+    try:
+        lab = Lab(tmp_path / "lab")
+        lab.up(UpOptions(name=name, hosts=1, vms_per_host=0, static_flows=True, agents=False))
+        pytest.fail("lab up went through a namespace clash")
+    except LabError as exc:
+        assert f"namespace {name}-h1 already exists" in str(exc)
+    finally:
+        left = [ns for ns in list_netns() if ns.startswith(f"{name}-")]
+        for ns in theirs:
+            del_netns(ns)
+    assert sorted(left) == sorted(theirs)  # the underlay ours made went, theirs stayed

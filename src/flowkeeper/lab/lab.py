@@ -173,7 +173,8 @@ class Lab:
         except BaseException:
             kept = self.keep_logs()
             self.progress(f"lab up failed; its logs are in {kept}; cleaning up")
-            self.down()
+            # Only what it recorded: a name clash means another lab's NAME-* namespaces.
+            self.down(sweep=False)
             raise
         return state
 
@@ -424,8 +425,12 @@ class Lab:
         return OfctlBridge(name, host.mgmt(name))
 
     # --- down ---------------------------------------------------------------
-    def down(self) -> list[str]:
-        """Remove everything the lab made, even after a crash. Safe to run twice."""
+    def down(self, *, sweep: bool = True) -> list[str]:
+        """Remove everything the lab made, even after a crash. Safe to run twice.
+
+        With sweep, also every namespace named NAME-* (one a crash left unrecorded); a
+        failed `lab up` goes down without it: it recorded each namespace before making
+        it, and one it found already there belongs to another lab of the same name."""
         done: list[str] = []
         try:
             state = LabState.load(self.dir)
@@ -466,7 +471,7 @@ class Lab:
                 done.append(f"stopped pid {pid}")
         namespaces = set(state.namespaces) if state else set()
         name = state.name if state else None
-        if name:
+        if name and sweep:
             namespaces |= {ns for ns in list_netns() if ns.startswith(f"{name}-")}
         for ns in sorted(namespaces):
             if ns in list_netns():
