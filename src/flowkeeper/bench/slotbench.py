@@ -6,10 +6,13 @@ topology are built one after the other:
 - a plain lab (one switch per host): `ovs-restart-frw` (a plain vswitchd restart, as
   `ovs-ctl restart` does it) and `ovs-kill9` (the agent restores its flows into the
   restarted vswitchd) under 10 ms probes, each VM of h1 probed from its peer on h2;
-- a twin-slot lab (`lab up --standby`): `slot-upgrade` (`lab upgrade-ovs h1`, VMs moved
+- a twin-slot lab (`lab up --standby`) per VIF handover asked for (`netns`: a VM's tap
+  moves between the slots' namespaces; `steer`: it is in both, and tc in the host's
+  hypervisor namespace steers the NIC): `slot-upgrade` (`lab upgrade-ovs h1`, VMs moved
   one at a time) and `slot-failover` (kill -9 of the slot holding the VMs).
 
-Per cut of the upgrade the budget is: the VIF move (the `ip` netns move, the lab's floor),
+Per cut of the upgrade the budget is: the VIF move (the `ip` netns move, the lab's floor;
+with steer, the `tc -batch` run),
 the bind (the new slot's OVSDB shows the device's ofport), the first answered probe after
 the cut began, and whether any flow of the peer host changed during the cut. The ratios
 the targets name are computed from numbers of the same run.
@@ -66,8 +69,8 @@ def _pairs(vms: int) -> list[tuple[str, str]]:
     return [(f"p{n}h2", f"p{n}h1") for n in range(vms)]
 
 
-def _plain(spec: TopologySpec, lab_dir: Path, progress: Progress) -> dict[str, Any]:
-    lab, state = topology.build(lab_dir, spec, progress, name="fkslp")
+def _plain(spec: TopologySpec, lab_dir: Path, progress: Progress, name: str) -> dict[str, Any]:
+    lab, state = topology.build(lab_dir, spec, progress, name=name)
     try:
         flows = topology.flow_count(lab, state, "h1")
         pairs = _pairs(spec.networks)
@@ -205,8 +208,11 @@ def _failovers(host: HostState) -> list[dict[str, Any]]:
     return list(raw.get("failovers", []))
 
 
-def _twin(spec: TopologySpec, lab_dir: Path, progress: Progress) -> dict[str, Any]:
-    lab, state = topology.build(lab_dir, replace(spec, standby=True), progress, name="fksl")
+def _twin(
+    spec: TopologySpec, lab_dir: Path, progress: Progress, name: str, handover: str = "netns"
+) -> dict[str, Any]:
+    twin_spec = replace(spec, standby=True, vif_handover=handover)
+    lab, state = topology.build(lab_dir, twin_spec, progress, name=name)
     try:
         pairs = _pairs(spec.networks)
         for a, b in pairs:
@@ -242,34 +248,49 @@ def ratios(plain: dict[str, Any], twin: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+HANDOVERS = ("netns", "steer")
+LAB_NAME = "fksl"  # the twin labs' name; the plain lab's is this + "p"
+
+
 def run_matrix(
-    sizes: list[int], vm_counts: list[int], lab_dir: Path, progress: Progress
+    sizes: list[int],
+    vm_counts: list[int],
+    lab_dir: Path,
+    progress: Progress,
+    *,
+    handovers: tuple[str, ...] = ("netns",),
+    name: str = LAB_NAME,
 ) -> dict[str, Any]:
+    """One plain lab per size x VM count, then one twin-slot lab per VIF handover; a row
+    per handover (each with the plain lab's numbers of its size)."""
     rows: list[dict[str, Any]] = []
     for flows in sizes:
         for vms in vm_counts:
             spec = spec_for(flows, vms)
             progress(f"twin bench: ~{flows} flows, {vms} VMs: plain lab first")
-            plain = _plain(spec, lab_dir, progress)
-            progress(f"twin bench: ~{flows} flows, {vms} VMs: twin-slot lab")
-            twin = _twin(spec, lab_dir, progress)
-            row: dict[str, Any] = {
-                "target_flows": flows,
-                "vms": vms,
-                "plain": plain,
-                "twin": twin,
-                "ratios": ratios(plain, twin),
-            }
-            progress(f"twin bench: {flows} flows, {vms} VMs: {row['ratios']}")
-            rows.append(row)
-    by_size: dict[int, dict[int, float]] = {}
+            plain = _plain(spec, lab_dir, progress, f"{name}p")
+            for handover in handovers:
+                progress(f"twin bench: ~{flows} flows, {vms} VMs: twin-slot lab ({handover})")
+                twin = _twin(spec, lab_dir, progress, name, handover)
+                row: dict[str, Any] = {
+                    "target_flows": flows,
+                    "vms": vms,
+                    "vif_handover": handover,
+                    "plain": plain,
+                    "twin": twin,
+                    "ratios": ratios(plain, twin),
+                }
+                progress(f"twin bench: {flows} flows, {vms} VMs, {handover}: {row['ratios']}")
+                rows.append(row)
+    by_size: dict[tuple[int, str], dict[int, float]] = {}
     for row in rows:
-        by_size.setdefault(row["target_flows"], {})[row["vms"]] = row["ratios"][
-            "upgrade_max_gap_ms"
-        ]
+        key = (row["target_flows"], row["vif_handover"])
+        by_size.setdefault(key, {})[row["vms"]] = row["ratios"]["upgrade_max_gap_ms"]
     scaling = {
-        str(size): round(gaps[max(gaps)] / gaps[min(gaps)], 2)
-        for size, gaps in by_size.items()
+        (str(size) if how == "netns" else f"{size} {how}"): round(
+            gaps[max(gaps)] / gaps[min(gaps)], 2
+        )
+        for (size, how), gaps in by_size.items()
         if len(gaps) > 1 and gaps[min(gaps)]
     }
     return {

@@ -27,6 +27,7 @@ class TopologySpec:
     virtual_hosts: int = 100
     real_hosts: int = 2  # h1 is measured; h2.. hold the probe peers
     standby: bool = False  # twin switch slots on every real host (lab up --standby)
+    vif_handover: str = "netns"  # with standby: netns (devices move) or steer (lab up)
 
 
 def build(lab_dir: Path, spec: TopologySpec, progress: Progress, name: str) -> tuple[Lab, LabState]:
@@ -43,7 +44,12 @@ def build(lab_dir: Path, spec: TopologySpec, progress: Progress, name: str) -> t
     lab = Lab(lab_dir, progress=progress)
     lab.down()
     opts = UpOptions(
-        hosts=spec.real_hosts, vms_per_host=0, networks=1, name=name, standby=spec.standby
+        hosts=spec.real_hosts,
+        vms_per_host=0,
+        networks=1,
+        name=name,
+        standby=spec.standby,
+        vif_handover=spec.vif_handover if spec.standby else "netns",
     )
     state = lab.up(opts)
     client = lab.client(state)

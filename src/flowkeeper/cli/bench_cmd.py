@@ -78,26 +78,7 @@ def register(sub: Any) -> None:
         default="agent-graceful,agent-kill9,flush-and-rebuild,ovs-kill9,ovs-restart-frw,"
         "ovs-hot-upgrade",
     )
-    rs.add_argument(
-        "--twin",
-        action="store_true",
-        help="twin switch slots instead of the scenarios: hot upgrade (VM by VM) and crash "
-        "failover, each cut's budget, against a plain vswitchd restart and the kill -9 "
-        "restore measured in the same run, for every --twin-flows x --twin-vms",
-    )
-    rs.add_argument(
-        "--twin-flows",
-        default="200,20000",
-        metavar="N,N",
-        help="with --twin: approximate flow counts on the measured host (200: no remote "
-        "ports; 20000: 4,000 ports on 100 virtual hosts)",
-    )
-    rs.add_argument(
-        "--twin-vms",
-        default="10,40",
-        metavar="N,N",
-        help="with --twin: probe VMs per host (each on its own network)",
-    )
+    _twin_arguments(rs)
     rs.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the JSON goes")
     rs.add_argument(
         "--lab-dir",
@@ -255,6 +236,44 @@ def _recovery(args: argparse.Namespace) -> int:
     return 0
 
 
+def _twin_arguments(rs: Any) -> None:
+    """`bench restart --twin` and its options."""
+    rs.add_argument(
+        "--twin",
+        action="store_true",
+        help="twin switch slots instead of the scenarios: hot upgrade (VM by VM) and crash "
+        "failover, each cut's budget, against a plain vswitchd restart and the kill -9 "
+        "restore measured in the same run, for every --twin-flows x --twin-vms",
+    )
+    rs.add_argument(
+        "--twin-flows",
+        default="200,20000",
+        metavar="N,N",
+        help="with --twin: approximate flow counts on the measured host (200: no remote "
+        "ports; 20000: 4,000 ports on 100 virtual hosts)",
+    )
+    rs.add_argument(
+        "--twin-vms",
+        default="10,40",
+        metavar="N,N",
+        help="with --twin: probe VMs per host (each on its own network)",
+    )
+    rs.add_argument(
+        "--twin-handover",
+        default="netns",
+        metavar="MODE,MODE",
+        help="with --twin: the VIF handovers to measure, each in a twin-slot lab of its own: "
+        "netns (the tap moves between the slots' namespaces) and/or steer (a tap in each "
+        "slot, the NIC steered by tc)",
+    )
+    rs.add_argument(
+        "--lab-name",
+        default="fksl",
+        help="with --twin: the twin labs' name (the plain lab's is NAME + 'p'); 1-7 "
+        "letters or digits, unlike any lab already up",
+    )
+
+
 def _counts(text: str, flag: str) -> list[int]:
     try:
         return [int(s) for s in text.split(",") if s.strip()]
@@ -270,7 +289,14 @@ def _twin(args: argparse.Namespace) -> int:
         raise UsageError("--twin-flows: flow counts 100..20000, comma-separated")
     if not vms or any(not 1 <= n <= 50 for n in vms):
         raise UsageError("--twin-vms: VM counts 1..50, comma-separated")
-    data = slotbench.run_matrix(sizes, vms, args.lab_dir, progress)
+    handovers = tuple(h.strip() for h in args.twin_handover.split(",") if h.strip())
+    if not handovers or any(h not in slotbench.HANDOVERS for h in handovers):
+        raise UsageError("--twin-handover: netns and/or steer, comma-separated")
+    if not args.lab_name.isalnum() or len(args.lab_name) > 7:
+        raise UsageError(f"--lab-name must be 1-7 letters or digits, got {args.lab_name!r}")
+    data = slotbench.run_matrix(
+        sizes, vms, args.lab_dir, progress, handovers=handovers, name=args.lab_name
+    )
     path = _save("restart-twin", data, args.out)
     print(f"saved {path}")
     print(_twin_table(data))
@@ -279,14 +305,15 @@ def _twin(args: argparse.Namespace) -> int:
 
 def _twin_table(data: dict[str, Any]) -> str:
     head = (
-        f"{'flows':>6} {'VMs':>4} {'move ms':>8} {'upg gap':>8} {'/move':>6} "
+        f"{'flows':>6} {'VMs':>4} {'VIFs':>6} {'move ms':>8} {'upg gap':>8} {'/move':>6} "
         f"{'restart':>8} {'/restart':>8} {'fail gap':>9} {'kill9':>7} {'/kill9':>7}"
     )
     lines = [head]
     for row in data["rows"]:
         r = row["ratios"]
         lines.append(
-            f"{row['twin']['flows_on_h1']:>6} {row['vms']:>4} {r['vif_move_floor_ms']!s:>8} "
+            f"{row['twin']['flows_on_h1']:>6} {row['vms']:>4} "
+            f"{row.get('vif_handover', 'netns'):>6} {r['vif_move_floor_ms']!s:>8} "
             f"{r['upgrade_max_gap_ms']:>8} {r['upgrade_gap_over_vif_move']!s:>6} "
             f"{r['plain_restart_gap_ms']:>8.0f} {r['upgrade_gap_over_plain_restart']!s:>8} "
             f"{r['failover_max_gap_ms']:>9} {r['kill9_restore_gap_ms']:>7.0f} "
