@@ -75,8 +75,7 @@ def register(sub: Any) -> None:
     rs.add_argument("--virtual-hosts", type=int, default=100)
     rs.add_argument(
         "--scenarios",
-        default="agent-graceful,agent-kill9,flush-and-rebuild,ovs-kill9,ovs-restart-frw,"
-        "ovs-hot-upgrade",
+        default="agent-graceful,agent-kill9,flush-and-rebuild,ovs-kill9,ovs-restart-frw",
     )
     rs.add_argument(
         "--twin",
