@@ -295,8 +295,13 @@ def _twin_table(data: dict[str, Any]) -> str:
             lines.append(
                 f"    cut {cut['vm']}: VIF move {cut['vif_move_ms']} ms, bind "
                 f"{cut['bind_ms']} ms, first packet {cut['first_packet_ms']} ms, gap "
-                f"{cut['gap_ms']} ms, remote changes {cut['remote_changes']}"
+                f"{cut['gap_ms']} ms"
             )
+        up = row["twin"]["slot-upgrade"]
+        lines.append(
+            f"    peer flow changes during the cuts: {up['peer_flow_changes_during_cuts']}; "
+            f"peer flows the same after: {up['peer_flows_same_after']}"
+        )
     for size, ratio in data["upgrade_gap_most_over_fewest_vms"].items():
         lines.append(f"upgrade gap, most VMs / fewest VMs at {size} flows: {ratio}")
     return "\n".join(lines)
