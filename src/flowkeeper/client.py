@@ -763,9 +763,8 @@ class AsyncClient:
         body = _host_body(tunnel_ip, l2pop, virtual, state, revision)
         return Host.from_dict(await self.request("PUT", f"/v1/hosts/{_q(name)}", body))
 
-    async def view(self, host: str, standby_for: str = "") -> View:
-        query = f"?standby_for={_q(standby_for)}" if standby_for else ""
-        data = await self.request("GET", f"/v1/hosts/{_q(host)}/view{query}")
+    async def view(self, host: str) -> View:
+        data = await self.request("GET", f"/v1/hosts/{_q(host)}/view")
         return View.from_dict(data)
 
     async def set_port_status(
@@ -847,22 +846,18 @@ class AsyncClient:
         return int((await self.request("DELETE", f"/v1/ports/{_q(port_id)}"))["revision"])
 
     async def watch(
-        self, host: str, from_revision: int, idle_timeout: float = 30.0, standby_for: str = ""
+        self, host: str, from_revision: int, idle_timeout: float = 30.0
     ) -> AsyncIterator[WatchEvent]:
         """Every message for `host` after `from_revision`, then live ones, forever.
 
         Heartbeats are yielded too (kind "heartbeat", object None): all up to their revision
         has been sent. Raises Compacted (HTTP 410: list the view again) or ServerUnavailable
         (unreachable, stream ended, a 503, or silent for `idle_timeout` seconds; the
-        client has then moved on to the next server). With `standby_for`, the stream also
-        covers that host's networks (see the view).
+        client has then moved on to the next server).
         """
         import aiohttp
 
-        params = {
-            "from": str(from_revision),
-            **({"standby_for": standby_for} if standby_for else {}),
-        }
+        params = {"from": str(from_revision)}
         server = self.pool.current
         url = f"{server}/v1/hosts/{_q(host)}/watch"
         timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=idle_timeout)

@@ -31,7 +31,7 @@ JUNK_QUERIES = [
     "from=0&timeout=nan",
     "from=0&timeout=-1",
     "from=0&timeout=1e999",
-    "from=0&standby_for=-x",
+    "from=0&colour=red",  # an unknown parameter beside a valid one
     "colour=red",
     "from=0&%FF=1",
     "network_id=%00",

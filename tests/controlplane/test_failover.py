@@ -68,7 +68,6 @@ class Cfg:
     host: str = "h1"
     tunnel_ip: str = "198.18.0.1"
     l2pop: bool = True
-    standby_for: str = ""
 
 
 @dataclass

@@ -106,7 +106,7 @@ class FakeServer:
         self.registered.append((state, revision))
         return Host(name, tunnel_ip, l2pop, virtual, state, revision)
 
-    async def view(self, host: str, standby_for: str = "") -> View:
+    async def view(self, host: str) -> View:
         self._answer()
         self.views += 1
         return View(self.revision, list(self.networks.values()), list(self.ports.values()))
@@ -121,7 +121,7 @@ class FakeServer:
         return port
 
     async def watch(
-        self, host: str, from_revision: int, idle_timeout: float = 30.0, standby_for: str = ""
+        self, host: str, from_revision: int, idle_timeout: float = 30.0
     ) -> AsyncIterator[WatchEvent]:
         self._answer()
         self.watched_from.append(from_revision)

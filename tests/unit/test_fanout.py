@@ -284,41 +284,6 @@ def test_rewound_world_equals_the_world_at_that_revision() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(OPS)
-def test_a_standby_hosts_messages_replay_to_its_own_and_its_standbys_networks(
-    ops: list[Op],
-) -> None:
-    """A hot upgrade's new slot (h4, standby for h1) holds h1's networks and its own."""
-    log = FakeLog()
-    run_ops(log, ops)
-    world = World()
-    state = HostState("h4", standby_for="h1")
-    replay = Replay()
-    for event in log.events:
-        world.apply(event)
-        replay.apply(fan_out(state, event, world))
-        want = normal(build_view(world, "h4", event.revision, standby_for="h1"))
-        assert replay.as_view(event.revision) == want, event
-        # exactly the networks where h1 or h4 has ports
-        held = {p.network_id for h in ("h1", "h4") for p in world.ports_of(h)}
-        assert {n.id for n in want.networks} == held
-
-
-def test_a_standby_host_gets_its_standbys_network_before_any_port_of_its_own() -> None:
-    c = Cluster()
-    c.states["h4"] = HostState("h4", standby_for="h1")
-    c.feed(c.log.put_network(net("n1")))
-    c.feed(c.log.put_port(port(2, "n1", "h2", "ACTIVE")))
-    out = c.feed(c.log.put_port(port(1, "n1", "h1", "ACTIVE")))
-    assert [(m.kind, m.op) for m in out["h4"]] == [("network", "put")] + [("port", "put")] * 2
-    # h1's VM moves to h4: one port put, the network stays.
-    out = c.feed(c.log.put_port(port(1, "n1", "h4", "ACTIVE")))
-    assert [(m.kind, m.op, getattr(m.object, "host", "")) for m in out["h4"]] == [
-        ("port", "put", "h4")
-    ]
-
-
-@settings(max_examples=200, deadline=None)
 @given(OPS, st.data())
 def test_a_paged_catch_up_while_the_world_moves_matches_the_live_stream(
     ops: list[Op], data: st.DataObject

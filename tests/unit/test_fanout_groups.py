@@ -318,21 +318,6 @@ def test_catch_up_from_any_revision_matches_the_live_stream(
         assert rewound.overrides() == 0
 
 
-@settings(max_examples=150, deadline=None)
-@given(OPS)
-def test_a_standby_host_holds_its_standbys_groups_too(ops: list[Op]) -> None:
-    log = FakeLog()
-    run_ops(log, ops)
-    world = World()
-    state = HostState("h4", standby_for="h1")
-    replay = Replay()
-    for event in log.events:
-        world.apply(event)
-        replay.apply(fan_out(state, event, world))
-        want = normal(build_view(world, "h4", event.revision, standby_for="h1"))
-        assert replay.as_view(event.revision) == want, event
-
-
 def test_world_indexes_follow_ports_and_groups() -> None:
     c = seeded()
     w = c.world

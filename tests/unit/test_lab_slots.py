@@ -82,6 +82,35 @@ def test_a_lab_json_from_before_slots_still_loads(tmp_path: Path) -> None:
     assert loaded is not None and loaded.hosts[0].standby is None and loaded.vms[0].slot == "a"
 
 
+def test_a_lab_json_with_the_old_upgrades_standby_for_still_loads(tmp_path: Path) -> None:
+    """A host that the one-slot hot upgrade (gone) left with `standby_for` loads without it."""
+    state = _state(tmp_path)
+    state.save()
+    raw = json.loads((tmp_path / "lab.json").read_text())
+    raw["hosts"][0]["standby_for"] = ""
+    raw["hosts"][0]["standby"]["standby_for"] = ""
+    raw["hosts"][1]["standby_for"] = "h1"
+    (tmp_path / "lab.json").write_text(json.dumps(raw))
+    loaded = LabState.load(tmp_path)
+    assert loaded == state
+    loaded.save()
+    assert "standby_for" not in (tmp_path / "lab.json").read_text()
+
+
+def test_upgrade_ovs_of_a_one_slot_host_fails_at_once_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flowkeeper.cli.main import main
+
+    _state(tmp_path).save()
+    assert main(["lab", "--lab-dir", str(tmp_path), "upgrade-ovs", "h2"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "flowkeeper: error: h2 has one switch slot: a hot upgrade needs two "
+        "(make the lab with `lab up --standby`)\n"
+    )
+
+
 def test_agent_argv_gets_the_standby_flags_only_with_a_standby(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

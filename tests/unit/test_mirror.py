@@ -47,7 +47,7 @@ def view(vlans: dict[str, int]) -> tuple[Mirror, dict[str, str], HostView]:
 
 
 def test_every_network_with_a_local_vlan_is_in_the_view() -> None:
-    """A standby slot holds networks none of its VIFs is on yet: they need their flows."""
+    """A network with a local VLAN but no bound VIF (before the first sync) gets its flows."""
     _m, _bound, v = view({NET_A.id: 1, NET_B.id: 2})
     assert [(n.id, n.vlan) for n in v.networks] == [(NET_A.id, 1), (NET_B.id, 2)]
     assert [p.id for p in v.local_ports] == ["p1"]

@@ -77,8 +77,6 @@ class AgentConfig:
     ca: Path | None = None  # the CA of an https server
     l2pop: bool = True
     arp_responder: bool = True
-    # A hot upgrade's new switch slot: also hold this host's networks before its VMs move.
-    standby_for: str = ""
     datapath_type: str = DEFAULT_DATAPATH_TYPE  # of the bridges the agent creates
     watch_log: Path | None = None  # one JSON line per watch message (diagnostics)
     firewall: str = "openvswitch"  # security groups in br-int's flows, or "noop": none
@@ -531,11 +529,9 @@ class Agent(OvsGuard, ServerFollower, TwinOps):
         return deletes
 
     def _vlans(self, mirror: Mirror, bound: dict[str, str], in_sync: bool) -> dict[str, int]:
-        """Local VLANs: the networks of bound VIFs (a standby slot: every network it was
-        sent); before the first sync also every network that had one."""
+        """Local VLANs: the networks of bound VIFs; before the first sync also every
+        network that had one."""
         needed = {mirror.ports[p].network_id for p in bound}
-        if self.cfg.standby_for:  # the server sent exactly our and our standby's networks
-            needed |= set(mirror.networks)
         return allocate(self.vlans, needed | (set() if in_sync else set(self.vlans)))
 
     def _view(self, mirror: Mirror, present: dict[str, str]) -> HostView:

@@ -57,7 +57,7 @@ class ServerFollower:
             try:
                 if need_list:
                     await self._register("syncing")
-                    view = await self.client.view(self.cfg.host, self.cfg.standby_for)
+                    view = await self.client.view(self.cfg.host)
                     self.mirror.load(
                         view.revision,
                         view.networks,
@@ -109,7 +109,7 @@ class ServerFollower:
         if self.watched and server != self.watched:
             log.info("resuming the watch on %s from revision %d", server, start)
         self.watched = server
-        stream = self.client.watch(self.cfg.host, start, standby_for=self.cfg.standby_for)
+        stream = self.client.watch(self.cfg.host, start)
         checked = False
         try:
             async for event in stream:

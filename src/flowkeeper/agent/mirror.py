@@ -153,8 +153,8 @@ def assemble(
     local_memo: LocalMemo | None = None,
 ) -> HostView:
     """Pure: the HostView for this host: every network given a local VLAN (those of its
-    bound ports; a standby slot's too; before the first sync, those it had); the security
-    groups its local ports use, and the members of every group those name as remote.
+    bound ports; before the first sync, those it had); the security groups its local
+    ports use, and the members of every group those name as remote.
 
     With a `memo` (and a `local_memo`) kept between calls, an unchanged port gives the
     very same RemotePort (LocalPort) as last time, so that comparing views

@@ -12,7 +12,6 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,23 +19,20 @@ from typing import Any
 from flowkeeper.bench import topology
 from flowkeeper.bench.recovery import PROBE_INTERVAL, _timeline, start_probes
 from flowkeeper.bench.topology import TopologySpec
-from flowkeeper.lab import services, upgrade
+from flowkeeper.lab import services
 from flowkeeper.lab.lab import Lab
 from flowkeeper.lab.probe import ProbeResult
 from flowkeeper.naming import BR_INT, BR_TUN
 
 Progress = Callable[[str], None]
+# "ovs-hot-upgrade" (the new switch as a host of its own) is gone: twin-slot scenarios replace it.
 SCENARIOS = (
     "agent-graceful",
     "agent-kill9",
     "flush-and-rebuild",
     "ovs-kill9",
     "ovs-restart-frw",
-    "ovs-hot-upgrade",
 )
-# The hot upgrade moves h1's VMs to a new host slot (h1b) for good: it always runs last.
-LAST = "ovs-hot-upgrade"
-HOT_UPGRADE_SETTLE_S = 1.5
 
 
 def _log_time(line: str) -> float:
@@ -84,8 +80,6 @@ def _act(lab: Lab, scenario: str) -> float:
 def measure(
     lab: Lab, scenario: str, pairs: list[tuple[str, str]], progress: Progress
 ) -> dict[str, Any]:
-    if scenario == LAST:
-        return _measure_hot_upgrade(lab, pairs, progress)
     state = lab.state()
     probes = start_probes(lab, state, pairs, seconds=15.0)
     time.sleep(2.0)
@@ -97,32 +91,6 @@ def measure(
     progress(
         f"{scenario}: lost {out['lost']}/{out['sent']}, longest gap {out['max_gap_ms']:.0f} ms, "
         f"in sync after {out['in_sync_after_s']} s"
-    )
-    return out
-
-
-def _measure_hot_upgrade(
-    lab: Lab, pairs: list[tuple[str, str]], progress: Progress
-) -> dict[str, Any]:
-    """The new slot is started and synced first; probes run over the VM-by-VM cut-over."""
-    report = upgrade.prepare(lab, "h1", progress=progress)
-    # Agents at 20,000 flows need a while per event on this 2-core machine: VMs move
-    # HOT_UPGRADE_SETTLE_S apart so each cut-over is measured on its own, not behind a
-    # backlog of the previous ones (DiDi's upgrades also take seconds per host).
-    seconds = 2.0 + len(pairs) * (HOT_UPGRADE_SETTLE_S + 0.2) + 5.0
-    probes = start_probes(lab, lab.state(), pairs, seconds=seconds)
-    time.sleep(2.0)
-    began = time.time()
-    upgrade.cut_over(lab, report, settle=HOT_UPGRADE_SETTLE_S, progress=progress)
-    out = _summary(LAST, pairs, [p.result() for p in probes], began)
-    out["in_sync_after_s"] = None  # the new slot was in sync before the first VM moved
-    out["new_slot_ready_s"] = round(report.ready_s, 3)
-    out["cut_over_total_s"] = round(report.total_s, 3)
-    out["moves"] = [asdict(m) for m in report.moves]
-    progress(
-        f"{LAST}: lost {out['lost']}/{out['sent']}, longest gap {out['max_gap_ms']:.0f} ms "
-        f"(median {out['median_gap_ms']:.0f} ms); new slot ready in {report.ready_s:.2f} s, "
-        f"{len(report.moves)} VMs moved in {report.total_s:.2f} s"
     )
     return out
 
@@ -159,11 +127,8 @@ def run(
         for a, b in pairs:  # warm the underlay neighbour caches
             lab.ping(a, b, count=3, interval=0.05)
         runs = []
-        ordered = [x for x in scenarios if x != LAST] + [x for x in scenarios if x == LAST]
-        for scenario in ordered:
+        for scenario in scenarios:
             runs.append(measure(lab, scenario, pairs, progress))
-            if scenario == LAST:
-                break
             topology.wait(
                 lambda: topology.flow_count(lab, lab.state(), "h1") >= flows,
                 180,

@@ -40,13 +40,6 @@ def register(sub: Any) -> None:
     agent.add_argument("--no-l2pop", action="store_true", help="flood and learn instead")
     agent.add_argument("--no-arp-responder", action="store_true")
     agent.add_argument(
-        "--standby-for",
-        default="",
-        metavar="HOST",
-        help="hot upgrade: this is the new switch slot that takes over HOST's VMs; hold "
-        "HOST's networks (tunnels, flood and FDB flows) before the first VM moves",
-    )
-    agent.add_argument(
         "--datapath-type",
         choices=("system", "netdev"),
         default="system",
@@ -178,12 +171,6 @@ def _agent(args: argparse.Namespace) -> int:
         raise UsageError(f"--tunnel-ip: not an IPv4 address: {args.tunnel_ip!r}") from None
     if not args.ovsdb.startswith("unix:"):
         raise UsageError("--ovsdb must be unix:PATH: the agent touches only its own host's OVS")
-    if args.standby_for:
-        from flowkeeper.validation import check_name
-
-        check_name(args.standby_for, "--standby-for host")
-        if args.standby_for == args.host:
-            raise UsageError("--standby-for must name another host")
     sock = Path(args.ovsdb.removeprefix("unix:"))
     standby_rundir = _twin_args(args)
     from flowkeeper.client import resolve_ca, resolve_token
@@ -208,7 +195,6 @@ def _agent(args: argparse.Namespace) -> int:
         ca=ca,
         l2pop=not args.no_l2pop,
         arp_responder=not args.no_arp_responder,
-        standby_for=args.standby_for,
         datapath_type=args.datapath_type,
         watch_log=args.watch_log,
         firewall=args.firewall,

@@ -75,8 +75,7 @@ def register(sub: Any) -> None:
     rs.add_argument("--virtual-hosts", type=int, default=100)
     rs.add_argument(
         "--scenarios",
-        default="agent-graceful,agent-kill9,flush-and-rebuild,ovs-kill9,ovs-restart-frw,"
-        "ovs-hot-upgrade",
+        default="agent-graceful,agent-kill9,flush-and-rebuild,ovs-kill9,ovs-restart-frw",
     )
     _twin_arguments(rs)
     rs.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the JSON goes")
@@ -323,8 +322,13 @@ def _twin_table(data: dict[str, Any]) -> str:
             lines.append(
                 f"    cut {cut['vm']}: VIF move {cut['vif_move_ms']} ms, bind "
                 f"{cut['bind_ms']} ms, first packet {cut['first_packet_ms']} ms, gap "
-                f"{cut['gap_ms']} ms, remote changes {cut['remote_changes']}"
+                f"{cut['gap_ms']} ms"
             )
+        up = row["twin"]["slot-upgrade"]
+        lines.append(
+            f"    peer flow changes during the cuts: {up['peer_flow_changes_during_cuts']}; "
+            f"peer flows the same after: {up['peer_flows_same_after']}"
+        )
     for size, ratio in data["upgrade_gap_most_over_fewest_vms"].items():
         lines.append(f"upgrade gap, most VMs / fewest VMs at {size} flows: {ratio}")
     return "\n".join(lines)

@@ -13,7 +13,7 @@ from flowkeeper.errors import UsageError
 
 if TYPE_CHECKING:  # the lab (OVS, HTTP clients) is loaded only by lab commands
     from flowkeeper.lab.lab import Lab
-from flowkeeper.lab.run import in_ns
+from flowkeeper.lab.run import LabError, in_ns
 
 
 def register(sub: Any) -> None:
@@ -148,8 +148,8 @@ def _register_restarts(cmds: Any) -> None:
 
     up = cmds.add_parser(
         "upgrade-ovs",
-        help="hot OVS upgrade of HOST, VMs moved one at a time: with --standby between its "
-        "two switch slots, else to a new switch beside the old",
+        help="hot OVS upgrade of HOST, VMs moved one at a time between its two switch "
+        "slots (a lab made with --standby)",
     )
     up.add_argument("host")
     up.add_argument("--settle", type=float, default=0.2, help="seconds between two VMs' cut-overs")
@@ -157,7 +157,7 @@ def _register_restarts(cmds: Any) -> None:
         "--timeout",
         type=float,
         default=60.0,
-        help="with --standby: seconds to wait for a restarted slot to be prepared",
+        help="seconds to wait for a restarted slot to be prepared",
     )
     up.add_argument("--json", action="store_true")
     up.set_defaults(func=_upgrade_ovs)
@@ -278,31 +278,18 @@ def _restart_ovs(args: argparse.Namespace) -> int:
 
 
 def _upgrade_ovs(args: argparse.Namespace) -> int:
-    from flowkeeper.lab.upgrade import hot_upgrade
+    from flowkeeper.lab.slotupgrade import upgrade_ovs
 
     if not 0 <= args.settle <= 60:
         raise UsageError(f"--settle must be 0..60 seconds, got {args.settle}")
     if not 1 <= args.timeout <= 600:
         raise UsageError(f"--timeout must be 1..600 seconds, got {args.timeout}")
     lab = _lab(args)
-    if lab.state().host(args.host).standby is not None:
-        return _upgrade_slots(args, lab)
-    report = hot_upgrade(lab, args.host, settle=args.settle, progress=lab.progress)
-    lines = [
-        f"{args.host} upgraded to slot {report.new}: new switch in sync after "
-        f"{report.ready_s:.2f} s, {len(report.moves)} VMs moved in {report.total_s:.2f} s"
-    ]
-    lines += [
-        f"  {m.vm}: device moved in {m.moved_ms:.0f} ms, binding moved at {m.bound_ms:.0f} ms"
-        for m in report.moves
-    ]
-    emit(asdict(report), args.json, "\n".join(lines))
-    return 0
-
-
-def _upgrade_slots(args: argparse.Namespace, lab: Lab) -> int:
-    from flowkeeper.lab.slotupgrade import upgrade_ovs
-
+    if lab.state().host(args.host).standby is None:
+        raise LabError(
+            f"{args.host} has one switch slot: a hot upgrade needs two "
+            "(make the lab with `lab up --standby`)"
+        )
     report = upgrade_ovs(
         lab, args.host, settle=args.settle, timeout=args.timeout, progress=lab.progress
     )

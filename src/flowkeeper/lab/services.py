@@ -200,8 +200,6 @@ def agent_argv(state: LabState, host: HostState, l2pop: bool = True) -> list[str
         str(host_token(state, host)),
         *_tls_args(state),
     ]
-    if host.standby_for:
-        argv += ["--standby-for", host.standby_for]
     if state.watch_log:
         argv += ["--watch-log", watch_log_path(host)]
     argv += ["--datapath-type", "netdev"]  # the lab's switches are userspace ones

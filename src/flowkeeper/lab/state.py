@@ -12,6 +12,8 @@ from flowkeeper.lab.plan import VmPlan
 from flowkeeper.lab.run import LabError
 
 STATE_FILE = "lab.json"
+# Keys an older lab.json may hold that the lab no longer records (dropped on load).
+GONE_HOST_KEYS = ("standby_for",)  # a new switch slot of the old (one-slot) hot upgrade
 
 
 @dataclass
@@ -22,7 +24,6 @@ class HostState:
     tunnel_ip: str
     dir: str
     pids: dict[str, int] = field(default_factory=dict)
-    standby_for: str = ""  # a hot upgrade's new slot: the host whose VMs it takes over
     # Twin switch slots (lab up --standby): slot b of this host, a HostState of its own
     # (same name, index and tunnel IP; its own namespace, dir and PIDs). None: one slot.
     standby: HostState | None = None
@@ -48,6 +49,8 @@ class HostState:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> HostState:
         raw = dict(raw)
+        for key in GONE_HOST_KEYS:
+            raw.pop(key, None)
         standby = raw.pop("standby", None)
         return cls(standby=cls.from_dict(standby) if standby else None, **raw)
 

@@ -53,19 +53,17 @@ class HostState:
     host: str
     own: dict[str, str] = field(default_factory=dict)  # own port id -> its network id
     counts: dict[str, int] = field(default_factory=dict)  # network id -> own ports on it
-    standby_for: str = ""  # a standby host's view also holds this host's networks
     own_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # port -> groups used
     used: dict[str, int] = field(default_factory=dict)  # group id -> own ports using it
     held: dict[str, SecurityGroup] = field(default_factory=dict)  # used groups, as sent
     refs: dict[str, int] = field(default_factory=dict)  # remote group -> held groups naming it
 
     @classmethod
-    def from_world(cls, host: str, world: WorldView, standby_for: str = "") -> HostState:
-        state = cls(host, standby_for=standby_for)
-        for member in (host, standby_for) if standby_for else (host,):
-            for port in world.ports_of(member):
-                state.bind(port.id, port.network_id)
-                state.use(port.id, member_groups(port))
+    def from_world(cls, host: str, world: WorldView) -> HostState:
+        state = cls(host)
+        for port in world.ports_of(host):
+            state.bind(port.id, port.network_id)
+            state.use(port.id, member_groups(port))
         for group_id in state.used:
             group = world.security_group(group_id)
             if group is not None:
@@ -73,8 +71,8 @@ class HostState:
         return state
 
     def holds(self, port: Port) -> bool:
-        """True if the port counts towards this host's view (its own, or its standby's)."""
-        return port.host == self.host or (bool(self.standby_for) and port.host == self.standby_for)
+        """True if the port counts towards this host's view (it is bound to the host)."""
+        return port.host == self.host
 
     def networks(self) -> set[str]:
         return set(self.counts)

@@ -21,7 +21,7 @@ log = logging.getLogger("flowkeeper.server")
 BATCH = 5000
 PAGE = 1000  # events per store read during a watcher's catch-up
 MAX_PENDING = 1_000_000
-MAX_WATCHERS_PER_HOST = 8  # an agent needs 1, a hot upgrade's standby slot 1 more
+MAX_WATCHERS_PER_HOST = 8  # an agent needs 1
 IDLE_POLL_S = 1.0  # safety net for writers that bypass this server; local writes poke at once
 
 Batch = tuple[list[WatchEvent], int]
@@ -45,13 +45,10 @@ class _Rewinding:
 class Watcher:
     """One watch stream: the host's fan-out state and the messages not yet written."""
 
-    def __init__(
-        self, hub: Hub, host: str, from_revision: int, standby_for: str, target: int
-    ) -> None:
+    def __init__(self, hub: Hub, host: str, from_revision: int, target: int) -> None:
         self.hub = hub
         self.host = host
-        self.standby_for = standby_for
-        self.state = HostState(host, standby_for=standby_for)
+        self.state = HostState(host)
         self.revision = from_revision  # every event up to here was fanned out to this watcher
         self.target = target  # the live revision when it subscribed
         self.max_pending = hub.max_pending
@@ -113,7 +110,7 @@ class Watcher:
         rewound = self.rewound = Rewound.from_values(hub.world, first)
         self.rewinding = None
         del first
-        self.state = HostState.from_world(self.host, rewound, self.standby_for)
+        self.state = HostState.from_world(self.host, rewound)
         while not self.closed:  # pass 2: walk forward, page by page, writing as we go
             if self.revision >= hub.revision:
                 self.revision = hub.revision
@@ -246,10 +243,10 @@ class Hub:
         await self.settle(target, timeout)
         return target
 
-    async def view(self, host: str, standby_for: str = "") -> View:
+    async def view(self, host: str) -> View:
         await self.sync()
         self._known(host)
-        return build_view(self.world, host, self.revision, standby_for)
+        return build_view(self.world, host, self.revision)
 
     def _known(self, host: str) -> None:
         """A view or watch is of a host the store knows: registered, or with ports bound
@@ -258,7 +255,7 @@ class Hub:
         if host not in self.world.hosts and not self.world.ports_of(host):
             raise NotFound(f"host {host!r} is not registered and has no ports bound to it")
 
-    async def subscribe(self, host: str, from_revision: int, standby_for: str = "") -> Watcher:
+    async def subscribe(self, host: str, from_revision: int) -> Watcher:
         """A watcher whose `catch_up` first sends the messages for every event after
         `from_revision`; Compacted (410) if those are gone, TooManyWatchers (429)."""
         if self.closed:
@@ -283,13 +280,12 @@ class Hub:
                 "gone); list the view again"
             )
         # No await from here to add(): the watcher records every change the World makes.
-        watcher = Watcher(self, host, from_revision, standby_for, self.revision)
+        watcher = Watcher(self, host, from_revision, self.revision)
         if from_revision == self.revision:  # nothing to catch up: live at once
-            watcher.state = HostState.from_world(host, self.world, standby_for)
+            watcher.state = HostState.from_world(host, self.world)
             watcher.rewinding = None
         self.watchers.add(watcher)
-        for name in {host, standby_for} - {""}:
-            self._by_host.setdefault(name, set()).add(watcher)
+        self._by_host.setdefault(host, set()).add(watcher)
         if not watcher.live:
             self._catching_up.add(watcher)
         self.stats.watch_connections += 1
@@ -298,12 +294,11 @@ class Hub:
     def unsubscribe(self, watcher: Watcher) -> None:
         self.watchers.discard(watcher)
         self._catching_up.discard(watcher)
-        for name in {watcher.host, watcher.standby_for} - {""}:
-            group = self._by_host.get(name)
-            if group is not None:
-                group.discard(watcher)
-                if not group:
-                    del self._by_host[name]
+        group = self._by_host.get(watcher.host)
+        if group is not None:
+            group.discard(watcher)
+            if not group:
+                del self._by_host[watcher.host]
 
     async def _follow(self) -> None:
         while not self.closed:

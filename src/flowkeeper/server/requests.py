@@ -228,13 +228,7 @@ class PortsQuery(Loose):
     host: Name | None = Field(None, description="only the ports bound to this host")
 
 
-class ViewQuery(Loose):
-    standby_for: Name | None = Field(
-        None, description="also the networks where this host has ports (a hot upgrade's slot)"
-    )
-
-
-class WatchQuery(ViewQuery):
+class WatchQuery(Loose):
     from_: QueryRevision = Field(
         alias="from",
         examples=[0],

@@ -14,7 +14,7 @@ from flowkeeper.server import responses as out
 from flowkeeper.server.api import ok
 from flowkeeper.server.endpoint import Input, endpoint
 from flowkeeper.server.hub import Watcher
-from flowkeeper.server.requests import HostPath, ViewQuery, WatchQuery
+from flowkeeper.server.requests import HostPath, WatchQuery
 from flowkeeper.server.state import STATE, ServerState
 
 log = logging.getLogger("flowkeeper.server")
@@ -32,13 +32,11 @@ CHUNK = 2000  # messages per socket write
     ok_status=200,
     ok_type=out.View,
     path_params=HostPath,
-    query=ViewQuery,
     errors=(404,),
 )
 async def view(request: web.Request, inp: Input) -> web.Response:
     st = request.app[STATE]
-    standby_for = inp.query.standby_for or ""
-    return ok((await st.hub.view(inp.path.name, standby_for)).to_dict())
+    return ok((await st.hub.view(inp.path.name)).to_dict())
 
 
 WATCH_DESCRIPTION = (
@@ -70,7 +68,7 @@ async def watch(request: web.Request, inp: Input) -> web.StreamResponse:
     then live messages, with a heartbeat whenever the stream was idle for a while."""
     st = request.app[STATE]
     name, query = inp.path.name, inp.query
-    watcher = await st.hub.subscribe(name, query.from_, query.standby_for or "")  # 410, 429
+    watcher = await st.hub.subscribe(name, query.from_)  # 410, 429
     response = web.StreamResponse(
         headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"}
     )

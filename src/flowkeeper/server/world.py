@@ -35,17 +35,11 @@ def resolve(port: Port, world: WorldView) -> Port:
     return port if port.tunnel_ip == tip else replace(port, tunnel_ip=tip)
 
 
-def build_view(world: WorldView, host: str, revision: int, standby_for: str = "") -> View:
+def build_view(world: WorldView, host: str, revision: int) -> View:
     """The networks where `host` has ports, and every port of those networks; the
     security groups its ports use (with their rules), and the members of every group
-    those groups' rules name as remote group (on any network and host).
-
-    A standby host (a new switch slot that will take over `standby_for`'s VMs) also gets
-    the networks and groups of `standby_for`'s ports, so it is ready before the first VM
-    moves.
-    """
-    hosts = [host, standby_for] if standby_for else [host]
-    own = [p for h in hosts for p in world.ports_of(h)]
+    those groups' rules name as remote group (on any network and host)."""
+    own = list(world.ports_of(host))
     net_ids = sorted({p.network_id for p in own})
     networks = [n for n in (world.network(i) for i in net_ids) if n is not None]
     ports = [resolve(p, world) for n in networks for p in sorted(world.ports_on(n.id), key=_id)]
