@@ -303,8 +303,12 @@ def _upgrade_ovs(args: argparse.Namespace) -> int:
         for r in report.restarts
     ]
     lines += [
-        f"  {m.vm}: {m.src} -> {m.dst}, device moved in {m.move_ms:.1f} ms, ofport {m.ofport} "
-        f"after {m.ofport_ms:.1f} ms"
+        f"  {m.vm}: {m.src} -> {m.dst}, "
+        + (
+            f"steered in {m.move_ms:.1f} ms (ofport {m.ofport} in both slots)"
+            if m.how == "steer"
+            else f"device moved in {m.move_ms:.1f} ms, ofport {m.ofport} after {m.ofport_ms:.1f} ms"
+        )
         for m in report.moves
     ]
     emit(asdict(report), args.json, "\n".join(lines))

@@ -219,6 +219,7 @@ class SlotMove:
     ofport_ms: float
     ofport: int
     old_ofport: int | None  # in the old slot, before the move (the same, when pinned)
+    how: str = "netns"  # netns: the device moved; steer: the NIC was steered (tc)
 
 
 @dataclass
@@ -388,4 +389,5 @@ def steer_vm(state: LabState, host: HostState, vm: VmState, dst: str) -> SlotMov
         (time.monotonic() - t0) * 1000,
         ofport,
         old_ofport,
+        "steer",
     )
