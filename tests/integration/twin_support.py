@@ -12,12 +12,9 @@ from functools import partial
 
 import pytest
 
-from flowkeeper.lab import slotupgrade
+from flowkeeper.lab import slots, slotupgrade
 from flowkeeper.lab.lab import Lab
-from flowkeeper.lab.run import run
 from flowkeeper.lab.state import HostState, LabState, VmState
-from flowkeeper.naming import BR_INT, BR_TUN
-from flowkeeper.pipeline.tables import LEARNED_COOKIE
 from tests.conftest import wait_for
 
 FORWARD_S = 20.0  # bound for a VM to answer again after a cut or a failover
@@ -53,12 +50,7 @@ def logs_kept_on_failure(lab: Lab, session: pytest.Session) -> Iterator[None]:
 
 def remote_flows(host: HostState) -> list[str]:
     """A peer's br-int and br-tun flows, by number, without counters or MAC learning."""
-    out = []
-    for bridge in (BR_INT, BR_TUN):
-        argv = ["ovs-ofctl", "-O", "OpenFlow15", "--no-names", "--no-stats", "dump-flows"]
-        text = run([*argv, host.mgmt(bridge)]).stdout
-        out += [f"{bridge} {line.strip()}" for line in text.splitlines() if "cookie=" in line]
-    return sorted(line for line in out if f"cookie={LEARNED_COOKIE:#x}" not in line)
+    return slots.flow_dump(host)
 
 
 def slot_flows(slot: HostState) -> list[str]:

@@ -33,13 +33,11 @@ from flowkeeper.bench.fwrestart import log_time
 from flowkeeper.bench.recovery import PROBE_INTERVAL, recovered_at, start_probes
 from flowkeeper.bench.topology import TopologySpec
 from flowkeeper.errors import FlowkeeperError
-from flowkeeper.lab import services, slotupgrade
+from flowkeeper.lab import services, slots, slotupgrade
 from flowkeeper.lab.lab import Lab
 from flowkeeper.lab.probe import ProbeResult
 from flowkeeper.lab.run import run
 from flowkeeper.lab.state import HostState
-from flowkeeper.naming import BR_INT, BR_TUN
-from flowkeeper.pipeline.tables import LEARNED_COOKIE
 
 Progress = Callable[[str], None]
 SETTLE_S = 0.3  # between two VMs' cuts
@@ -49,13 +47,7 @@ PLAIN = ("ovs-restart-frw", "ovs-kill9")
 def peer_flows(lab: Lab, host: str) -> list[str]:
     """A peer's flows by number, without counters or MAC learning (a cut must not change
     one of them)."""
-    h = lab.state().host(host)
-    out = []
-    for bridge in (BR_INT, BR_TUN):
-        argv = ["ovs-ofctl", "-O", "OpenFlow15", "--no-names", "--no-stats", "dump-flows"]
-        text = run([*argv, h.mgmt(bridge)]).stdout
-        out += [f"{bridge} {ln.strip()}" for ln in text.splitlines() if "cookie=" in ln]
-    return sorted(ln for ln in out if f"cookie={LEARNED_COOKIE:#x}" not in ln)
+    return slots.flow_dump(lab.state().host(host))
 
 
 def spec_for(flows: int, vms: int) -> TopologySpec:

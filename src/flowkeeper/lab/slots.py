@@ -29,8 +29,9 @@ from pathlib import Path
 from flowkeeper.lab import hostops, ovsproc, procs, supervise
 from flowkeeper.lab.run import LabError, run
 from flowkeeper.lab.state import HostState, LabState
-from flowkeeper.naming import BR_INT, SLOT_LINK, SLOT_LINK_OFPORT
+from flowkeeper.naming import BR_INT, BR_TUN, SLOT_LINK, SLOT_LINK_OFPORT
 from flowkeeper.ovs.ovsdb import Ovsdb
+from flowkeeper.pipeline.tables import LEARNED_COOKIE
 
 SLOT_B_DIR = "slot-b"
 _MATCH_ALL = ["u32", "match", "u32", "0", "0"]  # every frame (matchall is not available)
@@ -160,3 +161,14 @@ def refresh_pids(host: HostState) -> None:
         pid = supervise.vswitchd_pid(slot.dir)
         if pid:
             slot.pids["ovs-vswitchd"] = pid
+
+
+def flow_dump(host: HostState) -> list[str]:
+    """A host slot's br-int and br-tun flows, by number, without counters or MAC learning
+    (what a hot upgrade's cut must leave unchanged on a peer)."""
+    out = []
+    for bridge in (BR_INT, BR_TUN):
+        argv = ["ovs-ofctl", "-O", "OpenFlow15", "--no-names", "--no-stats", "dump-flows"]
+        text = run([*argv, host.mgmt(bridge)]).stdout
+        out += [f"{bridge} {line.strip()}" for line in text.splitlines() if "cookie=" in line]
+    return sorted(line for line in out if f"cookie={LEARNED_COOKIE:#x}" not in line)
