@@ -33,3 +33,29 @@ def test_ratios_come_from_the_same_run() -> None:
     assert r["upgrade_gap_over_vif_move"] == 2.0
     assert r["upgrade_gap_over_plain_restart"] == 0.05
     assert r["failover_gap_over_kill9_restore"] == 0.1
+
+
+def test_each_round_is_one_line_with_its_gap_spans() -> None:
+    from flowkeeper.cli.bench_cmd import _round_lines
+
+    one = {
+        "baseline": {"per_vm_gap_ms": [20.0, 30.0], "lost": 0, "sent": 1600},
+        "slot-upgrade": {
+            "per_vm_gap_ms": [25.0, 40.0],
+            "lost": 1,
+            "sent": 3400,
+            "cuts": [{"vif_move_ms": 3.0}, {"vif_move_ms": 5.0}],
+        },
+        "slot-failover": {
+            "per_vm_gap_ms": [18.0, 44.0],
+            "lost": 7,
+            "sent": 1600,
+            "agent_failover": {"move_ms": 3.5},
+            "death_seen_after_ms": 2.9,
+        },
+    }
+    assert _round_lines([one]) == [
+        "round 1: no cut 20.0-30.0 ms, lost 0/1600; upgrade 25.0-40.0 ms, lost 1/3400 "
+        "(moves 3.0-5.0 ms); failover 18.0-44.0 ms, lost 7/1600 (move 3.5 ms, death seen "
+        "after 2.9 ms)"
+    ]

@@ -218,9 +218,31 @@ def _failovers(host: HostState) -> list[dict[str, Any]]:
     return list(raw.get("failovers", []))
 
 
+BASELINE_S = 8.0  # a probe window with no cut: the probes' own longest gaps
+
+
+def _baseline(lab: Lab, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Probes with nothing happening: the longest gap the machine's load alone makes."""
+    results = [p.result() for p in start_probes(lab, lab.state(), pairs, seconds=BASELINE_S)]
+    return {
+        "per_vm_gap_ms": _gaps(results),
+        "lost": sum(r.lost for r in results),
+        "sent": sum(r.sent for r in results),
+    }
+
+
 def _twin(
-    spec: TopologySpec, lab_dir: Path, progress: Progress, name: str, handover: str = "netns"
+    spec: TopologySpec,
+    lab_dir: Path,
+    progress: Progress,
+    name: str,
+    *,
+    handover: str = "netns",
+    rounds: int = 1,
 ) -> dict[str, Any]:
+    """The upgrade and the failover, `rounds` times on one lab (each round after a probe
+    window with no cut); the first round is the row's `slot-upgrade` and `slot-failover`,
+    every round is in `rounds`."""
     twin_spec = replace(spec, standby=True, vif_handover=handover)
     lab, state = topology.build(lab_dir, twin_spec, progress, name=name)
     try:
@@ -228,9 +250,18 @@ def _twin(
         for a, b in pairs:
             lab.ping(a, b, count=3, interval=0.05)
         out: dict[str, Any] = {"flows_on_h1": topology.flow_count(lab, state, "h1")}
-        out["slot-upgrade"] = _upgrade(lab, pairs, progress)
-        time.sleep(2)
-        out["slot-failover"] = _failover(lab, pairs, progress)
+        out["rounds"] = []
+        for n in range(rounds):
+            one = {"baseline": _baseline(lab, pairs)}
+            time.sleep(1)
+            one["slot-upgrade"] = _upgrade(lab, pairs, progress)
+            time.sleep(2)
+            one["slot-failover"] = _failover(lab, pairs, progress)
+            time.sleep(2)
+            progress(f"twin bench ({handover}): round {n + 1} of {rounds} done")
+            out["rounds"].append(one)
+        out["slot-upgrade"] = out["rounds"][0]["slot-upgrade"]
+        out["slot-failover"] = out["rounds"][0]["slot-failover"]
         return out
     finally:
         services.stop_simhosts(lab.state())
@@ -270,6 +301,7 @@ def run_matrix(
     *,
     handovers: tuple[str, ...] = ("netns",),
     name: str = LAB_NAME,
+    rounds: int = 1,
 ) -> dict[str, Any]:
     """One plain lab per size x VM count, then one twin-slot lab per VIF handover; a row
     per handover (each with the plain lab's numbers of its size)."""
@@ -281,7 +313,7 @@ def run_matrix(
             plain = _plain(spec, lab_dir, progress, f"{name}p")
             for handover in handovers:
                 progress(f"twin bench: ~{flows} flows, {vms} VMs: twin-slot lab ({handover})")
-                twin = _twin(spec, lab_dir, progress, name, handover)
+                twin = _twin(spec, lab_dir, progress, name, handover=handover, rounds=rounds)
                 row: dict[str, Any] = {
                     "target_flows": flows,
                     "vms": vms,

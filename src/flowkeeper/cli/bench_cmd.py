@@ -266,11 +266,39 @@ def _twin_arguments(rs: Any) -> None:
         "slot, the NIC steered by tc)",
     )
     rs.add_argument(
+        "--twin-rounds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --twin: upgrades and failovers per twin-slot lab (1..10), each after a "
+        "probe window with no cut (the probes' own longest gaps)",
+    )
+    rs.add_argument(
         "--lab-name",
         default="fksl",
         help="with --twin: the twin labs' name (the plain lab's is NAME + 'p'); 1-7 "
         "letters or digits, unlike any lab already up",
     )
+
+
+def _round_lines(rounds: list[dict[str, Any]]) -> list[str]:
+    """One line per round: the per-VM longest gaps (lowest-highest) and the losses."""
+
+    def span(part: dict[str, Any]) -> str:
+        gaps = part["per_vm_gap_ms"]
+        return f"{min(gaps)}-{max(gaps)} ms, lost {part['lost']}/{part['sent']}"
+
+    lines = []
+    for n, one in enumerate(rounds, start=1):
+        fail = one["slot-failover"]
+        moves = [c["vif_move_ms"] for c in one["slot-upgrade"]["cuts"]]
+        lines.append(
+            f"round {n}: no cut {span(one['baseline'])}; upgrade "
+            f"{span(one['slot-upgrade'])} (moves {min(moves)}-{max(moves)} ms); "
+            f"failover {span(fail)} (move {fail['agent_failover'].get('move_ms')} ms, "
+            f"death seen after {fail['death_seen_after_ms']} ms)"
+        )
+    return lines
 
 
 def _counts(text: str, flag: str) -> list[int]:
@@ -293,8 +321,16 @@ def _twin(args: argparse.Namespace) -> int:
         raise UsageError("--twin-handover: netns and/or steer, comma-separated")
     if not args.lab_name.isalnum() or len(args.lab_name) > 7:
         raise UsageError(f"--lab-name must be 1-7 letters or digits, got {args.lab_name!r}")
+    if not 1 <= args.twin_rounds <= 10:
+        raise UsageError(f"--twin-rounds must be 1..10, got {args.twin_rounds}")
     data = slotbench.run_matrix(
-        sizes, vms, args.lab_dir, progress, handovers=handovers, name=args.lab_name
+        sizes,
+        vms,
+        args.lab_dir,
+        progress,
+        handovers=handovers,
+        name=args.lab_name,
+        rounds=args.twin_rounds,
     )
     path = _save("restart-twin", data, args.out)
     print(f"saved {path}")
@@ -329,6 +365,7 @@ def _twin_table(data: dict[str, Any]) -> str:
             f"    peer flow changes during the cuts: {up['peer_flow_changes_during_cuts']}; "
             f"peer flows the same after: {up['peer_flows_same_after']}"
         )
+        lines += [f"    {line}" for line in _round_lines(row["twin"].get("rounds", []))]
     for size, ratio in data["upgrade_gap_most_over_fewest_vms"].items():
         lines.append(f"upgrade gap, most VMs / fewest VMs at {size} flows: {ratio}")
     return "\n".join(lines)
