@@ -40,6 +40,7 @@ from flowkeeper.agent.restore import (
     restore,
     snapshot_flows,
 )
+from flowkeeper.agent.twin import STATUS_FILE
 from flowkeeper.agent.twinops import TwinOps
 from flowkeeper.agent.watchlog import WatchLog
 from flowkeeper.client import AsyncClient
@@ -168,6 +169,8 @@ class Agent(OvsGuard, ServerFollower, TwinOps):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
         t0 = time.monotonic()
+        if self.cfg.standby_ovsdb:  # a previous agent's word on the slots is void now
+            (self.cfg.state_dir / STATUS_FILE).unlink(missing_ok=True)
         # Reading the snapshot and connecting to OVSDB overlap: both are on the boot path.
         if self.early is not None:
             ovs = await asyncio.to_thread(self._connect_ovs)
@@ -372,7 +375,9 @@ class Agent(OvsGuard, ServerFollower, TwinOps):
             delta, complete_a = await self._apply(ovs, delta, phases, revision)
             exact = exact and complete_a
         if twin is not None:
-            await self._twin_apply(view, self.changed, peers, phases, complete_a)
+            await self._twin_apply(
+                view, self.changed, peers, phases, exact_a=complete_a, in_sync=in_sync
+            )
         if a_down:
             log.warning("slot a's switch is down: slot a not reconciled; retry in 0.5 s")
             asyncio.get_running_loop().call_later(0.5, self.wake.set)

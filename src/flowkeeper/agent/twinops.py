@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from flowkeeper.agent import conntrack, vifmove, vifsteer
+from flowkeeper.agent.catchup import gate_deletes
 from flowkeeper.agent.deathwatch import DeathWatch
 from flowkeeper.agent.ovsside import HostOvs, Vif
 from flowkeeper.agent.phases import Phases
@@ -187,7 +188,7 @@ class TwinOps:
         return self.twin is not None and SLOT_LINK in numbers
 
     async def _twin_apply(self, view: HostView, changed: object, peers: set[tuple[str, str]],
-                          phases: Phases, exact_a: bool) -> None:  # fmt: skip
+                          phases: Phases, *, exact_a: bool, in_sync: bool) -> None:  # fmt: skip
         """Slot b gets the desired flows too. A slot b that is down is retried later."""
         twin = self.twin
         assert twin is not None
@@ -200,6 +201,9 @@ class TwinOps:
                 delta = diff_keys(desired, twin.installed, changed)  # type: ignore[arg-type]
             else:
                 delta = diff(desired, twin.installed, ignore_cookie=True)
+            # As in slot a: until in sync the view may be old or partial, so nothing the
+            # agent does not desire is deleted yet (catchup.gate_deletes).
+            delta = gate_deletes(delta, in_sync, [])
             complete = True
             if delta:
                 result = await asyncio.to_thread(twin.ovs.apply, delta)
@@ -212,7 +216,7 @@ class TwinOps:
                     len(result.applied.delete),
                     f" ({len(result.deferred)} wait for ports)" if result.deferred else "",
                 )
-            if complete:
+            if complete and in_sync:
                 twin.step = (twin.installed, twin.installed.version)
             info.prepared = bool(info.alive) and complete and twin.plan.writes == 0
         except FlowkeeperError as exc:
