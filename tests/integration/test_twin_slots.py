@@ -13,6 +13,7 @@ instances, the agent drives both). Asserted: flows and loss counts, never timing
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -39,7 +40,7 @@ pytestmark = pytest.mark.lab
 @pytest.fixture(scope="module")
 def twin(request: pytest.FixtureRequest) -> Iterator[Twin]:
     require_lab()
-    name = "fktwin"
+    name = f"fktw{uuid.uuid4().hex[:4]}"  # never the name of a lab already up
     lab = Lab(Path(f"/tmp/{name}"))
     lab.down()
     lab.up(UpOptions(name=name, hosts=2, vms_per_host=3, networks=2, standby=True))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -48,7 +49,7 @@ pytestmark = pytest.mark.lab
 @pytest.fixture(scope="module")
 def twin(request: pytest.FixtureRequest) -> Iterator[Twin]:
     require_lab()
-    name = "fksteer"
+    name = f"fkst{uuid.uuid4().hex[:4]}"  # never the name of a lab already up
     lab = Lab(Path(f"/tmp/{name}"))
     lab.down()
     opts = UpOptions(
@@ -91,7 +92,7 @@ def test_every_tap_is_in_both_slots_with_one_ofport_and_frames_arrive_once(twin:
     settled(t)
     h1 = t.h1()
     assert t.state.vif_handover == "steer"
-    assert h1.hv_ns == "fksteer-h1-hv" and h1.hv_ns in t.state.namespaces
+    assert h1.hv_ns == f"{t.name}-h1-hv" and h1.hv_ns in t.state.namespaces
     assert h1.hv_ns in list_netns()
     a, b = ofports(h1.slot("a")), ofports(h1.slot("b"))
     for vm in t.vms("h1"):
