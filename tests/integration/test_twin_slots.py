@@ -13,7 +13,6 @@ instances, the agent drives both). Asserted: flows and loss counts, never timing
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,17 +20,16 @@ import pytest
 
 from flowkeeper.bench.recovery import start_probes
 from flowkeeper.lab import services, slotupgrade
-from flowkeeper.lab.lab import Lab, UpOptions
 from flowkeeper.lab.run import run
-from tests.conftest import leftovers, require_lab, wait_for
+from tests.conftest import wait_for
 from tests.integration.twin_support import (
     Twin,
     all_forward,
-    logs_kept_on_failure,
     pairs,
     remote_flows,
     settled,
     status,
+    twin_lab,
 )
 
 pytestmark = pytest.mark.lab
@@ -39,17 +37,8 @@ pytestmark = pytest.mark.lab
 
 @pytest.fixture(scope="module")
 def twin(request: pytest.FixtureRequest) -> Iterator[Twin]:
-    require_lab()
-    name = f"fktw{uuid.uuid4().hex[:4]}"  # never the name of a lab already up
-    lab = Lab(Path(f"/tmp/{name}"))
-    lab.down()
-    lab.up(UpOptions(name=name, hosts=2, vms_per_host=3, networks=2, standby=True))
-    try:
-        with logs_kept_on_failure(lab, request.session):
-            yield Twin(lab, name)
-    finally:
-        lab.down()
-        assert leftovers(name, lab.dir) == [], "lab down left things behind"
+    with twin_lab(request.session, "fktw", "netns") as t:
+        yield t
 
 
 def test_upgrade_moves_every_vm_and_no_remote_flow_changes(

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,20 +26,19 @@ import pytest
 from flowkeeper.agent import vifsteer
 from flowkeeper.bench.recovery import start_probes
 from flowkeeper.lab import hypervisor, services, slotupgrade
-from flowkeeper.lab.lab import Lab, UpOptions
 from flowkeeper.lab.run import list_netns, run
 from flowkeeper.lab.state import HostState
 from flowkeeper.ovs.ovsdb import Ovsdb
-from tests.conftest import leftovers, require_lab, wait_for
+from tests.conftest import wait_for
 from tests.integration.twin_support import (
     Twin,
     all_forward,
     failovers,
-    logs_kept_on_failure,
     pairs,
     remote_flows,
     settled,
     slot_flows,
+    twin_lab,
 )
 
 pytestmark = pytest.mark.lab
@@ -48,20 +46,8 @@ pytestmark = pytest.mark.lab
 
 @pytest.fixture(scope="module")
 def twin(request: pytest.FixtureRequest) -> Iterator[Twin]:
-    require_lab()
-    name = f"fkst{uuid.uuid4().hex[:4]}"  # never the name of a lab already up
-    lab = Lab(Path(f"/tmp/{name}"))
-    lab.down()
-    opts = UpOptions(
-        name=name, hosts=2, vms_per_host=3, networks=2, standby=True, vif_handover="steer"
-    )
-    lab.up(opts)
-    try:
-        with logs_kept_on_failure(lab, request.session):
-            yield Twin(lab, name)
-    finally:
-        lab.down()
-        assert leftovers(name, lab.dir) == [], "lab down left things behind"
+    with twin_lab(request.session, "fkst", "steer") as t:
+        yield t
 
 
 def ofports(slot: HostState) -> dict[str, int | None]:

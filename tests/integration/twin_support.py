@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import pytest
 
 from flowkeeper.lab import slots, slotupgrade
-from flowkeeper.lab.lab import Lab
+from flowkeeper.lab.lab import Lab, UpOptions
 from flowkeeper.lab.state import HostState, LabState, VmState
-from tests.conftest import wait_for
+from tests.conftest import leftovers, require_lab, wait_for
 
 FORWARD_S = 20.0  # bound for a VM to answer again after a cut or a failover
 
@@ -46,6 +48,25 @@ def logs_kept_on_failure(lab: Lab, session: pytest.Session) -> Iterator[None]:
     finally:
         if session.testsfailed > failed:
             print(f"lab logs kept in {lab.keep_logs()}")
+
+
+@contextmanager
+def twin_lab(session: pytest.Session, prefix: str, handover: str = "netns") -> Iterator[Twin]:
+    """A twin-slot lab (2 hosts, 3 VMs each on 2 networks) under a fresh name, down after."""
+    require_lab()
+    name = f"{prefix}{uuid.uuid4().hex[:4]}"  # never the name of a lab already up
+    lab = Lab(Path(f"/tmp/{name}"))
+    lab.down()
+    opts = UpOptions(
+        name=name, hosts=2, vms_per_host=3, networks=2, standby=True, vif_handover=handover
+    )
+    lab.up(opts)
+    try:
+        with logs_kept_on_failure(lab, session):
+            yield Twin(lab, name)
+    finally:
+        lab.down()
+        assert leftovers(name, lab.dir) == [], "lab down left things behind"
 
 
 def remote_flows(host: HostState) -> list[str]:
