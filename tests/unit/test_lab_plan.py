@@ -5,7 +5,14 @@ from __future__ import annotations
 import ipaddress
 
 from flowkeeper.lab.plan import plan_hosts, plan_vms, tunnel_ip
-from flowkeeper.lab.probe import LAB_RANGE, echo_request, parse_reply, summarize
+from flowkeeper.lab.probe import (
+    LAB_RANGE,
+    echo_request,
+    outages,
+    parse_control,
+    parse_reply,
+    summarize,
+)
 from flowkeeper.lab.state import HostState, VmState
 from flowkeeper.lab.staticflows import static_flows, tunnel_peers
 from flowkeeper.naming import tunnel_port_name
@@ -69,7 +76,33 @@ def test_summarize_counts_loss_and_longest_gap() -> None:
     assert (res.sent, res.received, res.lost) == (10, 7, 3)
     assert res.longest_loss_run == 3
     assert 39 < res.max_gap_ms < 41  # reply 2 at 21 ms, reply 6 at 61 ms
+    assert abs(res.max_outage_ms - 40) < 1e-6  # sent: answered 20 ms, next answered 60 ms
     assert res.timeline[3] == (0.03, None)
+
+
+def test_a_late_reply_is_a_gap_but_not_an_outage() -> None:
+    sends = [i * 0.01 for i in range(10)]
+    replies = {i: t + 0.001 for i, t in enumerate(sends)}
+    replies[4] = replies[5] = replies[6] = 0.065  # the machine held three replies 25 ms
+    res = summarize("198.19.1.10", sends, replies, 0.01, end_time=0.1)
+    assert res.lost == 0 and res.max_outage_ms == 0.0
+    assert res.max_gap_ms > 30
+
+
+def test_outages_span_from_the_last_answered_to_the_next_answered_probe() -> None:
+    sends = [0.0, 0.001, 0.002, 0.003, 0.004, 0.014, 0.015]
+    answered = [True, False, False, True, True, False, False]
+    assert outages(sends, answered, end_time=0.02) == [(0.0, 0.003), (0.004, 0.02)]
+    assert outages([0.0, 0.01], [False, True], end_time=0.02) == [(0.0, 0.01)]
+    assert outages([0.0], [True], end_time=0.01) == []
+
+
+def test_control_lines_change_the_interval_only_within_bounds() -> None:
+    assert parse_control("interval 0.001\n") == 0.001
+    assert parse_control("interval 0.0001") is None  # below the probe's floor
+    assert parse_control("interval 99") is None
+    assert parse_control("interval x") is None
+    assert parse_control("stop") is None
 
 
 def test_summarize_all_lost() -> None:

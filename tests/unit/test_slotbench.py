@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from flowkeeper.bench.slotbench import gap_end, ratios
-from flowkeeper.lab.probe import ProbeResult
+from typing import Any
+
+from flowkeeper.bench.slotbench import gap_end, lost_within, ratios, scaling, sent_within
+from flowkeeper.lab.probe import ProbeResult, outage_within
 
 
 def probe(timeline: list[tuple[float, float | None]]) -> ProbeResult:
     lost = sum(1 for _t, rtt in timeline if rtt is None)
-    return ProbeResult("x", len(timeline), len(timeline) - lost, lost, 10.0, 0.0, 0, None,
+    return ProbeResult("x", len(timeline), len(timeline) - lost, lost, 10.0, 0.0, 0.0, 0, None,
                        1.0, start_unix=100.0, timeline=timeline)  # fmt: skip
 
 
@@ -19,20 +21,65 @@ def test_gap_end_is_the_first_answer_after_the_last_loss() -> None:
     assert gap_end(whole, 100.005) == 100.01
 
 
-def test_ratios_come_from_the_same_run() -> None:
-    plain = {"ovs-restart-frw": {"max_gap_ms": 1000.0}, "ovs-kill9": {"max_gap_ms": 800.0}}
-    twin = {
+PLAIN = {
+    "ovs-restart-frw": {"max_gap_ms": 1000.0, "max_outage_ms": 990.0},
+    "ovs-kill9": {"max_gap_ms": 800.0, "max_outage_ms": 400.0},
+}
+
+
+def twin(up_outages: list[float], fail_outages: list[float]) -> dict[str, Any]:
+    return {
         "slot-upgrade": {
             "cuts": [{"vif_move_ms": 20.0}, {"vif_move_ms": 30.0}, {"vif_move_ms": 25.0}],
             "per_vm_gap_ms": [40.0, 45.0, 50.0],
+            "per_vm_outage_ms": up_outages,
+            "resolution_ms": 1.0,
         },
-        "slot-failover": {"per_vm_gap_ms": [70.0, 80.0]},
+        "slot-failover": {
+            "per_vm_gap_ms": [70.0, 80.0],
+            "per_vm_outage_ms": fail_outages,
+            "resolution_ms": 10.0,
+        },
     }
-    r = ratios(plain, twin)
+
+
+def test_ratios_come_from_the_same_run() -> None:
+    r = ratios(PLAIN, twin([0.0, 9.9, 2.0], [20.0, 40.0]))
     assert r["vif_move_floor_ms"] == 25.0
     assert r["upgrade_gap_over_vif_move"] == 2.0
     assert r["upgrade_gap_over_plain_restart"] == 0.05
     assert r["failover_gap_over_kill9_restore"] == 0.1
+    assert r["upgrade_max_outage_ms"] == 9.9
+    assert r["upgrade_outage_over_vif_move"] == 0.4
+    assert r["upgrade_outage_over_plain_restart"] == 0.01
+    assert r["failover_outage_over_kill9_restore"] == 0.1
+
+
+def test_an_outage_below_the_probes_resolution_counts_as_the_resolution() -> None:
+    # nothing lost: the cut was shorter than the interval, not zero
+    r = ratios(PLAIN, twin([0.0, 0.0, 0.0], [0.0, 0.0]))
+    assert r["upgrade_max_outage_ms"] == 1.0
+    assert r["failover_max_outage_ms"] == 10.0
+    assert r["failover_outage_over_kill9_restore"] == 0.025
+
+
+def test_scaling_is_most_vms_over_fewest_per_size_and_handover() -> None:
+    rows = [
+        {"target_flows": 200, "vif_handover": "steer", "vms": n, "ratios": {"k": v}}
+        for n, v in ((10, 4.0), (40, 5.0))
+    ] + [{"target_flows": 200, "vif_handover": "netns", "vms": 10, "ratios": {"k": 3.0}}]
+    assert scaling(rows, "k") == {"200 steer": 1.25}
+
+
+def test_a_cut_window_counts_only_its_own_losses() -> None:
+    # fine probes around a cut at 100.1: one lost at 100.101; a coarse loss far later
+    timeline: list[tuple[float, float | None]] = [(0.0, 1.0), (0.099, 1.0), (0.1, 1.0)]
+    timeline += [(0.101, None), (0.102, 1.0), (0.5, 1.0), (0.51, None), (0.52, 1.0)]
+    res = probe(timeline)
+    assert lost_within(res, 100.0, 100.4) == 1
+    assert sent_within(res, 100.0, 100.4) == 5
+    assert abs(outage_within(res, 100.0, 100.4) - 0.002) < 1e-9
+    assert abs(outage_within(res, 100.4, 101.0) - 0.02) < 1e-9
 
 
 def test_each_round_is_one_line_with_its_gap_spans() -> None:
@@ -55,7 +102,7 @@ def test_each_round_is_one_line_with_its_gap_spans() -> None:
         },
     }
     assert _round_lines([one]) == [
-        "round 1: no cut 20.0-30.0 ms, lost 0/1600; upgrade 25.0-40.0 ms, lost 1/3400 "
-        "(moves 3.0-5.0 ms); failover 18.0-44.0 ms, lost 7/1600 (move 3.5 ms, death seen "
-        "after 2.9 ms)"
+        "round 1: no cut gap 20.0-30.0 ms, lost 0/1600; upgrade gap 25.0-40.0 ms, lost "
+        "1/3400 (moves 3.0-5.0 ms); failover gap 18.0-44.0 ms, lost 7/1600 (move 3.5 ms, "
+        "death seen after 2.9 ms)"
     ]

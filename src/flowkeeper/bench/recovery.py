@@ -24,7 +24,7 @@ from flowkeeper.bench.restore import ovs_save_replace
 from flowkeeper.bench.topology import TopologySpec
 from flowkeeper.lab import services
 from flowkeeper.lab.lab import Lab
-from flowkeeper.lab.probe import ProbeResult
+from flowkeeper.lab.probe import MAX_COUNT, ProbeResult
 from flowkeeper.lab.run import in_ns
 from flowkeeper.lab.state import LabState
 from flowkeeper.naming import BR_INT, BR_TUN
@@ -44,16 +44,40 @@ class Probe:
         out, _ = self.proc.communicate(timeout=900)
         return ProbeResult(**json.loads(out))
 
+    def set_interval(self, seconds: float) -> None:
+        """Change a `--control` probe's interval from its next probe on."""
+        if self.proc.stdin is None:
+            raise ValueError(f"probe {self.name} was not started with control")
+        self.proc.stdin.write(f"interval {seconds}\n")
+        self.proc.stdin.flush()
+
 
 def start_probes(
-    lab: Lab, state: LabState, pairs: list[tuple[str, str]], seconds: float
+    lab: Lab,
+    state: LabState,
+    pairs: list[tuple[str, str]],
+    seconds: float,
+    *,
+    control: bool = False,
+    fine: float = 0.001,
 ) -> list[Probe]:
+    """A probe per pair, every PROBE_INTERVAL for `seconds`. With `control`, each probe's
+    interval can be changed while it runs (Probe.set_interval, down to `fine`); it still
+    sends for `seconds` only and at most seconds / fine probes."""
     probes = []
-    count = int(seconds / PROBE_INTERVAL)
+    count = min(MAX_COUNT, int(seconds / (fine if control else PROBE_INTERVAL)))
     for src, dst in pairs:
         a, b = state.vm(src), state.vm(dst)
-        argv = in_ns(a.ns, lab.probe_argv(a, b.ip, count, PROBE_INTERVAL))
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        argv = lab.probe_argv(a, b.ip, count, PROBE_INTERVAL)
+        if control:
+            argv += ["--control", "--seconds", str(seconds)]
+        proc = subprocess.Popen(
+            in_ns(a.ns, argv),
+            stdin=subprocess.PIPE if control else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         probes.append(Probe(f"{src}->{dst}", proc))
     return probes
 

@@ -113,6 +113,8 @@ def _summary(
         "max_gap_ms": gaps[-1],
         "median_gap_ms": gaps[len(gaps) // 2],
         "per_vm_gap_ms": [round(r.max_gap_ms, 1) for r in results],
+        "max_outage_ms": max((r.max_outage_ms for r in results), default=0.0),
+        "per_vm_outage_ms": [round(r.max_outage_ms, 1) for r in results],
         "timeline": _timeline(results, began),
     }
 

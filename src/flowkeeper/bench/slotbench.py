@@ -35,7 +35,7 @@ from flowkeeper.bench.topology import TopologySpec
 from flowkeeper.errors import FlowkeeperError
 from flowkeeper.lab import services, slots, slotupgrade
 from flowkeeper.lab.lab import Lab
-from flowkeeper.lab.probe import ProbeResult
+from flowkeeper.lab.probe import ProbeResult, outage_within
 from flowkeeper.lab.run import run
 from flowkeeper.lab.state import HostState
 
@@ -117,9 +117,17 @@ def peer_applies(lab: Lab, host: str, since: float) -> int:
     return count
 
 
+FINE_S = 0.001  # the probe interval around a cut
+LEAD_S = 0.1  # fine probing before a cut
+FAILOVER_FINE_VMS = 4  # VMs probed at FINE_S across a failover (the others every 10 ms)
+FAILOVER_FINE_S = 1.0  # fine probing after the kill
+
+
 def _upgrade(lab: Lab, pairs: list[tuple[str, str]], progress: Progress) -> dict[str, Any]:
     """`lab upgrade-ovs h1` step by step, so that the probes cover exactly the cuts:
-    restart the empty slot, probe while the VMs move one at a time, restart the other."""
+    restart the empty slot, probe while the VMs move one at a time, restart the other.
+    Each VM is probed every 10 ms, and every 1 ms from LEAD_S before its own cut to
+    SETTLE_S after it."""
     state = lab.state()
     h1 = state.host("h1")
     slotupgrade.sync_slots(state, h1)
@@ -131,39 +139,34 @@ def _upgrade(lab: Lab, pairs: list[tuple[str, str]], progress: Progress) -> dict
     began = time.monotonic()
     restarts = [slotupgrade.restart_slot(state, h1, dst, timeout=120)]
     before = peer_flows(lab, "h2")
-    seconds = 3.0 + len(vms) * (SETTLE_S + 0.6) + 5.0
-    probes = start_probes(lab, state, pairs, seconds=seconds)
+    seconds = 3.0 + len(vms) * (LEAD_S + SETTLE_S + 0.6) + 5.0
+    probes = start_probes(lab, state, pairs, seconds=seconds, control=True, fine=FINE_S)
+    probe_of = {dst_vm: p for (_src, dst_vm), p in zip(pairs, probes, strict=True)}
     time.sleep(2.0)
     cuts_from = time.time()
     moves = []
     for vm in vms:
+        fine = probe_of.get(vm.name)
+        if fine:
+            fine.set_interval(FINE_S)
+        time.sleep(LEAD_S)
         moves.append(slotupgrade.move_vm(state, h1, vm, dst))
         progress(f"slot-upgrade: {vm.name} to slot {dst}: move {moves[-1].move_ms:.1f} ms")
         time.sleep(SETTLE_S)
+        if fine:
+            fine.set_interval(PROBE_INTERVAL)
     cuts_to = time.time()
     results = [p.result() for p in probes]
     applies = peer_applies(lab, "h2", cuts_from)
     same = peer_flows(lab, "h2") == before
     restarts.append(slotupgrade.restart_slot(state, h1, src, timeout=120))
     by_vm = {dst_vm: r for (_src, dst_vm), r in zip(pairs, results, strict=True)}
-    cuts = []
-    for move in moves:
-        res = by_vm.get(move.vm)
-        first = gap_end(res, move.started) if res else None
-        cuts.append(
-            {
-                "vm": move.vm,
-                "vif_move_ms": round(move.move_ms, 2),
-                "bind_ms": round(move.ofport_ms, 2),
-                "first_packet_ms": None
-                if first is None
-                else round((first - move.started) * 1000, 1),
-                "gap_ms": None if res is None else round(res.max_gap_ms, 1),
-            }
-        )
+    cuts = [_cut(move, by_vm.get(move.vm)) for move in moves]
     return {
         "cuts": cuts,
         "per_vm_gap_ms": _gaps(results),
+        "per_vm_outage_ms": _outages(results),
+        "resolution_ms": FINE_S * 1000,
         "lost": sum(r.lost for r in results),
         "sent": sum(r.sent for r in results),
         "cut_phase_s": round(cuts_to - cuts_from, 2),
@@ -174,7 +177,41 @@ def _upgrade(lab: Lab, pairs: list[tuple[str, str]], progress: Progress) -> dict
     }
 
 
+def _cut(move: slotupgrade.SlotMove, res: ProbeResult | None) -> dict[str, Any]:
+    """One cut's budget: the VIF move, the bind, the first packet through the new slot,
+    and the VM's outage and losses in its own fine-probed window."""
+    first = gap_end(res, move.started) if res else None
+    window = (move.started - LEAD_S, move.started + SETTLE_S)
+    return {
+        "vm": move.vm,
+        "vif_move_ms": round(move.move_ms, 2),
+        "bind_ms": round(move.ofport_ms, 2),
+        "first_packet_ms": None if first is None else round((first - move.started) * 1000, 1),
+        "gap_ms": None if res is None else round(res.max_gap_ms, 1),
+        "outage_ms": None if res is None else round(outage_within(res, *window) * 1000, 1),
+        "lost_in_window": None if res is None else lost_within(res, *window),
+        "sent_in_window": None if res is None else sent_within(res, *window),
+    }
+
+
+def sent_within(res: ProbeResult, start_unix: float, end_unix: float) -> int:
+    return sum(1 for t, _rtt in res.timeline if start_unix <= res.start_unix + t <= end_unix)
+
+
+def lost_within(res: ProbeResult, start_unix: float, end_unix: float) -> int:
+    return sum(
+        1 for t, rtt in res.timeline if rtt is None and start_unix <= res.start_unix + t <= end_unix
+    )
+
+
+def _outages(results: list[ProbeResult]) -> list[float]:
+    return [round(r.max_outage_ms, 1) for r in results]
+
+
 def _failover(lab: Lab, pairs: list[tuple[str, str]], progress: Progress) -> dict[str, Any]:
+    """kill -9 of the slot holding h1's VMs under probes: every 10 ms for each VM, every
+    1 ms for the first FAILOVER_FINE_VMS from LEAD_S before the kill to FAILOVER_FINE_S
+    after it."""
     state = lab.state()
     h1 = state.host("h1")
     slotupgrade.sync_slots(state, h1)
@@ -186,22 +223,35 @@ def _failover(lab: Lab, pairs: list[tuple[str, str]], progress: Progress) -> dic
     dead = busy.pop()
     pid = int(Path(h1.slot(dead).path("ovs-vswitchd.pid")).read_text())
     count = len(_failovers(h1))
-    probes = start_probes(lab, state, pairs, seconds=8.0)
-    time.sleep(2.0)
+    probes = start_probes(lab, state, pairs, seconds=8.0, control=True, fine=FINE_S)
+    fine = probes[:FAILOVER_FINE_VMS]
+    time.sleep(2.0 - LEAD_S)
+    for probe in fine:
+        probe.set_interval(FINE_S)
+    time.sleep(LEAD_S)
     began = time.time()
     run(["kill", "-9", str(pid)])
+    time.sleep(FAILOVER_FINE_S)
+    for probe in fine:
+        probe.set_interval(PROBE_INTERVAL)
     results = [p.result() for p in probes]
     records = _failovers(h1)
     record = records[-1] if len(records) > count else {}
     slotupgrade.sync_slots(lab.state(), lab.state().host("h1"))
     back = [gap_end(r, began) for r in results]
-    progress(f"slot-failover: gaps {_gaps(results)} ms; agent's record {record}")
+    progress(
+        f"slot-failover: outages {_outages(results)} ms, gaps {_gaps(results)} ms; "
+        f"agent's record {record}"
+    )
     slotupgrade.wait_ready(lab.state().host("h1"), dead, timeout=120)
     seen = record.get("seen_unix") if record else None
     return {
         "dead_slot": dead,
         "death_seen_after_ms": None if not seen else round((seen - began) * 1000, 2),
         "per_vm_gap_ms": _gaps(results),
+        "per_vm_outage_ms": _outages(results),
+        "fine_probed_vms": len(fine),
+        "resolution_ms": (FINE_S if len(fine) == len(probes) else PROBE_INTERVAL) * 1000,
         "lost": sum(r.lost for r in results),
         "sent": sum(r.sent for r in results),
         "agent_failover": record,
@@ -222,10 +272,18 @@ BASELINE_S = 8.0  # a probe window with no cut: the probes' own longest gaps
 
 
 def _baseline(lab: Lab, pairs: list[tuple[str, str]]) -> dict[str, Any]:
-    """Probes with nothing happening: the longest gap the machine's load alone makes."""
-    results = [p.result() for p in start_probes(lab, lab.state(), pairs, seconds=BASELINE_S)]
+    """Probes with nothing happening: the longest gap the machine's load alone makes, and
+    the outage the probes measure when nothing is cut (0 unless the lab drops probes),
+    the first VM probed every 1 ms for the middle 2 s."""
+    probes = start_probes(lab, lab.state(), pairs, seconds=BASELINE_S, control=True)
+    time.sleep(BASELINE_S / 2 - 1)
+    probes[0].set_interval(FINE_S)
+    time.sleep(2.0)
+    probes[0].set_interval(PROBE_INTERVAL)
+    results = [p.result() for p in probes]
     return {
         "per_vm_gap_ms": _gaps(results),
+        "per_vm_outage_ms": _outages(results),
         "lost": sum(r.lost for r in results),
         "sent": sum(r.sent for r in results),
     }
@@ -268,24 +326,60 @@ def _twin(
         lab.down()
 
 
+def outage_bound(run_: dict[str, Any]) -> float:
+    """A phase's longest per-VM outage, or its probes' resolution when nothing longer was
+    lost (a cut shorter than the interval can lose no probe: its outage is below it)."""
+    return float(max([*run_["per_vm_outage_ms"], run_["resolution_ms"]]))
+
+
 def ratios(plain: dict[str, Any], twin: dict[str, Any]) -> dict[str, Any]:
-    """The issue's targets, as ratios of numbers measured in this run."""
-    up = twin["slot-upgrade"]
+    """The issue's targets, as ratios of numbers measured in this run: on outages (the
+    send-time spans of lost probes) and, for comparison, on reply gaps (which include the
+    machine's scheduling delays)."""
+    up, fail = twin["slot-upgrade"], twin["slot-failover"]
     moves = [c["vif_move_ms"] for c in up["cuts"]]
     floor = statistics.median(moves) if moves else None
+    up_out, fail_out = outage_bound(up), outage_bound(fail)
+    restart_out = plain["ovs-restart-frw"]["max_outage_ms"]
+    kill9_out = plain["ovs-kill9"]["max_outage_ms"]
     up_gap = max(up["per_vm_gap_ms"])
-    fail_gap = max(twin["slot-failover"]["per_vm_gap_ms"])
+    fail_gap = max(fail["per_vm_gap_ms"])
     restart_gap = plain["ovs-restart-frw"]["max_gap_ms"]
     kill9_gap = plain["ovs-kill9"]["max_gap_ms"]
     return {
         "vif_move_floor_ms": floor,
+        "upgrade_max_outage_ms": up_out,
+        "upgrade_outage_over_vif_move": _ratio(up_out, floor, 2),
+        "upgrade_outage_over_plain_restart": _ratio(up_out, restart_out, 4),
+        "failover_max_outage_ms": fail_out,
+        "failover_outage_over_kill9_restore": _ratio(fail_out, kill9_out, 4),
+        "plain_restart_outage_ms": restart_out,
+        "kill9_restore_outage_ms": kill9_out,
         "upgrade_max_gap_ms": up_gap,
-        "upgrade_gap_over_vif_move": None if not floor else round(up_gap / floor, 2),
-        "upgrade_gap_over_plain_restart": round(up_gap / restart_gap, 3) if restart_gap else None,
+        "upgrade_gap_over_vif_move": _ratio(up_gap, floor, 2),
+        "upgrade_gap_over_plain_restart": _ratio(up_gap, restart_gap, 3),
         "failover_max_gap_ms": fail_gap,
-        "failover_gap_over_kill9_restore": round(fail_gap / kill9_gap, 3) if kill9_gap else None,
+        "failover_gap_over_kill9_restore": _ratio(fail_gap, kill9_gap, 3),
         "plain_restart_gap_ms": restart_gap,
         "kill9_restore_gap_ms": kill9_gap,
+    }
+
+
+def _ratio(num: float, den: float | None, digits: int) -> float | None:
+    return round(num / den, digits) if den else None
+
+
+def scaling(rows: list[dict[str, Any]], key: str) -> dict[str, float]:
+    """Per size and handover: `key` of the row with the most VMs over the fewest."""
+    by_size: dict[tuple[int, str], dict[int, float]] = {}
+    for row in rows:
+        by_size.setdefault((row["target_flows"], row["vif_handover"]), {})[row["vms"]] = row[
+            "ratios"
+        ][key]
+    return {
+        f"{size} {how}": round(vals[max(vals)] / vals[min(vals)], 2)
+        for (size, how), vals in by_size.items()
+        if len(vals) > 1 and vals[min(vals)]
     }
 
 
@@ -324,21 +418,12 @@ def run_matrix(
                 }
                 progress(f"twin bench: {flows} flows, {vms} VMs, {handover}: {row['ratios']}")
                 rows.append(row)
-    by_size: dict[tuple[int, str], dict[int, float]] = {}
-    for row in rows:
-        key = (row["target_flows"], row["vif_handover"])
-        by_size.setdefault(key, {})[row["vms"]] = row["ratios"]["upgrade_max_gap_ms"]
-    scaling = {
-        (str(size) if how == "netns" else f"{size} {how}"): round(
-            gaps[max(gaps)] / gaps[min(gaps)], 2
-        )
-        for (size, how), gaps in by_size.items()
-        if len(gaps) > 1 and gaps[min(gaps)]
-    }
     return {
         "benchmark": "restart-twin",
         "probe_interval_s": PROBE_INTERVAL,
+        "fine_interval_s": FINE_S,
         "settle_s": SETTLE_S,
         "rows": rows,
-        "upgrade_gap_most_over_fewest_vms": scaling,
+        "upgrade_outage_most_over_fewest_vms": scaling(rows, "upgrade_max_outage_ms"),
+        "upgrade_gap_most_over_fewest_vms": scaling(rows, "upgrade_max_gap_ms"),
     }

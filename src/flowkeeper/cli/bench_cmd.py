@@ -259,7 +259,7 @@ def _twin_arguments(rs: Any) -> None:
     )
     rs.add_argument(
         "--twin-handover",
-        default="netns",
+        default="steer",
         metavar="MODE,MODE",
         help="with --twin: the VIF handovers to measure, each in a twin-slot lab of its own: "
         "netns (the tap moves between the slots' namespaces) and/or steer (a tap in each "
@@ -285,8 +285,9 @@ def _round_lines(rounds: list[dict[str, Any]]) -> list[str]:
     """One line per round: the per-VM longest gaps (lowest-highest) and the losses."""
 
     def span(part: dict[str, Any]) -> str:
-        gaps = part["per_vm_gap_ms"]
-        return f"{min(gaps)}-{max(gaps)} ms, lost {part['lost']}/{part['sent']}"
+        gaps, outs = part["per_vm_gap_ms"], part.get("per_vm_outage_ms")
+        out = f"outage {min(outs)}-{max(outs)} ms, " if outs else ""
+        return f"{out}gap {min(gaps)}-{max(gaps)} ms, lost {part['lost']}/{part['sent']}"
 
     lines = []
     for n, one in enumerate(rounds, start=1):
@@ -340,25 +341,30 @@ def _twin(args: argparse.Namespace) -> int:
 
 def _twin_table(data: dict[str, Any]) -> str:
     head = (
-        f"{'flows':>6} {'VMs':>4} {'VIFs':>6} {'move ms':>8} {'upg gap':>8} {'/move':>6} "
-        f"{'restart':>8} {'/restart':>8} {'fail gap':>9} {'kill9':>7} {'/kill9':>7}"
+        f"{'flows':>6} {'VMs':>4} {'VIFs':>6} {'move ms':>8} {'upg out':>8} {'/move':>6} "
+        f"{'restart':>8} {'/restart':>8} {'fail out':>9} {'kill9':>7} {'/kill9':>7} "
+        f"{'upg gap':>8} {'fail gap':>9}"
     )
-    lines = [head]
+    lines = ["outage: longest send-time span of lost probes (1 ms around each cut); "
+             "gap: longest time without a reply", head]  # fmt: skip
     for row in data["rows"]:
         r = row["ratios"]
         lines.append(
             f"{row['twin']['flows_on_h1']:>6} {row['vms']:>4} "
             f"{row.get('vif_handover', 'netns'):>6} {r['vif_move_floor_ms']!s:>8} "
-            f"{r['upgrade_max_gap_ms']:>8} {r['upgrade_gap_over_vif_move']!s:>6} "
-            f"{r['plain_restart_gap_ms']:>8.0f} {r['upgrade_gap_over_plain_restart']!s:>8} "
-            f"{r['failover_max_gap_ms']:>9} {r['kill9_restore_gap_ms']:>7.0f} "
-            f"{r['failover_gap_over_kill9_restore']!s:>7}"
+            f"{r['upgrade_max_outage_ms']:>8} {r['upgrade_outage_over_vif_move']!s:>6} "
+            f"{r['plain_restart_outage_ms']:>8.0f} "
+            f"{r['upgrade_outage_over_plain_restart']!s:>8} "
+            f"{r['failover_max_outage_ms']:>9} {r['kill9_restore_outage_ms']:>7.0f} "
+            f"{r['failover_outage_over_kill9_restore']!s:>7} "
+            f"{r['upgrade_max_gap_ms']:>8} {r['failover_max_gap_ms']:>9}"
         )
         for cut in row["twin"]["slot-upgrade"]["cuts"]:
             lines.append(
                 f"    cut {cut['vm']}: VIF move {cut['vif_move_ms']} ms, bind "
-                f"{cut['bind_ms']} ms, first packet {cut['first_packet_ms']} ms, gap "
-                f"{cut['gap_ms']} ms"
+                f"{cut['bind_ms']} ms, first packet {cut['first_packet_ms']} ms, outage "
+                f"{cut.get('outage_ms')} ms (lost {cut.get('lost_in_window')}/"
+                f"{cut.get('sent_in_window')}), gap {cut['gap_ms']} ms"
             )
         up = row["twin"]["slot-upgrade"]
         lines.append(
@@ -366,6 +372,8 @@ def _twin_table(data: dict[str, Any]) -> str:
             f"peer flows the same after: {up['peer_flows_same_after']}"
         )
         lines += [f"    {line}" for line in _round_lines(row["twin"].get("rounds", []))]
+    for size, ratio in data.get("upgrade_outage_most_over_fewest_vms", {}).items():
+        lines.append(f"upgrade outage, most VMs / fewest VMs at {size} flows: {ratio}")
     for size, ratio in data["upgrade_gap_most_over_fewest_vms"].items():
         lines.append(f"upgrade gap, most VMs / fewest VMs at {size} flows: {ratio}")
     return "\n".join(lines)
