@@ -140,6 +140,17 @@ def stream(
     return Stream(server, client)
 
 
+def ok(client_side: dict[str, object], server_side: dict[str, object]) -> None:
+    """A stream that lost nothing: no reset, every byte sent arrived, in order."""
+    assert client_side["resets"] == 0 and server_side["resets"] == 0, (client_side, server_side)
+    assert client_side["error"] == "", client_side
+    assert server_side["sequence_errors"] == 0, server_side
+    assert server_side["received"] == client_side["sent"] == client_side["server_count"], (
+        client_side,
+        server_side,
+    )
+
+
 def udp_counter(state: LabState, vm: VmState, port: int, seconds: float, name: str) -> Any:
     return trafficrun.start(
         state,

@@ -29,7 +29,7 @@ from flowkeeper.lab.lab import Lab, UpOptions
 from flowkeeper.lab.state import LabState, VmState
 from tests.conftest import _show_lab, leftovers, require_lab
 from tests.integration import fw_support as fw
-from tests.integration.fw_support import becomes, rule, verdict
+from tests.integration.fw_support import becomes, ok, rule, verdict
 
 pytestmark = pytest.mark.lab
 
@@ -212,17 +212,6 @@ def test_spoofed_mac_or_ip_dropped_and_allowed_pair_passes(fwlab: Fw) -> None:
     fw.eventually(
         lambda: received(fwlab, [{"tag": "pair", "src_ip": PAIR_IP}], 1.0) == {},
         "the pair's address is dropped again once the pair is gone",
-    )
-
-
-def ok(client_side: dict[str, object], server_side: dict[str, object]) -> None:
-    """A stream that lost nothing: no reset, every byte sent arrived, in order."""
-    assert client_side["resets"] == 0 and server_side["resets"] == 0, (client_side, server_side)
-    assert client_side["error"] == "", client_side
-    assert server_side["sequence_errors"] == 0, server_side
-    assert server_side["received"] == client_side["sent"] == client_side["server_count"], (
-        client_side,
-        server_side,
     )
 
 

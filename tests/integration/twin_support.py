@@ -51,14 +51,29 @@ def logs_kept_on_failure(lab: Lab, session: pytest.Session) -> Iterator[None]:
 
 
 @contextmanager
-def twin_lab(session: pytest.Session, prefix: str, handover: str = "netns") -> Iterator[Twin]:
-    """A twin-slot lab (2 hosts, 3 VMs each on 2 networks) under a fresh name, down after."""
+def twin_lab(
+    session: pytest.Session,
+    prefix: str,
+    handover: str = "netns",
+    *,
+    firewall: str = "noop",
+    vms_per_host: int = 3,
+    networks: int = 2,
+) -> Iterator[Twin]:
+    """A twin-slot lab (2 hosts, 3 VMs each on 2 networks unless asked otherwise) under a
+    fresh name, down after."""
     require_lab()
     name = f"{prefix}{uuid.uuid4().hex[:4]}"  # never the name of a lab already up
     lab = Lab(Path(f"/tmp/{name}"))
     lab.down()
     opts = UpOptions(
-        name=name, hosts=2, vms_per_host=3, networks=2, standby=True, vif_handover=handover
+        name=name,
+        hosts=2,
+        vms_per_host=vms_per_host,
+        networks=networks,
+        standby=True,
+        vif_handover=handover,
+        firewall=firewall,
     )
     lab.up(opts)
     try:
