@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flowkeeper.agent import conntrack
-from flowkeeper.agent.conntrack import Flush, held, to_flush
+from flowkeeper.agent.conntrack import Flush, held, taken_over, to_flush
 from flowkeeper.pipeline.view import HostView, LocalPort, NetworkView
 
 NETS = (NetworkView("n1", "vxlan", 1001, 1), NetworkView("n2", "vxlan", 1002, 2))
@@ -127,3 +127,29 @@ def test_flush_covers_exactly_what_went_away(before_p: list[Spec], after_p: list
     # Nothing a staying port holds is touched; a whole zone only when nothing is left.
     assert not flushed & kept
     assert not set(what.zones) & {z for _p, z, _ip in after}
+
+
+def test_take_over_of_every_port_flushes_their_zones_whole() -> None:
+    h = held(view(lport("a", "n1", "198.19.1.5"), lport("b", "n2", "198.19.2.5")))
+    assert taken_over(h, ["a", "b"]) == Flush((1, 2), ())
+
+
+def test_take_over_of_some_ports_flushes_only_their_addresses() -> None:
+    h = held(view(lport("a", "n1", "198.19.1.5"), lport("b", "n1", "198.19.1.6")))
+    assert taken_over(h, ["a"]) == Flush((), ((1, "198.19.1.5"),))
+    assert not taken_over(h, [])
+    assert not taken_over(h, ["not-a-port"])
+
+
+@given(ports, st.sets(st.sampled_from("abcd")))
+def test_take_over_flushes_the_taken_and_spares_the_rest(
+    specs: list[Spec], taken: set[str]
+) -> None:
+    h = held(view(*(lport(p, n, ip) for p, n, ip in specs)))
+    what = taken_over(h, taken)
+    flushed = set(what.addresses) | {(z, ip) for _p, z, ip in h if z in what.zones}
+    mine = {(z, ip) for p, z, ip in h if p in taken}
+    assert mine <= flushed
+    # An address only ports left where they were hold is left alone.
+    others = {(z, ip) for p, z, ip in h if p not in taken} - mine
+    assert not flushed & others

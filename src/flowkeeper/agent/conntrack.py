@@ -86,6 +86,25 @@ def to_flush(before: frozenset[Held], after: frozenset[Held]) -> Flush:
     return Flush(tuple(zones), tuple(addresses))
 
 
+def taken_over(held: frozenset[Held], ports: Iterable[str]) -> Flush:
+    """Pure: what a switch slot that takes `ports` over from the other must flush.
+
+    Both slots get every inbound frame and run the ingress rules on it, so the slot the
+    VMs were not in made entries from half of each connection: from a SYN it saw and the
+    answer it never saw, a half-open entry (SYN_SENT) that marks every later packet of
+    the connection invalid. With no entry at all the slot picks an established
+    connection up mid-stream. So the entries of the taken-over ports' addresses go; a
+    zone whose every held address is taken over goes whole (one command).
+    """
+    mine = set(ports)
+    taken = {(z, ip) for p, z, ip in held if p in mine}
+    kept = {(z, ip) for p, z, ip in held if p not in mine} - taken
+    kept_zones = {z for z, _ip in kept}
+    zones = sorted({z for z, _ip in taken} - kept_zones)
+    addresses = sorted((z, ip) for z, ip in taken if z in kept_zones)
+    return Flush(tuple(zones), tuple(addresses))
+
+
 def argvs(flush: Flush, target: str) -> list[list[str]]:
     """The ovs-appctl commands for `flush`, against unixctl `target`."""
     base = ["ovs-appctl", f"--timeout={FLUSH_TIMEOUT_S}", "-t", target, "dpctl/flush-conntrack"]

@@ -158,6 +158,13 @@ class Agent(OvsGuard, ServerFollower, TwinOps):
         self.reconcile_backoff = RECONCILE_RETRY_MIN_S  # before a failed reconcile's retry
         # (port, zone, address) whose connections the firewall tracks, as last flushed
         self.ct_held: frozenset[conntrack.Held] = frozenset()
+        self.port_devices: dict[str, str] = {}  # port id -> its VIF device, as last bound
+        # Each slot's ovs-vswitchd unixctl target and rundir, for conntrack flushes ("":
+        # none given for slot b, which then is not flushed).
+        self.slot_ctls = {
+            "a": (cfg.vswitchd_ctl or "ovs-vswitchd", str(cfg.rundir)),
+            "b": (cfg.standby_vswitchd_ctl, str(cfg.standby_rundir or cfg.rundir)),
+        }
         self.twin = None
         self.watches = []
         self.failover_lock = asyncio.Lock()
@@ -394,6 +401,7 @@ class Agent(OvsGuard, ServerFollower, TwinOps):
             self.step = (self.installed, self.installed.version)
         self.tunnels = peers
         self.devices = {dev: mirror.ports[p].network_id for p, dev in bound.items()}
+        self.port_devices = dict(bound)
         await self._record(now, delta, events)
         if in_sync:
             await self._in_sync(ovs, mirror, bound, peers, revision)
@@ -450,9 +458,9 @@ class Agent(OvsGuard, ServerFollower, TwinOps):
         self.ct_held = now
         if what:
             log.info("conntrack: flushing %s", conntrack.describe(what))
-            target = self.cfg.vswitchd_ctl or "ovs-vswitchd"
-            await asyncio.to_thread(conntrack.flush, what, target, str(self.cfg.rundir))
-            await self._twin_flush(what, self.cfg.standby_vswitchd_ctl, str(self.cfg.rundir))
+            await self._slot_flush("a", what)
+            if self.twin is not None:
+                await self._slot_flush("b", what)
 
     def _held_before(self, mirror: Mirror) -> frozenset[conntrack.Held]:
         """What the agent before this one tracked, from its snapshot: every port of this

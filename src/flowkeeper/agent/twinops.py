@@ -43,6 +43,9 @@ class TwinOps:
     cookie: int
     watches: list[DeathWatch]
     failover_lock: asyncio.Lock
+    ct_held: frozenset[conntrack.Held]
+    port_devices: dict[str, str]
+    slot_ctls: dict[str, tuple[str, str]]
 
     # --- start-up ----------------------------------------------------------------
     async def _start_twin(self, cfg_ovsdb: str, rundir: Path, datapath: str, ns: tuple[str, str],
@@ -144,6 +147,8 @@ class TwinOps:
         )
         twin.write_status()
         self.wake.set()
+        if twin.info[to].alive:
+            await self._take_over_conntrack(to, devices)
 
     async def _watch_twin(self) -> None:
         """Slot b's switch restarted or lost its flows: reinstall them all."""
@@ -227,9 +232,30 @@ class TwinOps:
         twin.info["a"].prepared = bool(twin.info["a"].alive) and exact_a and twin.plan.writes == 0
         twin.write_status()
 
-    async def _twin_flush(self, what: conntrack.Flush, ctl: str, rundir: str) -> None:
-        if self.twin is not None and ctl:
-            await asyncio.to_thread(conntrack.flush, what, ctl, rundir)
+    async def _slot_flush(self, slot: str, what: conntrack.Flush) -> float:
+        """Flush `what` in one slot's conntrack; the seconds it took (0: nothing to run)."""
+        target, rundir = self.slot_ctls[slot]
+        if not what or not target:
+            return 0.0
+        t0 = time.monotonic()
+        await asyncio.to_thread(conntrack.flush, what, target, rundir)
+        return time.monotonic() - t0
+
+    async def _take_over_conntrack(self, to: str, devices: list[str]) -> None:
+        """After a failover: the surviving slot forgets the half connections it saw of
+        the VMs it took over (conntrack.taken_over), so that it picks them up whole."""
+        moved = set(devices)
+        ports = [p for p, dev in self.port_devices.items() if dev in moved]
+        what = conntrack.taken_over(self.ct_held, ports)
+        if not what:
+            return
+        if not self.slot_ctls[to][0]:
+            log.warning("failover: slot %s's unixctl socket is not known: its conntrack "
+                        "keeps the half connections of the VMs it took over", to)  # fmt: skip
+            return
+        took = await self._slot_flush(to, what)
+        log.info("failover: slot %s's conntrack: flushed %s in %.1f ms",
+                 to, conntrack.describe(what), took * 1000)  # fmt: skip
 
 
 def _steerable(pinned: dict[str, int]) -> list[str]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowkeeper.agent import vifsteer
+from flowkeeper.agent import conntrack, vifsteer
 from flowkeeper.lab import hypervisor, services, slots
 from flowkeeper.lab.run import LabError, run
 from flowkeeper.lab.state import HostState, LabState, VmState
@@ -220,6 +220,9 @@ class SlotMove:
     ofport: int
     old_ofport: int | None  # in the old slot, before the move (the same, when pinned)
     how: str = "netns"  # netns: the device moved; steer: the NIC was steered (tc)
+    # After the cut, off the VM's path: the new slot's conntrack entries of the VM's
+    # address flushed (firewall on; see hand_over_conntrack), in ms; None: not flushed.
+    ct_flush_ms: float | None = None
 
 
 @dataclass
@@ -259,10 +262,15 @@ def upgrade_ovs(
     report = SlotUpgradeReport(host_name, dst)
     progress(f"upgrade {host_name}: restarting the empty slot {dst}")
     report.restarts.append(restart_slot(state, host, dst, timeout=timeout))
+    progress(
+        f"upgrade {host_name}: slot {dst} prepared {report.restarts[-1].prepared_s:.1f} s "
+        "after its restart"
+    )
     moving = [vm for vm in vms if vm.slot == src]
     _check_rows(host, dst, moving)
     for vm in moving:
         move = move_vm(state, host, vm, dst)
+        move.ct_flush_ms = hand_over_conntrack(state, host, vm, dst, progress)
         report.moves.append(move)
         progress(
             f"upgrade {host_name}: {vm.name} moved to slot {dst} in {move.move_ms:.1f} ms, "
@@ -292,6 +300,44 @@ def restart_slot(
         (done.ready - done.stopped) * 1000,
         prepared - done.stopped,
     )
+
+
+def _zone(host: HostState, tap: str) -> int | None:
+    """The VIF's conntrack zone: its local VLAN, as the agent records it on the Port row
+    (other_config:tag, as Neutron does) in slot a's OVSDB (slot b's rows may lack it)."""
+    for slot in ("a", "b"):
+        try:
+            with Ovsdb(f"unix:{host.slot(slot).db_sock}") as db:
+                tag = db.port_other_config(tap).get("tag", "")
+        except OvsdbError:
+            continue
+        if tag.isdigit():
+            return int(tag)
+    return None
+
+
+def hand_over_conntrack(
+    state: LabState, host: HostState, vm: VmState, dst: str, progress: Progress = _quiet
+) -> float | None:
+    """After a VM's cut, with the firewall on: flush the new slot's entries of the VM's
+    address. That slot saw only the inbound half of the VM's connections (both slots get
+    every inbound frame); an entry it made from a SYN whose answer went through the old
+    slot is half-open and would mark the rest of that connection invalid. With no entry
+    it picks each connection up mid-stream. Returns the ms it took, None if not run."""
+    if state.firewall != "openvswitch":
+        return None
+    zone = _zone(host, vm.tap)
+    if zone is None:
+        progress(f"{host.name}: {vm.tap} has no recorded VLAN: slot {dst}'s conntrack "
+                 f"not flushed for {vm.ip}")  # fmt: skip
+        return None
+    t0 = time.monotonic()
+    what = conntrack.Flush(addresses=((zone, vm.ip),))
+    errors = conntrack.flush(what, host.slot(dst).path("ovs-vswitchd.ctl"))
+    if errors:
+        progress(f"{host.name}: slot {dst}'s conntrack flush for {vm.ip}: {'; '.join(errors)}")
+        return None
+    return (time.monotonic() - t0) * 1000
 
 
 def _check_rows(host: HostState, slot: str, vms: list[VmState]) -> None:
