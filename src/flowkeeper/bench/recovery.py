@@ -22,6 +22,7 @@ from typing import Any
 from flowkeeper.bench import topology
 from flowkeeper.bench.restore import ovs_save_replace
 from flowkeeper.bench.topology import TopologySpec
+from flowkeeper.errors import FlowkeeperError
 from flowkeeper.lab import services
 from flowkeeper.lab.lab import Lab
 from flowkeeper.lab.probe import MAX_COUNT, ProbeResult
@@ -41,15 +42,26 @@ class Probe:
     proc: subprocess.Popen[str]
 
     def result(self) -> ProbeResult:
-        out, _ = self.proc.communicate(timeout=900)
+        out, err = self.proc.communicate(timeout=900)
+        if self.proc.returncode != 0 or not out.strip():
+            raise FlowkeeperError(self._failed(err))
         return ProbeResult(**json.loads(out))
+
+    def _failed(self, err: str | None) -> str:
+        last = (err or "").strip().splitlines()[-1:] or ["no output"]
+        return f"probe {self.name} exited with {self.proc.returncode}: {last[0]}"
 
     def set_interval(self, seconds: float) -> None:
         """Change a `--control` probe's interval from its next probe on."""
         if self.proc.stdin is None:
             raise ValueError(f"probe {self.name} was not started with control")
-        self.proc.stdin.write(f"interval {seconds}\n")
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write(f"interval {seconds}\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:  # it ended early: say why
+            self.proc.wait(timeout=60)
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise FlowkeeperError(self._failed(err)) from None
 
 
 def start_probes(
@@ -75,7 +87,7 @@ def start_probes(
             in_ns(a.ns, argv),
             stdin=subprocess.PIPE if control else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             text=True,
         )
         probes.append(Probe(f"{src}->{dst}", proc))

@@ -27,6 +27,7 @@ import struct
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 MAX_COUNT = 200_000
@@ -263,6 +264,17 @@ def _receive_until(
                 replies[index] = time.monotonic()
 
 
+def in_named_netns(run_netns: str = "/run/netns") -> bool:
+    """Whether this process runs in a named network namespace (`ip netns add`, as the
+    lab's are), not in the machine's own, whose routes lead off the machine."""
+    try:
+        mine = os.stat("/proc/self/ns/net")
+        named = [os.stat(entry) for entry in Path(run_netns).iterdir()]
+    except OSError:
+        return False  # cannot tell: do not send
+    return any((n.st_dev, n.st_ino) == (mine.st_dev, mine.st_ino) for n in named)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flowkeeper-probe", description=__doc__)
     parser.add_argument("--dst", required=True)
@@ -290,6 +302,13 @@ def main(argv: list[str] | None = None) -> int:
     if not inside:
         print(
             f"probe: destination {args.dst!r} is not a lab address in {LAB_RANGE}", file=sys.stderr
+        )
+        return 2
+    if not in_named_netns():
+        print(
+            "probe: runs only inside a lab namespace (`ip netns add`), never in the "
+            "machine's own, whose routes lead off the machine",
+            file=sys.stderr,
         )
         return 2
     result = run_probe(
