@@ -396,9 +396,11 @@ def run_matrix(
     handovers: tuple[str, ...] = ("netns",),
     name: str = LAB_NAME,
     rounds: int = 1,
+    checkpoint: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """One plain lab per size x VM count, then one twin-slot lab per VIF handover; a row
-    per handover (each with the plain lab's numbers of its size)."""
+    per handover (each with the plain lab's numbers of its size). `checkpoint` gets the
+    matrix so far after each row (a long run that fails later keeps what it measured)."""
     rows: list[dict[str, Any]] = []
     for flows in sizes:
         for vms in vm_counts:
@@ -418,6 +420,13 @@ def run_matrix(
                 }
                 progress(f"twin bench: {flows} flows, {vms} VMs, {handover}: {row['ratios']}")
                 rows.append(row)
+                if checkpoint is not None:
+                    checkpoint(matrix(rows))
+    return matrix(rows)
+
+
+def matrix(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The bench's result for the rows measured."""
     return {
         "benchmark": "restart-twin",
         "probe_interval_s": PROBE_INTERVAL,

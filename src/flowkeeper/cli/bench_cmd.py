@@ -10,6 +10,7 @@ from typing import Any
 
 from flowkeeper.cli.common import progress
 from flowkeeper.errors import UsageError
+from flowkeeper.fsutil import atomic_write
 
 DEFAULT_OUT = Path("results")
 
@@ -324,6 +325,13 @@ def _twin(args: argparse.Namespace) -> int:
         raise UsageError(f"--lab-name must be 1-7 letters or digits, got {args.lab_name!r}")
     if not 1 <= args.twin_rounds <= 10:
         raise UsageError(f"--twin-rounds must be 1..10, got {args.twin_rounds}")
+    partial = args.out / f"bench-restart-twin-partial-{time.strftime('%Y%m%d-%H%M%S')}.json"
+
+    def checkpoint(so_far: dict[str, Any]) -> None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        atomic_write(partial, (json.dumps(so_far, indent=2) + "\n").encode(), 0o644)
+        progress(f"twin bench: {len(so_far['rows'])} rows so far in {partial}")
+
     data = slotbench.run_matrix(
         sizes,
         vms,
@@ -332,8 +340,10 @@ def _twin(args: argparse.Namespace) -> int:
         handovers=handovers,
         name=args.lab_name,
         rounds=args.twin_rounds,
+        checkpoint=checkpoint,
     )
     path = _save("restart-twin", data, args.out)
+    partial.unlink(missing_ok=True)
     print(f"saved {path}")
     print(_twin_table(data))
     return 0
