@@ -55,6 +55,15 @@ def test_ratios_come_from_the_same_run() -> None:
     assert r["failover_outage_over_kill9_restore"] == 0.1
 
 
+def test_the_sham_phase_is_the_upgrades_floor_when_there_is_one() -> None:
+    t = twin([0.0, 30.0, 2.0], [20.0, 40.0])
+    assert ratios(PLAIN, t)["upgrade_outage_over_sham"] is None  # netns: no sham cut
+    t["slot-upgrade"]["sham"] = {"per_vm_outage_ms": [0.0, 15.0], "resolution_ms": 1.0}
+    r = ratios(PLAIN, t)
+    assert r["sham_max_outage_ms"] == 15.0
+    assert r["upgrade_outage_over_sham"] == 2.0
+
+
 def test_an_outage_below_the_probes_resolution_counts_as_the_resolution() -> None:
     # nothing lost: the cut was shorter than the interval, not zero
     r = ratios(PLAIN, twin([0.0, 0.0, 0.0], [0.0, 0.0]))

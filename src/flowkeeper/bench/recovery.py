@@ -8,6 +8,7 @@ Recovery = from ovs-vswitchd's start to the first reply of the LAST probe pair.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
@@ -53,15 +54,28 @@ class Probe:
 
     def set_interval(self, seconds: float) -> None:
         """Change a `--control` probe's interval from its next probe on."""
+        self._say(f"interval {seconds}")
+
+    def stop(self) -> None:
+        """End a `--control` probe's sending now (result() then has what it sent)."""
+        self._say("stop")
+
+    def _say(self, line: str) -> None:
         if self.proc.stdin is None:
             raise ValueError(f"probe {self.name} was not started with control")
         try:
-            self.proc.stdin.write(f"interval {seconds}\n")
+            self.proc.stdin.write(f"{line}\n")
             self.proc.stdin.flush()
         except BrokenPipeError:  # it ended early: say why
             self.proc.wait(timeout=60)
+            out = self.proc.stdout.read() if self.proc.stdout else ""
             err = self.proc.stderr.read() if self.proc.stderr else ""
-            raise FlowkeeperError(self._failed(err)) from None
+            summary = ""
+            if out.strip():
+                with contextlib.suppress(ValueError, TypeError):
+                    got = ProbeResult(**json.loads(out))
+                    summary = f" (it sent {got.sent} in {got.duration_s:.2f} s)"
+            raise FlowkeeperError(self._failed(err) + summary) from None
 
 
 def start_probes(

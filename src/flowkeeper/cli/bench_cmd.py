@@ -381,6 +381,13 @@ def _twin_table(data: dict[str, Any]) -> str:
             f"    peer flow changes during the cuts: {up['peer_flow_changes_during_cuts']}; "
             f"peer flows the same after: {up['peer_flows_same_after']}"
         )
+        if up.get("sham"):
+            sham = up["sham"]
+            lines.append(
+                f"    sham cuts (each VM steered where it is; the lab's floor): outage max "
+                f"{r.get('sham_max_outage_ms')} ms, lost {sham['lost']}/{sham['sent']}; "
+                f"upgrade outage / sham: {r.get('upgrade_outage_over_sham')}"
+            )
         lines += [f"    {line}" for line in _round_lines(row["twin"].get("rounds", []))]
     for size, ratio in data.get("upgrade_outage_most_over_fewest_vms", {}).items():
         lines.append(f"upgrade outage, most VMs / fewest VMs at {size} flows: {ratio}")

@@ -10,7 +10,9 @@ Two measures of an interruption:
   the last answered probe before the losses to the first answered one after them (an
   upper bound: the path was broken for at most that long). 0 when nothing was lost. Its
   resolution is the interval, which `--control` lets the caller change while the probe
-  runs (a line `interval SECONDS` on standard input), e.g. 1 ms around a cut only.
+  runs (a line `interval SECONDS` on standard input), e.g. 1 ms around a cut only; a
+  line `stop` ends the sending early (the caller's phase is over; `--seconds` and
+  `--count` still bound it when no line comes).
 """
 
 from __future__ import annotations
@@ -167,6 +169,14 @@ def parse_reply(packet: bytes, ident: int) -> int | None:
     return int(struct.unpack("!Q", icmp[8:16])[0])
 
 
+@dataclass
+class Cadence:
+    """The sending interval, as control lines change it, and whether `stop` was asked."""
+
+    interval: float
+    stop: bool = False
+
+
 def parse_control(line: str) -> float | None:
     """The interval asked for by a control line (`interval SECONDS`), or None if the line
     is not one (unknown lines are ignored: the probe never stops on its input)."""
@@ -202,25 +212,26 @@ def run_probe(
     span = count * interval if seconds is None else seconds
     stop_sending = start + min(MAX_SECONDS, span)
     deadline = start + min(MAX_SECONDS, span + grace)
-    step = [interval]
+    step = Cadence(interval)
     due = start
     try:
         for i in range(count):
             _receive_until(sock, ident, due, replies, control=control, step=step)
             now = time.monotonic()
-            if now > stop_sending:
+            if now > stop_sending or step.stop:
                 break
             send_times.append(now)
             with contextlib.suppress(OSError):  # no route or buffer full: counts as lost
                 sock.sendto(echo_request(ident, i), (dst, 0))
             # keep the cadence; after a stall, or when the interval was just changed, count
             # the next interval from now (no burst of catch-up probes)
-            due = due + step[0] if 0 <= now - due <= step[0] else now + step[0]
+            due = due + step.interval if 0 <= now - due <= step.interval else now + step.interval
         end = time.monotonic()
         _receive_until(sock, ident, min(deadline, end + grace), replies, stop_when=len(send_times))
     finally:
         sock.close()
-    result = summarize(dst, send_times, replies, step[0], end + step[0] if send_times else end)
+    last = end + step.interval if send_times else end
+    result = summarize(dst, send_times, replies, step.interval, last)
     result.start_unix = start_unix
     return result
 
@@ -233,7 +244,7 @@ def _receive_until(
     *,
     stop_when: int | None = None,
     control: int | None = None,
-    step: list[float] | None = None,
+    step: Cadence | None = None,
 ) -> None:
     watched: list[Any] = [sock] if control is None else [sock, control]
     while True:
@@ -247,10 +258,13 @@ def _receive_until(
             data = os.read(control, 4096)
             if not data:  # the caller closed its end: no more changes
                 watched = [sock]
-            asked = [parse_control(line) for line in data.decode(errors="replace").splitlines()]
-            valid = [a for a in asked if a is not None]
+            lines = data.decode(errors="replace").splitlines()
+            valid = [a for a in map(parse_control, lines) if a is not None]
+            if step is not None and any(line.strip() == "stop" for line in lines):
+                step.stop = True
+                return
             if valid and step is not None:
-                step[0] = valid[-1]
+                step.interval = valid[-1]
                 return  # send the next probe now, at the new interval
         if sock not in ready:
             continue
@@ -285,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         "--seconds", type=float, help="send for this long (count still bounds the probes)"
     )
     parser.add_argument(
-        "--control", action="store_true", help="read 'interval SECONDS' lines on stdin"
+        "--control", action="store_true", help="read 'interval SECONDS' and 'stop' lines on stdin"
     )
     parser.add_argument("--no-timeline", action="store_true")
     args = parser.parse_args(argv)

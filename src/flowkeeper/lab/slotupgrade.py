@@ -352,6 +352,22 @@ def _check_rows(host: HostState, slot: str, vms: list[VmState]) -> None:
         )
 
 
+def read_ofport(db_sock: str, tap: str) -> int | None:
+    """The Interface's ofport in one slot's OVSDB, by `ovs-vsctl` (a fresh OVSDB client
+    connection per VM costs seconds on a loaded host with many rows); None: no row, or
+    no valid number yet."""
+    argv = ["ovs-vsctl", f"--db=unix:{db_sock}", "--timeout=5", "--if-exists"]
+    text = run([*argv, "get", "Interface", tap, "ofport"], check=False).stdout.strip()
+    return int(text) if text.isdigit() and 0 < int(text) < 0xFF00 else None
+
+
+def wait_ofport(db_sock: str, tap: str, timeout: float) -> int | None:
+    deadline = time.monotonic() + timeout
+    while (ofport := read_ofport(db_sock, tap)) is None and time.monotonic() < deadline:
+        time.sleep(POLL)
+    return ofport
+
+
 def _ofport(db: Ovsdb, name: str) -> int | None:
     return next((i.ofport for i in db.interfaces() if i.name == name), None)
 
@@ -402,16 +418,13 @@ def steer_vm(state: LabState, host: HostState, vm: VmState, dst: str) -> SlotMov
     device had its ofport in the new slot before the cut, which it must have)."""
     src = vm.slot
     vif = vifsteer.vif_id(vm.tap)
-    with Ovsdb(f"unix:{host.slot(src).db_sock}") as old_db:
-        old_ofport = _ofport(old_db, vm.tap)
-    with Ovsdb(f"unix:{host.slot(dst).db_sock}") as db:
-        try:
-            ofport = db.wait_ofports([vm.tap], timeout=OFPORT_TIMEOUT)[vm.tap]
-        except OvsdbError:
-            raise LabError(
-                f"{host.name}: {vm.tap} has no ofport in slot {dst} after "
-                f"{OFPORT_TIMEOUT:.0f} s: not steered there (it stays in slot {src})"
-            ) from None
+    old_ofport = read_ofport(host.slot(src).db_sock, vm.tap)
+    ofport = wait_ofport(host.slot(dst).db_sock, vm.tap, OFPORT_TIMEOUT)
+    if ofport is None:
+        raise LabError(
+            f"{host.name}: {vm.tap} has no ofport in slot {dst} after "
+            f"{OFPORT_TIMEOUT:.0f} s: not steered there (it stays in slot {src})"
+        )
     started = time.time()
     t0 = time.monotonic()
     try:
