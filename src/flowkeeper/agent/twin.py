@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from flowkeeper.agent.ovsside import HostOvs
+from flowkeeper.agent.tcbatch import TcBatch
 from flowkeeper.agent.twinplan import TwinPlan, VifRow, other, plan
 from flowkeeper.errors import FlowkeeperError
 from flowkeeper.flows.flowset import FlowSet
@@ -58,6 +59,8 @@ class Twin:
         self.ovs = ovs
         # The steer handover: where tc steers each VM NIC to one slot ("": devices move).
         self.steer_netns = steer_netns
+        # The steer handover's tc, kept running for the failovers (agent/tcbatch.py).
+        self.steer_batch = TcBatch(steer_netns) if steer_netns else None
         self.installed = FlowSet()
         self.step: tuple[FlowSet, int] | None = None  # as the agent's own, for slot b
         self.info = {"a": SlotInfo(netns_a), "b": SlotInfo(netns_b)}

@@ -20,6 +20,7 @@ from flowkeeper.agent.catchup import gate_deletes
 from flowkeeper.agent.deathwatch import DeathWatch
 from flowkeeper.agent.ovsside import HostOvs, Vif
 from flowkeeper.agent.phases import Phases
+from flowkeeper.agent.tcbatch import TcBatch
 from flowkeeper.agent.twin import Failover, Twin, connect
 from flowkeeper.agent.watchdog import WATCH_INTERVAL_S, OvsWatch
 from flowkeeper.errors import FlowkeeperError
@@ -57,6 +58,11 @@ class TwinOps:
             twin.installed = await asyncio.to_thread(ovs.installed_flows)
         except FlowkeeperError as exc:
             log.warning("standby slot: its flows cannot be read yet (%s)", exc)
+        if twin.steer_batch is not None:
+            try:
+                await asyncio.to_thread(twin.steer_batch.start)
+            except OSError as exc:  # a failover then starts a tc of its own
+                log.warning("failover: cannot keep a tc running in %s: %s", steer_netns, exc)
         self.twin = twin
         log.info("twin slots: standby slot b at %s (%d flows)", cfg_ovsdb, len(twin.installed))
 
@@ -73,6 +79,8 @@ class TwinOps:
     def _stop_deathwatches(self) -> None:
         for watch in getattr(self, "watches", []):
             watch.stop()
+        if self.twin is not None and self.twin.steer_batch is not None:
+            self.twin.steer_batch.close()
 
     # --- health ------------------------------------------------------------------
     def _slot_changed(self, slot: str, alive: bool, when: float) -> None:
@@ -114,7 +122,9 @@ class TwinOps:
             started = time.monotonic()
             missing: set[str] = set()
             if twin.steer_netns:
-                took, missing = await asyncio.to_thread(_steer, twin.steer_netns, devices, to)
+                took, missing = await asyncio.to_thread(
+                    _steer, twin.steer_netns, devices, to, twin.steer_batch
+                )
             else:
                 try:
                     took, missing = await asyncio.to_thread(vifmove.move, devices, src, dst)
@@ -272,12 +282,14 @@ def _steerable(pinned: dict[str, int]) -> list[str]:
     return devices
 
 
-def _steer(ns: str, devices: list[str], to: str) -> tuple[float, set[str]]:
+def _steer(
+    ns: str, devices: list[str], to: str, batch: TcBatch | None = None
+) -> tuple[float, set[str]]:
     """Steer every listed VIF to slot `to` in one `tc -batch` run: (seconds, devices whose
     wires were not there). A failure is logged; the other VIFs are steered regardless."""
     ids = {vifsteer.vif_id(d): d for d in devices}
     try:
-        return vifsteer.steer(ns, list(ids), to), set()
+        return vifsteer.steer(ns, list(ids), to, batch), set()
     except vifsteer.SteerError as exc:
         if not exc.only_missing:
             log.error("failover: steering to slot %s: %s", to, exc)

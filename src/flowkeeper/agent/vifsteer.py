@@ -36,6 +36,7 @@ import subprocess
 import time
 from collections.abc import Iterable, Mapping
 
+from flowkeeper.agent.tcbatch import TcBatch, TcBatchError
 from flowkeeper.agent.vifmove import absent, valid_netns
 
 SLOTS = ("a", "b")
@@ -119,7 +120,7 @@ def steer_lines(ids: Iterable[str], to_slot: str) -> str:
     return "".join(lines)
 
 
-def steer(ns: str, ids: list[str], to_slot: str) -> float:
+def steer(ns: str, ids: list[str], to_slot: str, batch: TcBatch | None = None) -> float:
     """Steer the VIFs to `to_slot` in ONE `tc -n NS -force -batch -` run; returns the
     seconds it took. SteerError if `tc` failed (with -force it goes on after a failed
     line: the other VIFs are steered; the error names the devices it did not find)."""
@@ -128,6 +129,17 @@ def steer(ns: str, ids: list[str], to_slot: str) -> float:
     text = steer_lines(ids, to_slot)
     if not text:
         return 0.0
+    if batch is not None and batch.ns == ns:  # the tc kept running: no process start
+        try:
+            took, errors = batch.run(text)
+        except TcBatchError:
+            pass  # it could not be reached: a tc of its own below (the text is idempotent)
+        else:
+            if errors.strip():
+                missing, only = absent(errors)
+                msg = f"tc -batch in {ns} failed: {errors.strip()}"
+                raise SteerError(msg, missing, only and bool(missing), took)
+            return took
     argv = ["tc", "-n", ns, "-force", "-batch", "-"]
     t0 = time.perf_counter()
     try:
