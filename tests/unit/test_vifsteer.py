@@ -169,7 +169,7 @@ def test_the_agent_steers_tap_names_only_and_counts_the_missing_out(
     assert twinops._steerable({"tap11": 3, "eth9": 4, "tap22": 5}) == ["tap11", "tap22"]
     calls: list[tuple[str, list[str], str]] = []
 
-    def gone(ns: str, ids: list[str], to: str) -> float:
+    def gone(ns: str, ids: list[str], to: str, batch: object = None) -> float:
         calls.append((ns, ids, to))
         raise SteerError("x", {"v22", "b22"}, True, 0.004)
 
@@ -177,7 +177,7 @@ def test_the_agent_steers_tap_names_only_and_counts_the_missing_out(
     assert twinops._steer("lab-h1-hv", ["tap11", "tap22"], "b") == (0.004, {"tap22"})
     assert calls == [("lab-h1-hv", ["11", "22"], "b")]
 
-    def broken(ns: str, ids: list[str], to: str) -> float:
+    def broken(ns: str, ids: list[str], to: str, batch: object = None) -> float:
         raise SteerError("tc failed", set(), False, 0.002)
 
     monkeypatch.setattr(vifsteer, "steer", broken)
