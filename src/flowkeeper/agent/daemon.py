@@ -231,7 +231,7 @@ class Agent(OvsGuard, ServerFollower, TwinOps):
             tasks.append(asyncio.create_task(self._watch_twin(), name="slot-b-watch"))
             self.twin.ovs.watch(on_iface)
         await self.stop.wait()
-        self._stop_deathwatches()
+        self._stop_twin()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

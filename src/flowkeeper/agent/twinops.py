@@ -76,7 +76,8 @@ class TwinOps:
         for watch in self.watches:
             watch.start()
 
-    def _stop_deathwatches(self) -> None:
+    def _stop_twin(self) -> None:
+        """At the agent's stop: the death watches and the kept tc."""
         for watch in getattr(self, "watches", []):
             watch.stop()
         if self.twin is not None and self.twin.steer_batch is not None:

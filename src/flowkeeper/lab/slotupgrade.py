@@ -368,18 +368,13 @@ def wait_ofport(db_sock: str, tap: str, timeout: float) -> int | None:
     return ofport
 
 
-def _ofport(db: Ovsdb, name: str) -> int | None:
-    return next((i.ofport for i in db.interfaces() if i.name == name), None)
-
-
 def move_vm(state: LabState, host: HostState, vm: VmState, dst: str) -> SlotMove:
     """Move the VM's tap into slot `dst`; back again if it gets no ofport there."""
     if host.hv_ns:
         return steer_vm(state, host, vm, dst)
     src = vm.slot
     old, new = host.slot(src), host.slot(dst)
-    with Ovsdb(f"unix:{old.db_sock}") as old_db:
-        old_ofport = _ofport(old_db, vm.tap)
+    old_ofport = read_ofport(old.db_sock, vm.tap)
     with Ovsdb(f"unix:{new.db_sock}") as db:
         started = time.time()
         t0 = time.monotonic()
