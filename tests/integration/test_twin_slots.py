@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from flowkeeper.bench.recovery import start_probes
+from flowkeeper.bench.probes import start_probes
 from flowkeeper.lab import services, slotupgrade
 from flowkeeper.lab.run import run
 from tests.conftest import wait_for

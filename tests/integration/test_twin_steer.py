@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from flowkeeper.agent import vifsteer
-from flowkeeper.bench.recovery import start_probes
+from flowkeeper.bench.probes import start_probes
 from flowkeeper.lab import hypervisor, services, slotupgrade
 from flowkeeper.lab.run import list_netns, run
 from flowkeeper.lab.state import HostState

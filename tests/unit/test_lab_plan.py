@@ -7,9 +7,10 @@ import ipaddress
 from flowkeeper.lab.plan import plan_hosts, plan_vms, tunnel_ip
 from flowkeeper.lab.probe import (
     LAB_RANGE,
+    Command,
     echo_request,
     outages,
-    parse_control,
+    parse_command,
     parse_reply,
     summarize,
 )
@@ -98,11 +99,17 @@ def test_outages_span_from_the_last_answered_to_the_next_answered_probe() -> Non
 
 
 def test_control_lines_change_the_interval_only_within_bounds() -> None:
-    assert parse_control("interval 0.001\n") == 0.001
-    assert parse_control("interval 0.0001") is None  # below the probe's floor
-    assert parse_control("interval 99") is None
-    assert parse_control("interval x") is None
-    assert parse_control("stop") is None
+    assert parse_command("interval 0.001\n") == Command("interval", 0.001)
+    assert parse_command("interval 0.01 3") == Command("interval", 0.01, 3)
+    assert parse_command("interval 0.0001") is None  # below the probe's floor
+    assert parse_command("interval 99") is None
+    assert parse_command("interval x") is None
+    assert parse_command("interval 0.01 -1") is None
+    assert parse_command("interval 0.01 2 3") is None
+    assert parse_command("stop") == Command("stop")
+    assert parse_command("stop 7") == Command("stop", None, 7)
+    assert parse_command("stop now") is None
+    assert parse_command("halt") is None and parse_command("") is None
 
 
 def test_summarize_all_lost() -> None:

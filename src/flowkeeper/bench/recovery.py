@@ -8,104 +8,28 @@ Recovery = from ovs-vswitchd's start to the first reply of the LAST probe pair.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import random
 import re
 import shutil
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flowkeeper.bench import topology
+from flowkeeper.bench.probes import PROBE_INTERVAL, start_probes
 from flowkeeper.bench.restore import ovs_save_replace
 from flowkeeper.bench.topology import TopologySpec
-from flowkeeper.errors import FlowkeeperError
 from flowkeeper.lab import services
 from flowkeeper.lab.lab import Lab
-from flowkeeper.lab.probe import MAX_COUNT, ProbeResult
-from flowkeeper.lab.run import in_ns
+from flowkeeper.lab.probe import ProbeResult
 from flowkeeper.lab.state import LabState
 from flowkeeper.naming import BR_INT, BR_TUN
 
 Progress = Callable[[str], None]
 METHODS = ("snapshot", "cold-resync", "ofctl-replace", "port-by-port")
-PROBE_INTERVAL = 0.01
 _MAC = re.compile(r"(?:[0-9a-f]{2}:){5}[0-9a-f]{2}")
-
-
-@dataclass
-class Probe:
-    name: str
-    proc: subprocess.Popen[str]
-
-    def result(self) -> ProbeResult:
-        out, err = self.proc.communicate(timeout=900)
-        if self.proc.returncode != 0 or not out.strip():
-            raise FlowkeeperError(self._failed(err))
-        return ProbeResult(**json.loads(out))
-
-    def _failed(self, err: str | None) -> str:
-        last = (err or "").strip().splitlines()[-1:] or ["no output"]
-        return f"probe {self.name} exited with {self.proc.returncode}: {last[0]}"
-
-    def set_interval(self, seconds: float) -> None:
-        """Change a `--control` probe's interval from its next probe on."""
-        self._say(f"interval {seconds}")
-
-    def stop(self) -> None:
-        """End a `--control` probe's sending now (result() then has what it sent)."""
-        self._say("stop")
-
-    def _say(self, line: str) -> None:
-        if self.proc.stdin is None:
-            raise ValueError(f"probe {self.name} was not started with control")
-        try:
-            self.proc.stdin.write(f"{line}\n")
-            self.proc.stdin.flush()
-        except BrokenPipeError:  # it ended early: say why
-            self.proc.wait(timeout=60)
-            out = self.proc.stdout.read() if self.proc.stdout else ""
-            err = self.proc.stderr.read() if self.proc.stderr else ""
-            summary = ""
-            if out.strip():
-                with contextlib.suppress(ValueError, TypeError):
-                    got = ProbeResult(**json.loads(out))
-                    summary = f" (it sent {got.sent} in {got.duration_s:.2f} s)"
-            raise FlowkeeperError(self._failed(err) + summary) from None
-
-
-def start_probes(
-    lab: Lab,
-    state: LabState,
-    pairs: list[tuple[str, str]],
-    seconds: float,
-    *,
-    control: bool = False,
-    fine: float = 0.001,
-) -> list[Probe]:
-    """A probe per pair, every PROBE_INTERVAL for `seconds`. With `control`, each probe's
-    interval can be changed while it runs (Probe.set_interval, down to `fine`); it still
-    sends for `seconds` only and at most seconds / fine probes."""
-    probes = []
-    count = min(MAX_COUNT, int(seconds / (fine if control else PROBE_INTERVAL)))
-    for src, dst in pairs:
-        a, b = state.vm(src), state.vm(dst)
-        argv = lab.probe_argv(a, b.ip, count, PROBE_INTERVAL)
-        if control:
-            argv += ["--control", "--seconds", str(seconds)]
-        proc = subprocess.Popen(
-            in_ns(a.ns, argv),
-            stdin=subprocess.PIPE if control else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        probes.append(Probe(f"{src}->{dst}", proc))
-    return probes
 
 
 def recovered_at(res: ProbeResult, after: float) -> float | None:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from flowkeeper.bench import topology
-from flowkeeper.bench.recovery import PROBE_INTERVAL, _timeline, start_probes
+from flowkeeper.bench.probes import PROBE_INTERVAL, start_probes
+from flowkeeper.bench.recovery import _timeline
 from flowkeeper.bench.topology import TopologySpec
 from flowkeeper.lab import services
 from flowkeeper.lab.lab import Lab
@@ -78,10 +79,16 @@ def _act(lab: Lab, scenario: str) -> float:
 
 
 def measure(
-    lab: Lab, scenario: str, pairs: list[tuple[str, str]], progress: Progress
+    lab: Lab,
+    scenario: str,
+    pairs: list[tuple[str, str]],
+    progress: Progress,
+    *,
+    interval: float = PROBE_INTERVAL,
 ) -> dict[str, Any]:
+    """One scenario under probes, every `interval` s per pair, from 2 s before it."""
     state = lab.state()
-    probes = start_probes(lab, state, pairs, seconds=15.0)
+    probes = start_probes(lab, state, pairs, seconds=15.0, interval=interval)
     time.sleep(2.0)
     began = _act(lab, scenario)
     log = Path(lab.state().host("h1").dir) / "agent.log"

@@ -5,7 +5,8 @@ For each size (flows on the measured host h1) and each VM count, two labs of the
 topology are built one after the other:
 - a plain lab (one switch per host): `ovs-restart-frw` (a plain vswitchd restart, as
   `ovs-ctl restart` does it) and `ovs-kill9` (the agent restores its flows into the
-  restarted vswitchd) under 10 ms probes, each VM of h1 probed from its peer on h2;
+  restarted vswitchd) under probes, each VM of h1 probed from its peer on h2 every
+  10 ms (up to 10 VMs; beyond, every VMs/1000 s: `coarse_interval`);
 - a twin-slot lab (`lab up --standby`) per VIF handover asked for (`netns`: a VM's tap
   moves between the slots' namespaces; `steer`: it is in both, and tc in the host's
   hypervisor namespace steers the NIC): `slot-upgrade` (`lab upgrade-ovs h1`, VMs moved
@@ -30,7 +31,8 @@ from typing import Any
 
 from flowkeeper.bench import restart, topology
 from flowkeeper.bench.fwrestart import log_time
-from flowkeeper.bench.recovery import PROBE_INTERVAL, recovered_at, start_probes
+from flowkeeper.bench.probes import PROBE_INTERVAL, start_probes
+from flowkeeper.bench.recovery import recovered_at
 from flowkeeper.bench.topology import TopologySpec
 from flowkeeper.errors import FlowkeeperError
 from flowkeeper.lab import services, slots, slotupgrade
@@ -71,7 +73,8 @@ def _plain(spec: TopologySpec, lab_dir: Path, progress: Progress, name: str) -> 
             lab.ping(a, b, count=3, interval=0.05)
         out: dict[str, Any] = {"flows_on_h1": flows}
         for scenario in PLAIN:
-            out[scenario] = _slim(restart.measure(lab, scenario, pairs, progress))
+            coarse = coarse_interval(len(pairs))  # the probe rate of the twin lab's phases
+            out[scenario] = _slim(restart.measure(lab, scenario, pairs, progress, interval=coarse))
             topology.wait(
                 lambda: topology.flow_count(lab, lab.state(), "h1") >= flows,
                 180,
@@ -122,6 +125,15 @@ CUT_BOUND_S = 15.0  # per VM, the longest the upgrade's probes may run for (then
 LEAD_S = 0.1  # fine probing before a cut
 FAILOVER_FINE_VMS = 4  # VMs probed at FINE_S across a failover (the others every 10 ms)
 FAILOVER_FINE_S = 1.0  # fine probing after the kill
+BACKGROUND_PPS = 1000  # all VMs' probes outside the fine windows, per second, at most
+
+
+def coarse_interval(vms: int) -> float:
+    """Each VM's probe interval outside its fine window: PROBE_INTERVAL up to 10 VMs, then
+    longer, so that the probes' own load is the same at any VM count (at 40 VMs every
+    10 ms, the lab's userspace switches dropped probes of every VM at once: their
+    underlay sockets overflowed whenever a vswitchd was not scheduled for ~70 ms)."""
+    return max(PROBE_INTERVAL, vms / BACKGROUND_PPS)
 
 
 def _upgrade(lab: Lab, pairs: list[tuple[str, str]], progress: Progress) -> dict[str, Any]:
@@ -175,6 +187,7 @@ class CutPhase:
             "per_vm_gap_ms": _gaps(self.results),
             "per_vm_outage_ms": _outages(self.results),
             "resolution_ms": FINE_S * 1000,
+            "coarse_interval_ms": coarse_interval(len(self.pairs)) * 1000,
             "lost": sum(r.lost for r in self.results),
             "sent": sum(r.sent for r in self.results),
             "cut_phase_s": round(self.ended - self.began, 2),
@@ -192,7 +205,10 @@ def _cut_phase(
     # A bound only: the probes are stopped once the last cut has settled (a loaded machine
     # can take seconds per VM between cuts).
     seconds = min(MAX_SECONDS, 10.0 + len(vms) * CUT_BOUND_S)
-    probes = start_probes(lab, state, pairs, seconds=seconds, control=True, fine=FINE_S)
+    coarse = coarse_interval(len(pairs))
+    probes = start_probes(
+        lab, state, pairs, seconds=seconds, control=True, fine=FINE_S, interval=coarse
+    )
     probe_of = {dst_vm: p for (_src, dst_vm), p in zip(pairs, probes, strict=True)}
     time.sleep(2.0)
     began = time.time()
@@ -208,7 +224,7 @@ def _cut_phase(
         progress(f"slot-upgrade: {vm.name} {what}: {moves[-1].move_ms:.1f} ms")
         time.sleep(SETTLE_S)
         if fine:
-            fine.set_interval(PROBE_INTERVAL)
+            fine.set_interval(coarse)
     ended = time.time()
     for probe in probes:
         probe.stop()
@@ -261,7 +277,10 @@ def _failover(lab: Lab, pairs: list[tuple[str, str]], progress: Progress) -> dic
     dead = busy.pop()
     pid = int(Path(h1.slot(dead).path("ovs-vswitchd.pid")).read_text())
     count = len(_failovers(h1))
-    probes = start_probes(lab, state, pairs, seconds=8.0, control=True, fine=FINE_S)
+    coarse = coarse_interval(len(pairs))
+    probes = start_probes(
+        lab, state, pairs, seconds=8.0, control=True, fine=FINE_S, interval=coarse
+    )
     fine = probes[:FAILOVER_FINE_VMS]
     time.sleep(2.0 - LEAD_S)
     for probe in fine:
@@ -271,7 +290,7 @@ def _failover(lab: Lab, pairs: list[tuple[str, str]], progress: Progress) -> dic
     run(["kill", "-9", str(pid)])
     time.sleep(FAILOVER_FINE_S)
     for probe in fine:
-        probe.set_interval(PROBE_INTERVAL)
+        probe.set_interval(coarse)
     results = [p.result() for p in probes]
     records = _failovers(h1)
     record = records[-1] if len(records) > count else {}
@@ -289,7 +308,8 @@ def _failover(lab: Lab, pairs: list[tuple[str, str]], progress: Progress) -> dic
         "per_vm_gap_ms": _gaps(results),
         "per_vm_outage_ms": _outages(results),
         "fine_probed_vms": len(fine),
-        "resolution_ms": (FINE_S if len(fine) == len(probes) else PROBE_INTERVAL) * 1000,
+        "resolution_ms": (FINE_S if len(fine) == len(probes) else coarse) * 1000,
+        "coarse_interval_ms": coarse * 1000,
         "lost": sum(r.lost for r in results),
         "sent": sum(r.sent for r in results),
         "agent_failover": record,
@@ -313,11 +333,14 @@ def _baseline(lab: Lab, pairs: list[tuple[str, str]]) -> dict[str, Any]:
     """Probes with nothing happening: the longest gap the machine's load alone makes, and
     the outage the probes measure when nothing is cut (0 unless the lab drops probes),
     the first VM probed every 1 ms for the middle 2 s."""
-    probes = start_probes(lab, lab.state(), pairs, seconds=BASELINE_S, control=True)
+    coarse = coarse_interval(len(pairs))
+    probes = start_probes(
+        lab, lab.state(), pairs, seconds=BASELINE_S, control=True, interval=coarse
+    )
     time.sleep(BASELINE_S / 2 - 1)
     probes[0].set_interval(FINE_S)
     time.sleep(2.0)
-    probes[0].set_interval(PROBE_INTERVAL)
+    probes[0].set_interval(coarse)
     results = [p.result() for p in probes]
     return {
         "per_vm_gap_ms": _gaps(results),
@@ -472,6 +495,7 @@ def matrix(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "benchmark": "restart-twin",
         "probe_interval_s": PROBE_INTERVAL,
+        "background_probes_per_s": BACKGROUND_PPS,
         "fine_interval_s": FINE_S,
         "settle_s": SETTLE_S,
         "rows": rows,

@@ -1,7 +1,9 @@
-"""A bounded ICMP probe between two lab VMs: loss, longest gap, and a per-packet timeline.
+"""A bounded ICMP probe between lab VMs: loss, longest gap, and a per-packet timeline.
 
-Run inside the source VM's namespace: `python -m flowkeeper.lab.probe --dst IP ...`.
-It prints one JSON object. Every run is bounded in packet count and in time.
+Run inside the source VM's namespace, `python -m flowkeeper.lab.probe --dst IP ...`, it
+prints one JSON object. Run anywhere with `--target NAMESPACE=IP` (repeated), one process
+probes from each named lab namespace (a socket opened in each, lab/probenet.py) and prints
+a JSON list, one object per target. Every run is bounded in packet count and in time.
 
 Two measures of an interruption:
 - `max_gap_ms`: the longest time without a reply. It includes every delay of the machine
@@ -10,30 +12,26 @@ Two measures of an interruption:
   the last answered probe before the losses to the first answered one after them (an
   upper bound: the path was broken for at most that long). 0 when nothing was lost. Its
   resolution is the interval, which `--control` lets the caller change while the probe
-  runs (a line `interval SECONDS` on standard input), e.g. 1 ms around a cut only; a
-  line `stop` ends the sending early (the caller's phase is over; `--seconds` and
-  `--count` still bound it when no line comes).
+  runs (a line `interval SECONDS` on standard input, or `interval SECONDS N` for target N
+  only), e.g. 1 ms around a cut only; a line `stop` (or `stop N`) ends the sending early
+  (the caller's phase is over; `--seconds` and `--count` still bound it when no line
+  comes).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ipaddress
 import itertools
 import json
 import os
-import select
-import socket
 import struct
 import sys
-import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
 
 MAX_COUNT = 200_000
 MAX_SECONDS = 900.0
+MAX_TARGETS = 256
 MIN_INTERVAL, MAX_INTERVAL = 0.001, 10.0
 _ECHO_REQUEST, _ECHO_REPLY = 8, 0
 LAB_RANGE = ipaddress.IPv4Network("198.18.0.0/15")  # the only addresses a probe may target
@@ -169,171 +167,141 @@ def parse_reply(packet: bytes, ident: int) -> int | None:
     return int(struct.unpack("!Q", icmp[8:16])[0])
 
 
-@dataclass
-class Cadence:
-    """The sending interval, as control lines change it, and whether `stop` was asked."""
+@dataclass(frozen=True)
+class Command:
+    """A control line: `interval SECONDS [N]` or `stop [N]`, for target N (from 0) or,
+    without N, for every target."""
 
-    interval: float
-    stop: bool = False
+    kind: str  # "interval" or "stop"
+    interval: float | None = None
+    target: int | None = None
 
 
-def parse_control(line: str) -> float | None:
-    """The interval asked for by a control line (`interval SECONDS`), or None if the line
-    is not one (unknown lines are ignored: the probe never stops on its input)."""
+def parse_command(line: str) -> Command | None:
+    """The command of a control line, or None if the line is not one, or its interval is
+    out of bounds (unknown lines are ignored: the probe never stops on its input)."""
     words = line.split()
-    if len(words) != 2 or words[0] != "interval":
+    target: int | None = None
+    if not words or words[0] not in ("interval", "stop"):
         return None
+    want = 2 if words[0] == "interval" else 1
+    if len(words) == want + 1:
+        if not words[-1].isdigit():
+            return None
+        target = int(words[-1])
+    elif len(words) != want:
+        return None
+    if words[0] == "stop":
+        return Command("stop", None, target)
     try:
         value = float(words[1])
     except ValueError:
         return None
-    return value if MIN_INTERVAL <= value <= MAX_INTERVAL else None
+    if not MIN_INTERVAL <= value <= MAX_INTERVAL:
+        return None
+    return Command("interval", value, target)
 
 
-def run_probe(
-    dst: str,
-    count: int,
-    interval: float,
-    grace: float,
-    *,
-    seconds: float | None = None,
-    control: int | None = None,
-) -> ProbeResult:
-    """Send up to `count` echo requests every `interval` s (for at most `seconds` s when
-    given), then wait `grace` s for late replies. With `control`, a line `interval S` read
-    from it changes the interval from the next probe on."""
-    ident = os.getpid() & 0xFFFF
-    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-    sock.setblocking(False)
-    send_times: list[float] = []
-    replies: dict[int, float] = {}
-    start_unix = time.time()
-    start = time.monotonic()
-    span = count * interval if seconds is None else seconds
-    stop_sending = start + min(MAX_SECONDS, span)
-    deadline = start + min(MAX_SECONDS, span + grace)
-    step = Cadence(interval)
-    due = start
+def parse_target(text: str) -> tuple[str, str]:
+    """`NAMESPACE=IP` of a `--target`; ValueError if it is not one, or IP is not a lab
+    address."""
+    ns, sep, ip = text.partition("=")
+    if not sep or not ns:
+        raise ValueError(f"not NAMESPACE=IP: {text!r}")
+    lab_address(ip)
+    return ns, ip
+
+
+def lab_address(ip: str) -> str:
+    """`ip` if it is in the lab's range; ValueError if not."""
     try:
-        for i in range(count):
-            _receive_until(sock, ident, due, replies, control=control, step=step)
-            now = time.monotonic()
-            if now > stop_sending or step.stop:
-                break
-            send_times.append(now)
-            with contextlib.suppress(OSError):  # no route or buffer full: counts as lost
-                sock.sendto(echo_request(ident, i), (dst, 0))
-            # keep the cadence; after a stall, or when the interval was just changed, count
-            # the next interval from now (no burst of catch-up probes)
-            due = due + step.interval if 0 <= now - due <= step.interval else now + step.interval
-        end = time.monotonic()
-        _receive_until(sock, ident, min(deadline, end + grace), replies, stop_when=len(send_times))
-    finally:
-        sock.close()
-    last = end + step.interval if send_times else end
-    result = summarize(dst, send_times, replies, step.interval, last)
-    result.start_unix = start_unix
-    return result
+        inside = ipaddress.IPv4Address(ip) in LAB_RANGE
+    except ValueError:
+        inside = False
+    if not inside:
+        raise ValueError(f"destination {ip!r} is not a lab address in {LAB_RANGE}")
+    return ip
 
 
-def _receive_until(
-    sock: socket.socket,
-    ident: int,
-    until: float,
-    replies: dict[int, float],
-    *,
-    stop_when: int | None = None,
-    control: int | None = None,
-    step: Cadence | None = None,
-) -> None:
-    watched: list[Any] = [sock] if control is None else [sock, control]
-    while True:
-        left = until - time.monotonic()
-        if left <= 0 or (stop_when is not None and len(replies) >= stop_when):
-            return
-        ready, _, _ = select.select(watched, [], [], left)
-        if not ready:
-            return
-        if control is not None and control in ready:
-            data = os.read(control, 4096)
-            if not data:  # the caller closed its end: no more changes
-                watched = [sock]
-            lines = data.decode(errors="replace").splitlines()
-            valid = [a for a in map(parse_control, lines) if a is not None]
-            if step is not None and any(line.strip() == "stop" for line in lines):
-                step.stop = True
-                return
-            if valid and step is not None:
-                step.interval = valid[-1]
-                return  # send the next probe now, at the new interval
-        if sock not in ready:
-            continue
-        while True:
-            try:
-                packet = sock.recv(2048)
-            except BlockingIOError:
-                break
-            index = parse_reply(packet, ident)
-            if index is not None and index not in replies:
-                replies[index] = time.monotonic()
-
-
-def in_named_netns(run_netns: str = "/run/netns") -> bool:
-    """Whether this process runs in a named network namespace (`ip netns add`, as the
-    lab's are), not in the machine's own, whose routes lead off the machine."""
-    try:
-        mine = os.stat("/proc/self/ns/net")
-        named = [os.stat(entry) for entry in Path(run_netns).iterdir()]
-    except OSError:
-        return False  # cannot tell: do not send
-    return any((n.st_dev, n.st_ino) == (mine.st_dev, mine.st_ino) for n in named)
+def check_bounds(count: int, interval: float, seconds: float | None) -> str | None:
+    """The message for a count, interval or duration out of bounds, or None."""
+    if not 1 <= count <= MAX_COUNT or not MIN_INTERVAL <= interval <= MAX_INTERVAL:
+        return f"count must be 1..{MAX_COUNT}, interval 0.001..10 s"
+    if seconds is not None and not 0 < seconds <= MAX_SECONDS:
+        return f"seconds must be in (0, {MAX_SECONDS:.0f}]"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flowkeeper-probe", description=__doc__)
-    parser.add_argument("--dst", required=True)
-    parser.add_argument("--count", type=int, default=5)
-    parser.add_argument("--interval", type=float, default=0.2)
-    parser.add_argument("--grace", type=float, default=1.0)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--dst", help="probe IP from the namespace this process runs in")
+    where.add_argument(
+        "--target",
+        action="append",
+        metavar="NAMESPACE=IP",
+        help="probe IP from the named namespace (repeat: one process, a socket per target)",
+    )
+    parser.add_argument("--count", type=int, default=5, help="probes per target, at most")
+    parser.add_argument("--interval", type=float, default=0.2, help="seconds between probes")
+    parser.add_argument("--grace", type=float, default=1.0, help="seconds to wait for replies")
     parser.add_argument(
         "--seconds", type=float, help="send for this long (count still bounds the probes)"
     )
     parser.add_argument(
-        "--control", action="store_true", help="read 'interval SECONDS' and 'stop' lines on stdin"
+        "--control",
+        action="store_true",
+        help="read 'interval SECONDS [N]' and 'stop [N]' lines on stdin",
     )
-    parser.add_argument("--no-timeline", action="store_true")
+    parser.add_argument("--no-timeline", action="store_true", help="leave out per-probe times")
     args = parser.parse_args(argv)
-    if not 1 <= args.count <= MAX_COUNT or not MIN_INTERVAL <= args.interval <= MAX_INTERVAL:
-        print(f"probe: count must be 1..{MAX_COUNT}, interval 0.001..10 s", file=sys.stderr)
-        return 2
-    if args.seconds is not None and not 0 < args.seconds <= MAX_SECONDS:
-        print(f"probe: seconds must be in (0, {MAX_SECONDS:.0f}]", file=sys.stderr)
-        return 2
+    bad = check_bounds(args.count, args.interval, args.seconds)
     try:
-        inside = ipaddress.IPv4Address(args.dst) in LAB_RANGE
-    except ValueError:
-        inside = False
-    if not inside:
-        print(
-            f"probe: destination {args.dst!r} is not a lab address in {LAB_RANGE}", file=sys.stderr
-        )
+        pairs = [parse_target(t) for t in args.target or []]
+        if args.dst is not None:
+            lab_address(args.dst)
+    except ValueError as exc:
+        bad = bad or str(exc)
+    if bad is None and len(pairs) > MAX_TARGETS:
+        bad = f"at most {MAX_TARGETS} targets"
+    if bad:
+        print(f"probe: {bad}", file=sys.stderr)
         return 2
-    if not in_named_netns():
+    from flowkeeper.lab import probenet  # its sockets and loop (it imports this module)
+
+    if args.dst is not None and not probenet.in_named_netns():
         print(
             "probe: runs only inside a lab namespace (`ip netns add`), never in the "
             "machine's own, whose routes lead off the machine",
             file=sys.stderr,
         )
         return 2
-    result = run_probe(
-        args.dst,
+    try:
+        sockets = (
+            [(args.dst, probenet.own_socket())]
+            if args.dst is not None
+            else [(ip, probenet.netns_socket(ns)) for ns, ip in pairs]
+        )
+    except probenet.ProbeSetupError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    base = os.getpid()
+    targets = [
+        probenet.Target(ip, sock, (base + n) & 0xFFFF, args.interval)
+        for n, (ip, sock) in enumerate(sockets)
+    ]
+    results = probenet.run_targets(
+        targets,
         args.count,
-        args.interval,
         min(args.grace, 5.0),
         seconds=args.seconds,
         control=sys.stdin.fileno() if args.control else None,
     )
-    print(result.to_json(with_timeline=not args.no_timeline))
+    timeline = not args.no_timeline
+    if args.dst is not None:
+        print(results[0].to_json(with_timeline=timeline))
+    else:
+        print("[" + ",".join(r.to_json(with_timeline=timeline) for r in results) + "]")
     return 0
 
 
