@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowkeeper.bench import slotbench
+from flowkeeper.bench.probes import PROBE_INTERVAL
 from flowkeeper.bench.slotbench import gap_end, lost_within, ratios, scaling, sent_within
 from flowkeeper.lab.probe import ProbeResult, outage_within
 
@@ -119,8 +120,8 @@ def test_each_round_is_one_line_with_its_gap_spans() -> None:
 
 
 def test_the_probes_background_rate_is_the_same_at_any_vm_count() -> None:
-    assert slotbench.coarse_interval(1) == slotbench.PROBE_INTERVAL
-    assert slotbench.coarse_interval(10) == slotbench.PROBE_INTERVAL
+    assert slotbench.coarse_interval(1) == PROBE_INTERVAL
+    assert slotbench.coarse_interval(10) == PROBE_INTERVAL
     for vms in (10, 20, 40, 80):
         rate = vms / slotbench.coarse_interval(vms)
         assert abs(rate - slotbench.BACKGROUND_PPS) < 1e-6
