@@ -3,12 +3,14 @@ run out, reports its errors, and starts again when its process died."""
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from flowkeeper.agent import vifsteer
+from flowkeeper.agent.steerwatch import SteerWatch
 from flowkeeper.agent.tcbatch import TcBatch
 from flowkeeper.lab.run import run
 from tests.conftest import require_lab
@@ -58,3 +60,36 @@ def test_a_kept_tc_steers_reports_errors_and_restarts(ns: str) -> None:
     finally:
         batch.close()
     assert batch.proc is None
+
+
+def _until(check: Callable[[], bool], seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_the_steer_watch_follows_every_steer_and_its_monitor_restarting(ns: str) -> None:
+    vifsteer.steer(ns, ["11"], "a")  # before the watch: read once
+    watch = SteerWatch(ns)
+    watch.start()
+    try:
+        assert watch.unknown(["11"]) == ["11"] and watch.snapshot() == {}
+        watch.learn(["11"])
+        assert watch.snapshot() == {"11": "a"}
+        for slot in ("b", "a", "b"):
+            vifsteer.steer(ns, ["11"], slot)
+            assert _until(lambda s=slot: watch.snapshot().get("11") == s), slot  # type: ignore[misc]
+        first = watch.proc
+        assert first is not None
+        first.kill()  # its monitor died: nothing is known until it runs again
+        assert _until(lambda: watch.proc is not first and watch.running)
+        assert watch.unknown(["11"]) == ["11"]
+        watch.learn(["11"])
+        assert watch.snapshot() == {"11": "b"}
+    finally:
+        watch.close()
+    assert watch.proc is not None and watch.proc.poll() is not None
+    assert watch.snapshot() == {}

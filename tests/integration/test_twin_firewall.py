@@ -113,3 +113,37 @@ def test_streams_through_the_firewall_survive_a_crash_failover(twin: Twin) -> No
     assert len(failovers(h1)) == count + 1
     settled(t)
     reachable(t)
+
+
+def test_a_planned_restart_of_the_empty_slot_keeps_the_live_slots_conntrack(
+    twin: Twin,
+) -> None:
+    """An upgrade restarts the slot no VM uses, twice. The agent sees that slot's death as
+    any other, but the steer watch knows every NIC was on the live slot already: its
+    conntrack keeps the VM's connections (flushed, a connection being opened then would
+    lose its SYN's entry, and a reply its rules do not allow as new would be dropped)."""
+    t = twin
+    settled(t)
+    h1 = t.h1()
+    slotupgrade.sync_slots(t.state, h1)
+    vm = t.vms("h1")[0]
+    live = vm.slot
+    count = len(failovers(h1))
+    both = streams(t, "restart-empty")
+    time.sleep(2.0)
+
+    def whole(entry: str) -> bool:  # made from a SYN this slot saw, not picked up
+        return f"={vm.ip}," in entry and f"={PORT}," in entry and "BE_LIBERAL" not in entry
+
+    held = [e for e in ovsproc.conntrack(h1.slot(live)) if whole(e)]
+    assert len(held) >= 2  # both streams' entries, each from its own SYN
+    slotupgrade.restart_slot(t.state, h1, slotupgrade.other(live), timeout=120)
+    records = failovers(h1)
+    assert len(records) == count + 1  # the agent saw the death ...
+    assert records[-1]["already_there"] == records[-1]["vifs"] == 1  # ... and moved nothing
+    kept = [e for e in ovsproc.conntrack(h1.slot(live)) if whole(e)]
+    assert {e.split("protoinfo")[0] for e in held} <= {e.split("protoinfo")[0] for e in kept}
+    for s in both:
+        client_side, server_side = s.results()
+        fw.ok(client_side, server_side)
+    reachable(t)

@@ -125,3 +125,11 @@ def test_the_probes_background_rate_is_the_same_at_any_vm_count() -> None:
     for vms in (10, 20, 40, 80):
         rate = vms / slotbench.coarse_interval(vms)
         assert abs(rate - slotbench.BACKGROUND_PPS) < 1e-6
+
+
+def test_cut_stats_give_the_per_cut_distribution() -> None:
+    cuts = [{"outage_ms": v, "lost_in_window": n} for v, n in ((0.0, 0), (3.0, 2), (None, None))]
+    stats = slotbench.cut_stats(cuts)
+    assert stats == {"cuts": 3, "mean": 1.0, "median": 0.0, "p90": 3.0, "max": 3.0,
+                     "lost_mean": 0.67}  # fmt: skip
+    assert slotbench.cut_stats([])["cuts"] == 0

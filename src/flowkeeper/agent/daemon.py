@@ -412,6 +412,7 @@ class Agent(OvsGuard, ServerFollower, TwinOps):
         twin = self.twin
         if twin is not None:
             await asyncio.to_thread(twin.sync_rows, ovs)
+            await self._follow_steering()
         vifs = await self._twin_vifs(await asyncio.to_thread(ovs.vifs))
         try:
             numbers = await asyncio.to_thread(ovs.port_numbers)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from flowkeeper.agent.ovsside import HostOvs
+from flowkeeper.agent.steerwatch import SteerWatch
 from flowkeeper.agent.tcbatch import TcBatch
 from flowkeeper.agent.twinplan import TwinPlan, VifRow, other, plan
 from flowkeeper.errors import FlowkeeperError
@@ -48,6 +49,7 @@ class Failover:
     move_ms: float  # the `ip -batch` move (steered: the `tc -batch` run)
     seen_unix: float = 0.0  # when the death was seen (wall clock, for the bench)
     how: str = "netns"  # netns: devices moved; steer: NICs steered
+    already_there: int = 0  # steered VIFs the hypervisor had on the surviving slot already
 
 
 class Twin:
@@ -61,6 +63,8 @@ class Twin:
         self.steer_netns = steer_netns
         # The steer handover's tc, kept running for the failovers (agent/tcbatch.py).
         self.steer_batch = TcBatch(steer_netns) if steer_netns else None
+        # ... and which slot each VM NIC uses, followed as it changes (agent/steerwatch.py).
+        self.steer_watch = SteerWatch(steer_netns) if steer_netns else None
         self.installed = FlowSet()
         self.step: tuple[FlowSet, int] | None = None  # as the agent's own, for slot b
         self.info = {"a": SlotInfo(netns_a), "b": SlotInfo(netns_b)}

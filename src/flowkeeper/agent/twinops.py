@@ -11,6 +11,7 @@ NIC is steered to the surviving slot instead (one `tc -batch`; agent/vifsteer.py
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -63,6 +64,12 @@ class TwinOps:
                 await asyncio.to_thread(twin.steer_batch.start)
             except OSError as exc:  # a failover then starts a tc of its own
                 log.warning("failover: cannot keep a tc running in %s: %s", steer_netns, exc)
+        if twin.steer_watch is not None:
+            try:
+                await asyncio.to_thread(twin.steer_watch.start)
+            except OSError as exc:  # then a failover takes every VIF over
+                log.warning("steer watch: cannot run tc monitor in %s: %s", steer_netns, exc)
+                twin.steer_watch = None
         self.twin = twin
         log.info("twin slots: standby slot b at %s (%d flows)", cfg_ovsdb, len(twin.installed))
 
@@ -77,11 +84,13 @@ class TwinOps:
             watch.start()
 
     def _stop_twin(self) -> None:
-        """At the agent's stop: the death watches and the kept tc."""
+        """At the agent's stop: the death watches, the kept tc and the steer watch."""
         for watch in getattr(self, "watches", []):
             watch.stop()
         if self.twin is not None and self.twin.steer_batch is not None:
             self.twin.steer_batch.close()
+        if self.twin is not None and self.twin.steer_watch is not None:
+            self.twin.steer_watch.close()
 
     # --- health ------------------------------------------------------------------
     def _slot_changed(self, slot: str, alive: bool, when: float) -> None:
@@ -122,6 +131,8 @@ class TwinOps:
                 return
             started = time.monotonic()
             missing: set[str] = set()
+            # where the hypervisor had each NIC when the death was seen (before our steer)
+            before = twin.steer_watch.snapshot() if twin.steer_watch is not None else {}
             if twin.steer_netns:
                 took, missing = await asyncio.to_thread(
                     _steer, twin.steer_netns, devices, to, twin.steer_batch
@@ -134,6 +145,8 @@ class TwinOps:
                     took = time.monotonic() - started
                 twin.info[dead].vifs = []
             devices = [d for d in devices if d not in missing]  # those were elsewhere
+        # a NIC whose slot is not known counts as taken over (as before it could be known)
+        taken = [d for d in devices if not before or before.get(vifsteer.vif_id(d)) != to]
         seen_unix = time.time() - (time.monotonic() - seen_at)
         record = Failover(
             dead,
@@ -143,23 +156,30 @@ class TwinOps:
             round(took * 1000, 2),
             round(seen_unix, 4),
             "steer" if twin.steer_netns else "netns",
+            len(devices) - len(taken),
         )
         twin.failovers.append(record)
         twin.info[dead].last_failover = {"vifs": len(devices), "move_ms": record.move_ms}
-        log.warning(
-            "failover: slot %s's ovs-vswitchd died; %d VIFs %s to slot %s in %.1f ms "
-            "(%.1f ms after the death was seen)",
-            dead,
-            len(devices),
-            "steered" if twin.steer_netns else "moved",
-            to,
-            record.move_ms,
-            record.detect_to_move_ms + record.move_ms,
-        )
+        if devices and not taken:  # e.g. a planned restart of the empty slot
+            log.info("slot %s's ovs-vswitchd stopped; its %d VIFs were all on slot %s already "
+                     "(steered there again in %.1f ms)", dead, len(devices), to,
+                     record.move_ms)  # fmt: skip
+        else:
+            log.warning(
+                "failover: slot %s's ovs-vswitchd died; %d VIFs %s to slot %s in %.1f ms "
+                "(%.1f ms after the death was seen)%s",
+                dead,
+                len(taken),
+                "steered" if twin.steer_netns else "moved",
+                to,
+                record.move_ms,
+                record.detect_to_move_ms + record.move_ms,
+                f"; {record.already_there} more were there already" if record.already_there else "",
+            )
         twin.write_status()
         self.wake.set()
-        if twin.info[to].alive:
-            await self._take_over_conntrack(to, devices)
+        if twin.info[to].alive and taken:
+            await self._take_over_conntrack(to, taken)
 
     async def _watch_twin(self) -> None:
         """Slot b's switch restarted or lost its flows: reinstall them all."""
@@ -181,6 +201,25 @@ class TwinOps:
                 self.wake.set()
 
     # --- reconcile ---------------------------------------------------------------
+    async def _follow_steering(self) -> None:
+        """Read once where the hypervisor has each pinned VIF the steer watch has seen no
+        change of (those steered before the agent started, or while its monitor was
+        restarting)."""
+        twin = self.twin
+        watch = twin.steer_watch if twin is not None else None
+        if twin is None or watch is None:
+            return
+        ids = []
+        for name in twin.plan.pinned:
+            with contextlib.suppress(vifsteer.SteerError):
+                ids.append(vifsteer.vif_id(name))
+        if not watch.unknown(ids):
+            return
+        try:
+            await asyncio.to_thread(watch.learn, ids)
+        except vifsteer.SteerError as exc:
+            log.warning("steer watch: cannot read the steering in %s: %s", watch.ns, exc)
+
     async def _twin_vifs(self, vifs: list[Vif]) -> list[Vif]:
         """Slot a's VIFs merged with slot b's: a VIF counts as plugged if its device is in
         either slot (it has an ofport there)."""

@@ -409,7 +409,10 @@ def ratios(plain: dict[str, Any], twin: dict[str, Any]) -> dict[str, Any]:
     kill9_gap = plain["ovs-kill9"]["max_gap_ms"]
     sham = up.get("sham")
     sham_out = outage_bound(sham) if sham else None
+    per_cut = cut_stats(up["cuts"])
     return {
+        "per_cut_outage_ms": per_cut,
+        "per_cut_mean_outage_ms": per_cut["mean"],
         "vif_move_floor_ms": floor,
         "sham_max_outage_ms": sham_out,
         "upgrade_outage_over_sham": _ratio(up_out, sham_out, 2),
@@ -427,6 +430,24 @@ def ratios(plain: dict[str, Any], twin: dict[str, Any]) -> dict[str, Any]:
         "failover_gap_over_kill9_restore": _ratio(fail_gap, kill9_gap, 3),
         "plain_restart_gap_ms": restart_gap,
         "kill9_restore_gap_ms": kill9_gap,
+    }
+
+
+def cut_stats(cuts: list[dict[str, Any]]) -> dict[str, float]:
+    """Pure: the per-cut outages (each in its own fine window) as a distribution: a
+    lab's largest cut is one of its VM count's cuts, so the maxima of 40 and of 10 cuts
+    are not alike; the mean and the quantiles are."""
+    outs = sorted(float(c.get("outage_ms") or 0.0) for c in cuts)
+    lost = [int(c.get("lost_in_window") or 0) for c in cuts]
+    if not outs:
+        return {"cuts": 0, "mean": 0.0, "median": 0.0, "p90": 0.0, "max": 0.0, "lost_mean": 0.0}
+    return {
+        "cuts": len(outs),
+        "mean": round(statistics.fmean(outs), 2),
+        "median": round(statistics.median(outs), 2),
+        "p90": round(outs[min(len(outs) - 1, int(0.9 * len(outs)))], 2),
+        "max": round(outs[-1], 2),
+        "lost_mean": round(statistics.fmean(lost), 2),
     }
 
 
@@ -500,5 +521,6 @@ def matrix(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "settle_s": SETTLE_S,
         "rows": rows,
         "upgrade_outage_most_over_fewest_vms": scaling(rows, "upgrade_max_outage_ms"),
+        "per_cut_mean_outage_most_over_fewest_vms": scaling(rows, "per_cut_mean_outage_ms"),
         "upgrade_gap_most_over_fewest_vms": scaling(rows, "upgrade_max_gap_ms"),
     }
