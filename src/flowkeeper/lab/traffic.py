@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import errno
 import fcntl
-import ipaddress
 import json
 import os
 import select
@@ -37,12 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flowkeeper.lab import probe
 from flowkeeper.lab.probe import checksum
 
 MAX_SECONDS = 600.0
 MAX_RATE = 50_000_000  # bytes per second
 MAX_COUNT = 100_000
-LAB_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
 SEQ_MOD = 251  # byte i of a stream is i % 251: a prime, so no chunk size aligns with it
 MARKER = b"flowkeeper-udp"
 CHUNK = 1024
@@ -58,12 +57,9 @@ class UsageError(ValueError):
 
 def lab_address(ip: str) -> str:
     try:
-        inside = ipaddress.IPv4Address(ip) in LAB_RANGE
-    except ValueError:
-        inside = False
-    if not inside:
-        raise UsageError(f"{ip!r} is not a lab address in {LAB_RANGE}")
-    return ip
+        return probe.lab_address(ip)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def seconds(value: float) -> float:
