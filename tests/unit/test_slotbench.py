@@ -91,6 +91,7 @@ def test_a_cut_window_counts_only_its_own_losses() -> None:
     assert sent_within(res, 100.0, 100.4) == 5
     assert abs(outage_within(res, 100.0, 100.4) - 0.002) < 1e-9
     assert abs(outage_within(res, 100.4, 101.0) - 0.02) < 1e-9
+    assert slotbench.lost_offsets(res, 100.1, (100.0, 100.4)) == [1.0]
 
 
 def test_each_round_is_one_line_with_its_gap_spans() -> None:

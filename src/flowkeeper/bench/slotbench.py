@@ -244,8 +244,19 @@ def _cut(move: slotupgrade.SlotMove, res: ProbeResult | None) -> dict[str, Any]:
         "gap_ms": None if res is None else round(res.max_gap_ms, 1),
         "outage_ms": None if res is None else round(outage_within(res, *window) * 1000, 1),
         "lost_in_window": None if res is None else lost_within(res, *window),
+        "lost_at_ms": None if res is None else lost_offsets(res, move.started, window),
         "sent_in_window": None if res is None else sent_within(res, *window),
     }
+
+
+def lost_offsets(res: ProbeResult, started: float, window: tuple[float, float]) -> list[float]:
+    """Pure: when each probe lost inside `window` was sent, in ms from the cut's start
+    (a loss before 0 is not the cut's: the cut had not begun)."""
+    return [
+        round((res.start_unix + t - started) * 1000, 1)
+        for t, rtt in res.timeline
+        if rtt is None and window[0] <= res.start_unix + t <= window[1]
+    ]
 
 
 def sent_within(res: ProbeResult, start_unix: float, end_unix: float) -> int:
