@@ -116,6 +116,8 @@ class SteerWatch:
             if ready and not self._read(proc):
                 with self.lock:
                     self.running = False  # what it did not see is not known any more
+                if self._stop.is_set():  # close() ended it
+                    return
                 log.warning("steer watch: tc monitor in %s exited; started again", self.ns)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=5)
