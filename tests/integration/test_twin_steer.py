@@ -5,7 +5,8 @@ NIC is in both slots of its host (a tap in each, with the same ofport), and tc i
 host's hypervisor namespace steers it to one slot. Asserted: flows, steering state and
 loss counts, never timings.
 - the tap is in both slots with one ofport; each VM gets every frame once (the copy the
-  inactive slot delivers is dropped);
+  inactive slot delivers is dropped); in a cut's overlap (new path made, old one not yet
+  broken) it gets each frame twice, and once again after;
 - every VM of h1 is steered to the other slot and back; no flow of h2, nor of either slot
   of h1, changes during any cut, and every VM forwards after its cut;
 - kill -9 of the active slot: the agent steers every VIF to the other slot, records the
@@ -98,11 +99,7 @@ def arrive_once(t: Twin) -> None:
     local = next((x, y) for x in h1_vms for y in h1_vms if x != y and x.network == y.network)
     remote = [(t.state.vm(s), t.state.vm(d)) for s, d in pairs(t)]
     for src, dst in [*remote, local]:
-        out = run(
-            ["ping", "-c", "20", "-i", "0.02", "-W", "1", dst.ip], ns=src.ns, check=False
-        ).stdout
-        got = re.search(r"(\d+) received(?:, \+(\d+) duplicates)?", out)
-        assert got and int(got.group(1)) == 20 and got.group(2) is None, out
+        assert ping_counts(t, src.name, dst.name) == (20, 0), (src.name, dst.name)
 
 
 def test_upgrade_steers_every_vm_and_no_flow_changes(
@@ -145,6 +142,46 @@ def test_upgrade_steers_every_vm_and_no_flow_changes(
         f"{gaps} ms; tc steer {steer_ms} ms"
     )
     assert all(r.received > r.sent // 2 for r in results), lost
+
+
+def ping_counts(t: Twin, src: str, dst: str, count: int = 20) -> tuple[int, int]:
+    """(replies, duplicate replies) of `count` pings from VM `src` to VM `dst`."""
+    out = run(
+        ["ping", "-c", str(count), "-i", "0.02", "-W", "1", t.state.vm(dst).ip],
+        ns=t.state.vm(src).ns,
+        check=False,
+    ).stdout
+    got = re.search(r"(\d+) received(?:, \+(\d+) duplicates)?", out)
+    assert got, out
+    return int(got.group(1)), int(got.group(2) or 0)
+
+
+def test_make_before_break_both_slots_reach_the_vm_until_the_old_path_is_broken(
+    twin: Twin,
+) -> None:
+    """The overlap of a steered cut, held open: the VM's frames go to the new slot, and the
+    frames both slots deliver to it both get through (each request twice); once the old
+    path is broken, once. Nothing is lost in either state."""
+    t = twin
+    settled(t)
+    h1 = t.h1()
+    src = one_slot(t)
+    dst = slotupgrade.other(src)
+    peer, vm_name = pairs(t)[0]
+    vif = vifsteer.vif_id(t.state.vm(vm_name).tap)
+    vifsteer.make_path(h1.hv_ns, [vif], dst)
+    try:
+        assert steered(t)[vm_name] == dst
+        replies, twice = ping_counts(t, peer, vm_name)
+        # every request arrived twice; ping ends at the 20th reply, before that one's twin
+        assert replies == 20 and twice >= 19, (replies, twice)
+        vifsteer.break_path(h1.hv_ns, [vif], dst)
+        assert ping_counts(t, peer, vm_name) == (20, 0)
+    finally:
+        vifsteer.steer(h1.hv_ns, [vif], src, overlap=0.05)  # back, as the lab's state says
+    assert steered(t)[vm_name] == src
+    assert ping_counts(t, peer, vm_name) == (20, 0)
+    arrive_once(t)
 
 
 def test_kill9_of_the_active_switch_steers_every_vif_and_a_new_standby_is_prepared(

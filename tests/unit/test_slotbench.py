@@ -7,7 +7,7 @@ from typing import Any
 from flowkeeper.bench import slotbench
 from flowkeeper.bench.probes import PROBE_INTERVAL
 from flowkeeper.bench.slotbench import gap_end, lost_within, ratios, scaling, sent_within
-from flowkeeper.lab.probe import ProbeResult, outage_within
+from flowkeeper.lab.probe import ProbeResult, outage_within, summarize
 
 
 def probe(timeline: list[tuple[float, float | None]]) -> ProbeResult:
@@ -129,8 +129,28 @@ def test_the_probes_background_rate_is_the_same_at_any_vm_count() -> None:
 
 
 def test_cut_stats_give_the_per_cut_distribution() -> None:
-    cuts = [{"outage_ms": v, "lost_in_window": n} for v, n in ((0.0, 0), (3.0, 2), (None, None))]
+    cuts = [
+        {"outage_ms": v, "lost_in_window": n, "duplicated_in_window": d}
+        for v, n, d in ((0.0, 0, 30), (3.0, 2, 0), (None, None, None))
+    ]
     stats = slotbench.cut_stats(cuts)
     assert stats == {"cuts": 3, "mean": 1.0, "median": 0.0, "p90": 3.0, "max": 3.0,
-                     "lost_mean": 0.67}  # fmt: skip
+                     "lost_mean": 0.67, "duplicated_mean": 10.0,
+                     "duplicated_max": 30}  # fmt: skip
     assert slotbench.cut_stats([])["cuts"] == 0
+
+
+def test_duplicates_are_counted_by_when_their_probe_was_sent() -> None:
+    res = summarize(
+        "198.19.1.10",
+        [0.0, 0.001, 0.002, 0.003],
+        {0: 0.0005, 1: 0.0015, 2: 0.0025, 3: 0.0035},
+        0.001,
+        0.004,
+        duplicated=[1, 1, 3, 7],  # 7 was never sent: not counted
+    )
+    assert res.duplicated == [1, 1, 3]
+    res.start_unix = 100.0
+    assert slotbench.duplicated_within(res, 100.0, 100.0015) == 2
+    assert slotbench.duplicated_within(res, 100.0, 100.01) == 3
+    assert slotbench.duplicated_within(res, 100.004, 100.01) == 0

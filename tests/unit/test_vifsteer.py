@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,38 @@ def test_steer_runs_one_tc_batch_in_the_namespace_without_a_shell(
     assert len(fake.calls) == 1
 
 
+def test_with_an_overlap_the_new_path_is_made_then_the_old_one_broken_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = FakeRun()
+    slept: list[float] = []
+    monkeypatch.setattr(subprocess, "run", fake)
+    monkeypatch.setattr(time, "sleep", slept.append)
+    vifsteer.steer("lab-h1-hv", ["11", "22"], "b", overlap=0.02)
+    make, brk = (kw["input"] for _argv, kw in fake.calls)
+    assert make.splitlines() == [
+        vifsteer.redirect("b11", "v11").strip(),
+        vifsteer.redirect("v11", "b11").strip(),
+        vifsteer.redirect("b22", "v22").strip(),
+        vifsteer.redirect("v22", "b22").strip(),
+    ]
+    assert brk.splitlines() == [vifsteer.drop("a11").strip(), vifsteer.drop("a22").strip()]
+    assert slept == [0.02]
+    # together they are the one-run text, line for line
+    assert sorted((make + brk).splitlines()) == sorted(steer_lines(["11", "22"], "b").splitlines())
+
+
+def test_a_make_run_that_fails_leaves_the_old_path_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = FakeRun(1, stderr='Cannot find device "v11"\nCommand failed -:2\n')
+    monkeypatch.setattr(subprocess, "run", fake)
+    monkeypatch.setattr(time, "sleep", lambda _s: None)
+    with pytest.raises(SteerError):
+        vifsteer.steer("lab-h1-hv", ["11"], "b", overlap=0.02)
+    assert len(fake.calls) == 1  # no drop of the old slot's frames after a failed make
+
+
 def test_a_failed_steer_names_the_missing_devices(monkeypatch: pytest.MonkeyPatch) -> None:
     gone = 'Cannot find device "v22"\nCommand failed -:4\n'
     monkeypatch.setattr(subprocess, "run", FakeRun(1, stderr=gone))
@@ -167,21 +200,31 @@ def test_the_agent_steers_tap_names_only_and_counts_the_missing_out(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert twinops._steerable({"tap11": 3, "eth9": 4, "tap22": 5}) == ["tap11", "tap22"]
-    calls: list[tuple[str, list[str], str]] = []
+    calls: list[tuple[str, str, list[str], str]] = []
 
     def gone(ns: str, ids: list[str], to: str, batch: object = None) -> float:
-        calls.append((ns, ids, to))
+        calls.append(("steer", ns, ids, to))
         raise SteerError("x", {"v22", "b22"}, True, 0.004)
 
+    def made(ns: str, ids: list[str], to: str, batch: object = None) -> float:
+        calls.append(("make", ns, ids, to))
+        return 0.001
+
     monkeypatch.setattr(vifsteer, "steer", gone)
-    assert twinops._steer("lab-h1-hv", ["tap11", "tap22"], "b") == (0.004, {"tap22"})
-    assert calls == [("lab-h1-hv", ["11", "22"], "b")]
+    monkeypatch.setattr(vifsteer, "make_path", made)
+    assert twinops._steer("lab-h1-hv", ["tap11", "tap22"], "b") == (0.0, 0.004, {"tap22"})
+    assert calls == [("steer", "lab-h1-hv", ["11", "22"], "b")]
+    calls.clear()
+    # the VIFs not on slot b yet get their new path first, in a run of their own
+    got = twinops._steer("lab-h1-hv", ["tap11", "tap22"], "b", first={"tap22"})
+    assert got == (0.001, 0.004, {"tap22"})
+    assert calls == [("make", "lab-h1-hv", ["22"], "b"), ("steer", "lab-h1-hv", ["11", "22"], "b")]
 
     def broken(ns: str, ids: list[str], to: str, batch: object = None) -> float:
         raise SteerError("tc failed", set(), False, 0.002)
 
     monkeypatch.setattr(vifsteer, "steer", broken)
-    assert twinops._steer("lab-h1-hv", ["tap11"], "a") == (0.002, set())
+    assert twinops._steer("lab-h1-hv", ["tap11"], "a") == (0.0, 0.002, set())
 
 
 def _args(tmp_path: Path, **kw: str) -> argparse.Namespace:

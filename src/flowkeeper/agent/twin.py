@@ -46,10 +46,15 @@ class Failover:
     to: str
     vifs: int  # moved (steered: steered to the surviving slot, wherever they were)
     detect_to_move_ms: float
-    move_ms: float  # the `ip -batch` move (steered: the `tc -batch` run)
+    # the `ip -batch` move (steered: the `tc -batch` run that made the new path of every
+    # VIF not on the surviving slot; with none, the run that steered them all again)
+    move_ms: float
     seen_unix: float = 0.0  # when the death was seen (wall clock, for the bench)
     how: str = "netns"  # netns: devices moved; steer: NICs steered
     already_there: int = 0  # steered VIFs the hypervisor had on the surviving slot already
+    # steered: the run after move_ms that steered every VIF in full (the dead slot's frames
+    # dropped; a no-op for what was done already), off the VMs' path
+    rest_ms: float = 0.0
 
 
 class Twin:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from flowkeeper.agent import conntrack, vifmove, vifsteer
@@ -133,10 +134,14 @@ class TwinOps:
             missing: set[str] = set()
             # where the hypervisor had each NIC when the death was seen (before our steer)
             before = twin.steer_watch.snapshot() if twin.steer_watch is not None else {}
+            # a NIC whose slot is not known counts as taken over (as before it could be known)
+            critical = [d for d in devices if not before or before.get(vifsteer.vif_id(d)) != to]
+            rest = 0.0
             if twin.steer_netns:
-                took, missing = await asyncio.to_thread(
-                    _steer, twin.steer_netns, devices, to, twin.steer_batch
+                took, rest, missing = await asyncio.to_thread(
+                    _steer, twin.steer_netns, devices, to, twin.steer_batch, set(critical)
                 )
+                took = took if critical else rest
             else:
                 try:
                     took, missing = await asyncio.to_thread(vifmove.move, devices, src, dst)
@@ -145,8 +150,7 @@ class TwinOps:
                     took = time.monotonic() - started
                 twin.info[dead].vifs = []
             devices = [d for d in devices if d not in missing]  # those were elsewhere
-        # a NIC whose slot is not known counts as taken over (as before it could be known)
-        taken = [d for d in devices if not before or before.get(vifsteer.vif_id(d)) != to]
+        taken = [d for d in critical if d not in missing]
         seen_unix = time.time() - (time.monotonic() - seen_at)
         record = Failover(
             dead,
@@ -157,6 +161,7 @@ class TwinOps:
             round(seen_unix, 4),
             "steer" if twin.steer_netns else "netns",
             len(devices) - len(taken),
+            round(rest * 1000, 2) if critical else 0.0,
         )
         twin.failovers.append(record)
         twin.info[dead].last_failover = {"vifs": len(devices), "move_ms": record.move_ms}
@@ -323,19 +328,42 @@ def _steerable(pinned: dict[str, int]) -> list[str]:
 
 
 def _steer(
-    ns: str, devices: list[str], to: str, batch: TcBatch | None = None
-) -> tuple[float, set[str]]:
-    """Steer every listed VIF to slot `to` in one `tc -batch` run: (seconds, devices whose
-    wires were not there). A failure is logged; the other VIFs are steered regardless."""
+    ns: str,
+    devices: list[str],
+    to: str,
+    batch: TcBatch | None = None,
+    first: Collection[str] = (),
+) -> tuple[float, float, set[str]]:
+    """Steer every listed VIF to slot `to`: (seconds until the new path of every VIF in
+    `first` was made, seconds of the run after it, devices whose wires were not there).
+
+    The VIFs in `first` (those the hypervisor did not have on `to`) get their new path in
+    a run of their own, two lines each: that run is the VMs' outage. Then one run steers
+    every listed VIF in full (a no-op where it is done already), which also drops the dead
+    slot's frames, off the VMs' path. A failure is logged; the other VIFs are steered
+    regardless."""
     ids = {vifsteer.vif_id(d): d for d in devices}
+    firsts = [vif for vif, d in ids.items() if d in first]
+    made, gone = _tc(vifsteer.make_path, ns, firsts, to, batch) if firsts else (0.0, set())
+    rest, gone_too = _tc(vifsteer.steer, ns, list(ids), to, batch)
+    return made, rest, {ids[vif] for vif in ids if any(m[1:] == vif for m in gone | gone_too)}
+
+
+def _tc(
+    fn: Callable[[str, list[str], str, TcBatch | None], float],
+    ns: str,
+    ids: list[str],
+    to: str,
+    batch: TcBatch | None,
+) -> tuple[float, set[str]]:
+    """(seconds, the devices tc did not find) of one steer run; its failure logged."""
     try:
-        return vifsteer.steer(ns, list(ids), to, batch), set()
+        return fn(ns, ids, to, batch), set()
     except vifsteer.SteerError as exc:
         if not exc.only_missing:
             log.error("failover: steering to slot %s: %s", to, exc)
             return exc.took, set()
-        gone = {d for vif, d in ids.items() if any(m[1:] == vif for m in exc.missing)}
-        return exc.took, gone
+        return exc.took, exc.missing
     except OSError as exc:
         log.error("failover: steering to slot %s: %s", to, exc)
         return 0.0, set()

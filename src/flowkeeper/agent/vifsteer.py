@@ -107,26 +107,92 @@ def drop(dev: str) -> str:
     return _replace(dev, _DROP)
 
 
-def steer_lines(ids: Iterable[str], to_slot: str) -> str:
-    """The `tc -batch` text steering every listed VIF to `to_slot`: per VIF, the new slot's
-    frames to the VM first, then the VM's frames to the new slot, then the old slot's
-    frames dropped (3 `filter replace` lines; the same text again changes nothing)."""
+def _sides(vif: str, to_slot: str) -> tuple[str, str, str]:
     _check_slot(to_slot)
     old = "b" if to_slot == "a" else "a"
+    return device(VM_SIDE, vif), device(to_slot, vif), device(old, vif)
+
+
+def make_lines(ids: Iterable[str], to_slot: str) -> str:
+    """The `tc -batch` text that makes the new path: per VIF, the new slot's frames to the
+    VM, then the VM's frames to the new slot (the old slot's frames still reach the VM)."""
+    _check_slot(to_slot)
     lines = []
     for vif in ids:
-        vm, new, gone = device(VM_SIDE, vif), device(to_slot, vif), device(old, vif)
-        lines += [redirect(new, vm), redirect(vm, new), drop(gone)]
+        vm, new, _gone = _sides(vif, to_slot)
+        lines += [redirect(new, vm), redirect(vm, new)]
     return "".join(lines)
 
 
-def steer(ns: str, ids: list[str], to_slot: str, batch: TcBatch | None = None) -> float:
-    """Steer the VIFs to `to_slot` in ONE `tc -n NS -force -batch -` run; returns the
-    seconds it took. SteerError if `tc` failed (with -force it goes on after a failed
-    line: the other VIFs are steered; the error names the devices it did not find)."""
+def break_lines(ids: Iterable[str], to_slot: str) -> str:
+    """The `tc -batch` text that breaks the old path: per VIF, the old slot's frames dropped."""
+    _check_slot(to_slot)
+    return "".join(drop(_sides(vif, to_slot)[2]) for vif in ids)
+
+
+def steer_lines(ids: Iterable[str], to_slot: str) -> str:
+    """The `tc -batch` text steering every listed VIF to `to_slot` at once: per VIF, the new
+    slot's frames to the VM first, then the VM's frames to the new slot, then the old slot's
+    frames dropped (3 `filter replace` lines; the same text again changes nothing)."""
+    _check_slot(to_slot)
+    return "".join(make_lines([vif], to_slot) + break_lines([vif], to_slot) for vif in ids)
+
+
+def steer(
+    ns: str,
+    ids: list[str],
+    to_slot: str,
+    batch: TcBatch | None = None,
+    overlap: float = 0.0,
+) -> float:
+    """Steer the VIFs to `to_slot`; returns the seconds `tc` took (without the overlap).
+    See steer_timed."""
+    return sum(steer_timed(ns, ids, to_slot, batch, overlap))
+
+
+def steer_timed(
+    ns: str,
+    ids: list[str],
+    to_slot: str,
+    batch: TcBatch | None = None,
+    overlap: float = 0.0,
+) -> tuple[float, float]:
+    """Steer the VIFs to `to_slot`: (seconds until the new path was made, seconds of the
+    run that broke the old one afterwards). SteerError if `tc` failed (with -force it goes
+    on after a failed line: the other VIFs are steered; the error names the devices it did
+    not find).
+
+    overlap 0: ONE `tc -n NS -force -batch -` run, both at once (0 s for the second).
+    overlap > 0, make before break: one run makes the new path, the old slot's frames still
+    reach the VM for `overlap` s, then a second run drops them. The two slots are two
+    processes, each with its own delay: a frame both got may come out of the old slot
+    milliseconds after the new one's copy, and an instant switch drops it. In the overlap
+    the VM may get such a frame twice. A make run that fails breaks nothing."""
     if not valid_netns(ns):
         raise SteerError(f"not a namespace name: {ns!r}")
-    text = steer_lines(ids, to_slot)
+    if overlap <= 0:
+        return _run(ns, steer_lines(ids, to_slot), batch), 0.0
+    made = make_path(ns, ids, to_slot, batch)
+    time.sleep(overlap)
+    return made, break_path(ns, ids, to_slot, batch)
+
+
+def make_path(ns: str, ids: list[str], to_slot: str, batch: TcBatch | None = None) -> float:
+    """One `tc -batch` run: the VIFs' new path to `to_slot` (make_lines); seconds taken."""
+    if not valid_netns(ns):
+        raise SteerError(f"not a namespace name: {ns!r}")
+    return _run(ns, make_lines(ids, to_slot), batch)
+
+
+def break_path(ns: str, ids: list[str], to_slot: str, batch: TcBatch | None = None) -> float:
+    """One `tc -batch` run: the old slot's frames to the VIFs dropped (break_lines)."""
+    if not valid_netns(ns):
+        raise SteerError(f"not a namespace name: {ns!r}")
+    return _run(ns, break_lines(ids, to_slot), batch)
+
+
+def _run(ns: str, text: str, batch: TcBatch | None) -> float:
+    """Carry out `text` in ONE `tc -batch` run: the kept one when it is in `ns`."""
     if not text:
         return 0.0
     if batch is not None and batch.ns == ns:  # the tc kept running: no process start

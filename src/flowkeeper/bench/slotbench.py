@@ -190,6 +190,7 @@ class CutPhase:
             "coarse_interval_ms": coarse_interval(len(self.pairs)) * 1000,
             "lost": sum(r.lost for r in self.results),
             "sent": sum(r.sent for r in self.results),
+            "duplicated": sum(len(r.duplicated) for r in self.results),
             "cut_phase_s": round(self.ended - self.began, 2),
         }
 
@@ -239,6 +240,8 @@ def _cut(move: slotupgrade.SlotMove, res: ProbeResult | None) -> dict[str, Any]:
     return {
         "vm": move.vm,
         "vif_move_ms": round(move.move_ms, 2),
+        "overlap_ms": round(move.overlap_ms, 1),
+        "break_ms": round(move.break_ms, 2),
         "bind_ms": round(move.ofport_ms, 2),
         "first_packet_ms": None if first is None else round((first - move.started) * 1000, 1),
         "gap_ms": None if res is None else round(res.max_gap_ms, 1),
@@ -246,7 +249,17 @@ def _cut(move: slotupgrade.SlotMove, res: ProbeResult | None) -> dict[str, Any]:
         "lost_in_window": None if res is None else lost_within(res, *window),
         "lost_at_ms": None if res is None else lost_offsets(res, move.started, window),
         "sent_in_window": None if res is None else sent_within(res, *window),
+        "duplicated_in_window": None if res is None else duplicated_within(res, *window),
     }
+
+
+def duplicated_within(res: ProbeResult, start_unix: float, end_unix: float) -> int:
+    """Pure: extra replies to probes sent inside the window (the VM got a request twice)."""
+    return sum(
+        1
+        for i in res.duplicated
+        if i < len(res.timeline) and start_unix <= res.start_unix + res.timeline[i][0] <= end_unix
+    )
 
 
 def lost_offsets(res: ProbeResult, started: float, window: tuple[float, float]) -> list[float]:
@@ -450,8 +463,12 @@ def cut_stats(cuts: list[dict[str, Any]]) -> dict[str, float]:
     are not alike; the mean and the quantiles are."""
     outs = sorted(float(c.get("outage_ms") or 0.0) for c in cuts)
     lost = [int(c.get("lost_in_window") or 0) for c in cuts]
+    dups = [int(c.get("duplicated_in_window") or 0) for c in cuts]
     if not outs:
-        return {"cuts": 0, "mean": 0.0, "median": 0.0, "p90": 0.0, "max": 0.0, "lost_mean": 0.0}
+        return {
+            "cuts": 0, "mean": 0.0, "median": 0.0, "p90": 0.0, "max": 0.0, "lost_mean": 0.0,
+            "duplicated_mean": 0.0, "duplicated_max": 0,
+        }  # fmt: skip
     return {
         "cuts": len(outs),
         "mean": round(statistics.fmean(outs), 2),
@@ -459,6 +476,8 @@ def cut_stats(cuts: list[dict[str, Any]]) -> dict[str, float]:
         "p90": round(outs[min(len(outs) - 1, int(0.9 * len(outs)))], 2),
         "max": round(outs[-1], 2),
         "lost_mean": round(statistics.fmean(lost), 2),
+        "duplicated_mean": round(statistics.fmean(dups), 2),
+        "duplicated_max": max(dups),
     }
 
 

@@ -154,6 +154,15 @@ def _register_restarts(cmds: Any) -> None:
     up.add_argument("host")
     up.add_argument("--settle", type=float, default=0.2, help="seconds between two VMs' cut-overs")
     up.add_argument(
+        "--overlap",
+        type=float,
+        default=None,
+        help="steered VMs (--vif-handover steer): seconds the old slot's frames still reach "
+        "the VM after its new path is made, so that none still in flight in the old slot is "
+        "lost (a frame may arrive twice meanwhile); 0 switches both ways at once "
+        "(default 0.03)",
+    )
+    up.add_argument(
         "--timeout",
         type=float,
         default=60.0,
@@ -278,10 +287,13 @@ def _restart_ovs(args: argparse.Namespace) -> int:
 
 
 def _upgrade_ovs(args: argparse.Namespace) -> int:
-    from flowkeeper.lab.slotupgrade import upgrade_ovs
+    from flowkeeper.lab.slotupgrade import MAX_OVERLAP_S, OVERLAP_S, upgrade_ovs
 
     if not 0 <= args.settle <= 60:
         raise UsageError(f"--settle must be 0..60 seconds, got {args.settle}")
+    overlap = OVERLAP_S if args.overlap is None else args.overlap
+    if not 0 <= overlap <= MAX_OVERLAP_S:
+        raise UsageError(f"--overlap must be 0..{MAX_OVERLAP_S:g} seconds, got {args.overlap}")
     if not 1 <= args.timeout <= 600:
         raise UsageError(f"--timeout must be 1..600 seconds, got {args.timeout}")
     lab = _lab(args)
@@ -291,7 +303,12 @@ def _upgrade_ovs(args: argparse.Namespace) -> int:
             "(make the lab with `lab up --standby`)"
         )
     report = upgrade_ovs(
-        lab, args.host, settle=args.settle, timeout=args.timeout, progress=lab.progress
+        lab,
+        args.host,
+        settle=args.settle,
+        overlap=overlap,
+        timeout=args.timeout,
+        progress=lab.progress,
     )
     lines = [
         f"{args.host} upgraded, slot {report.first} first: {len(report.moves)} VMs moved, "
@@ -306,6 +323,11 @@ def _upgrade_ovs(args: argparse.Namespace) -> int:
         f"  {m.vm}: {m.src} -> {m.dst}, "
         + (
             f"steered in {m.move_ms:.1f} ms (ofport {m.ofport} in both slots)"
+            + (
+                f", old path dropped {m.overlap_ms:.0f} ms later ({m.break_ms:.1f} ms)"
+                if m.overlap_ms
+                else ""
+            )
             if m.how == "steer"
             else f"device moved in {m.move_ms:.1f} ms, ofport {m.ofport} after {m.ofport_ms:.1f} ms"
         )

@@ -27,6 +27,7 @@ import json
 import os
 import struct
 import sys
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 MAX_COUNT = 200_000
@@ -51,6 +52,9 @@ class ProbeResult:
     duration_s: float
     start_unix: float = 0.0
     timeline: list[tuple[float, float | None]] = field(default_factory=list)  # (send s, rtt ms)
+    # indexes into timeline of the probes answered more than once (once per extra reply):
+    # the destination got the request twice
+    duplicated: list[int] = field(default_factory=list)
 
     def to_json(self, with_timeline: bool = True) -> str:
         data = asdict(self)
@@ -65,8 +69,11 @@ def summarize(
     reply_times: dict[int, float],
     interval: float,
     end_time: float,
+    *,
+    duplicated: Iterable[int] = (),
 ) -> ProbeResult:
-    """Pure: turn send and reply timestamps (seconds, one clock) into a ProbeResult."""
+    """Pure: turn send and reply timestamps (seconds, one clock) into a ProbeResult
+    (`duplicated`: the indexes of the probes answered more than once, once per extra)."""
     sent = len(send_times)
     received = sum(1 for i in range(sent) if i in reply_times)
     start = send_times[0] if send_times else end_time
@@ -96,6 +103,7 @@ def summarize(
         first_reply_ms=None if first is None else round((first - start) * 1000, 3),
         duration_s=round(end_time - start, 3),
         timeline=timeline,
+        duplicated=sorted(i for i in duplicated if 0 <= i < sent),
     )
 
 

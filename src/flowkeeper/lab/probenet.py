@@ -127,6 +127,7 @@ class Target:
     done: bool = False
     send_times: list[float] = field(default_factory=list)
     replies: dict[int, float] = field(default_factory=dict)
+    duplicated: list[int] = field(default_factory=list)  # indexes answered once more
 
     def send(self, now: float) -> None:
         index = len(self.send_times)
@@ -145,7 +146,11 @@ class Target:
             except (BlockingIOError, InterruptedError):
                 return
             index = parse_reply(packet, self.ident)
-            if index is not None and index < len(self.send_times) and index not in self.replies:
+            if index is None or index >= len(self.send_times):
+                continue
+            if index in self.replies:
+                self.duplicated.append(index)
+            else:
                 self.replies[index] = time.monotonic()
 
 
@@ -193,7 +198,7 @@ def run_targets(
     results = []
     for t in targets:
         last = end + t.interval if t.send_times else end
-        res = summarize(t.dst, t.send_times, t.replies, t.interval, last)
+        res = summarize(t.dst, t.send_times, t.replies, t.interval, last, duplicated=t.duplicated)
         # every target's timeline counts from its own first send
         res.start_unix = start_unix + ((t.send_times[0] - start) if t.send_times else 0.0)
         results.append(res)

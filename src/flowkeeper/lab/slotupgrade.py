@@ -40,6 +40,12 @@ SLOTS_FILE = "slots.json"
 POLL = 0.02  # seconds between two reads of slots.json
 DEFAULT_TIMEOUT = 60.0  # for a slot to be prepared (and for slots.json to appear)
 OFPORT_TIMEOUT = 10.0  # for a moved device to get its ofport in the new slot
+# Steered cuts: how long the old slot's frames still reach the VM once the new path is
+# made (make before break). Two vswitchds deliver the same mirrored frame each at its own
+# delay; in the lab one slot lags the other by 3-23 ms several times a second (2 cores,
+# four vswitchds), and an instant switch drops what the old slot still had in flight.
+OVERLAP_S = 0.03
+MAX_OVERLAP_S = 1.0
 
 Progress = Callable[[str], None]
 
@@ -213,13 +219,19 @@ class SlotMove:
     src: str  # slot names
     dst: str
     started: float  # unix time of the move
-    move_ms: float  # the `ip ... netns` command, start to end
+    # the `ip ... netns` command, start to end (steer: the tc run that made the new path)
+    move_ms: float
     # move started -> the device has an ofport in the new slot's OVSDB (steered: the end
     # of the cut; the device had its ofport there before the cut began)
     ofport_ms: float
     ofport: int
     old_ofport: int | None  # in the old slot, before the move (the same, when pinned)
     how: str = "netns"  # netns: the device moved; steer: the NIC was steered (tc)
+    # steer: the old slot's frames still reached the VM this long after the new path was
+    # made (make before break; ofport_ms does not count it), then a tc run of break_ms
+    # dropped them (0 with no overlap: move_ms did both)
+    overlap_ms: float = 0.0
+    break_ms: float = 0.0
     # After the cut, off the VM's path: the new slot's conntrack entries of the VM's
     # address flushed (firewall on; see hand_over_conntrack), in ms; None: not flushed.
     ct_flush_ms: float | None = None
@@ -239,6 +251,7 @@ def upgrade_ovs(
     host_name: str,
     *,
     settle: float = 0.2,
+    overlap: float = OVERLAP_S,
     timeout: float = DEFAULT_TIMEOUT,
     progress: Progress = _quiet,
 ) -> SlotUpgradeReport:
@@ -269,7 +282,7 @@ def upgrade_ovs(
     moving = [vm for vm in vms if vm.slot == src]
     _check_rows(host, dst, moving)
     for vm in moving:
-        move = move_vm(state, host, vm, dst)
+        move = move_vm(state, host, vm, dst, overlap)
         move.ct_flush_ms = hand_over_conntrack(state, host, vm, dst, progress)
         report.moves.append(move)
         progress(
@@ -368,10 +381,13 @@ def wait_ofport(db_sock: str, tap: str, timeout: float) -> int | None:
     return ofport
 
 
-def move_vm(state: LabState, host: HostState, vm: VmState, dst: str) -> SlotMove:
-    """Move the VM's tap into slot `dst`; back again if it gets no ofport there."""
+def move_vm(
+    state: LabState, host: HostState, vm: VmState, dst: str, overlap: float = OVERLAP_S
+) -> SlotMove:
+    """Move the VM's tap into slot `dst`; back again if it gets no ofport there. Steered
+    (the tap is in both slots): steer its NIC, the old path kept `overlap` s longer."""
     if host.hv_ns:
-        return steer_vm(state, host, vm, dst)
+        return steer_vm(state, host, vm, dst, overlap)
     src = vm.slot
     old, new = host.slot(src), host.slot(dst)
     old_ofport = read_ofport(old.db_sock, vm.tap)
@@ -407,10 +423,13 @@ def move_vm(state: LabState, host: HostState, vm: VmState, dst: str) -> SlotMove
     )
 
 
-def steer_vm(state: LabState, host: HostState, vm: VmState, dst: str) -> SlotMove:
+def steer_vm(
+    state: LabState, host: HostState, vm: VmState, dst: str, overlap: float = OVERLAP_S
+) -> SlotMove:
     """The steer handover: the VM's tap is in both slots, with its ofport in each; the cut
-    is one `tc -batch` run in the hypervisor namespace (no device moves, no bind: the
-    device had its ofport in the new slot before the cut, which it must have)."""
+    is `tc -batch` in the hypervisor namespace (no device moves, no bind: the device had
+    its ofport in the new slot before the cut, which it must have): one run makes the new
+    path, and `overlap` s later one more drops the old slot's frames (0: one run, both)."""
     src = vm.slot
     vif = vifsteer.vif_id(vm.tap)
     old_ofport = read_ofport(host.slot(src).db_sock, vm.tap)
@@ -423,7 +442,7 @@ def steer_vm(state: LabState, host: HostState, vm: VmState, dst: str) -> SlotMov
     started = time.time()
     t0 = time.monotonic()
     try:
-        took = vifsteer.steer(host.hv_ns, [vif], dst)
+        made, broke = vifsteer.steer_timed(host.hv_ns, [vif], dst, overlap=overlap)
     except vifsteer.SteerError as exc:
         back = f"steered back to slot {src}"
         try:
@@ -439,9 +458,11 @@ def steer_vm(state: LabState, host: HostState, vm: VmState, dst: str) -> SlotMov
         src,
         dst,
         started,
-        took * 1000,
-        (time.monotonic() - t0) * 1000,
+        made * 1000,
+        (time.monotonic() - t0 - max(overlap, 0.0)) * 1000,
         ofport,
         old_ofport,
         "steer",
+        overlap_ms=max(overlap, 0.0) * 1000,
+        break_ms=broke * 1000,
     )
