@@ -7,7 +7,7 @@ from typing import Any
 from flowkeeper.bench import slotbench
 from flowkeeper.bench.probes import PROBE_INTERVAL
 from flowkeeper.bench.slotbench import gap_end, lost_within, ratios, scaling, sent_within
-from flowkeeper.lab.probe import ProbeResult, outage_within, summarize
+from flowkeeper.lab.probe import ProbeResult, gap_within, outage_within, summarize
 
 
 def probe(timeline: list[tuple[float, float | None]]) -> ProbeResult:
@@ -130,11 +130,12 @@ def test_the_probes_background_rate_is_the_same_at_any_vm_count() -> None:
 
 def test_cut_stats_give_the_per_cut_distribution() -> None:
     cuts = [
-        {"outage_ms": v, "lost_in_window": n, "duplicated_in_window": d}
-        for v, n, d in ((0.0, 0, 30), (3.0, 2, 0), (None, None, None))
+        {"outage_ms": v, "lost_in_window": n, "duplicated_in_window": d, "window_gap_ms": g}
+        for v, n, d, g in ((0.0, 0, 30, 1.5), (3.0, 2, 0, 4.5), (None, None, None, None))
     ]
     stats = slotbench.cut_stats(cuts)
     assert stats == {"cuts": 3, "mean": 1.0, "median": 0.0, "p90": 3.0, "max": 3.0,
+                     "gap_mean": 2.0, "gap_median": 1.5, "gap_p90": 4.5, "gap_max": 4.5,
                      "lost_mean": 0.67, "duplicated_mean": 10.0,
                      "duplicated_max": 30}  # fmt: skip
     assert slotbench.cut_stats([])["cuts"] == 0
@@ -154,3 +155,17 @@ def test_duplicates_are_counted_by_when_their_probe_was_sent() -> None:
     assert slotbench.duplicated_within(res, 100.0, 100.0015) == 2
     assert slotbench.duplicated_within(res, 100.0, 100.01) == 3
     assert slotbench.duplicated_within(res, 100.004, 100.01) == 0
+
+
+def test_a_window_gap_is_the_longest_time_without_a_reply_inside_it() -> None:
+    # probes every 1 ms from t=0 (unix 100), each answered in 0.5 ms but 3 and 4
+    timeline: list[tuple[float, float | None]] = [
+        (i / 1000, None if i in (3, 4) else 0.5) for i in range(10)
+    ]
+    res = ProbeResult("198.19.1.10", 10, 8, 2, 1.0, 3.0, 2.0, 2, 0.5, 0.01, 100.0, timeline)
+    # replies arrive at 0.5, 1.5, 2.5, 5.5, ... ms: 3 ms from 2.5 to 5.5
+    assert abs(gap_within(res, 100.0, 100.0095) - 0.003) < 1e-9
+    assert abs(gap_within(res, 100.006, 100.0095) - 0.001) < 1e-9
+    # a window past the last reply: its end counts
+    assert abs(gap_within(res, 100.0, 100.02) - (0.02 - 0.0095)) < 1e-9
+    assert gap_within(res, 100.01, 100.0) == 0.0

@@ -37,7 +37,7 @@ from flowkeeper.bench.topology import TopologySpec
 from flowkeeper.errors import FlowkeeperError
 from flowkeeper.lab import services, slots, slotupgrade
 from flowkeeper.lab.lab import Lab
-from flowkeeper.lab.probe import MAX_SECONDS, ProbeResult, outage_within
+from flowkeeper.lab.probe import MAX_SECONDS, ProbeResult, gap_within, outage_within
 from flowkeeper.lab.run import run
 from flowkeeper.lab.state import HostState, VmState
 
@@ -245,6 +245,11 @@ def _cut(move: slotupgrade.SlotMove, res: ProbeResult | None) -> dict[str, Any]:
         "bind_ms": round(move.ofport_ms, 2),
         "first_packet_ms": None if first is None else round((first - move.started) * 1000, 1),
         "gap_ms": None if res is None else round(res.max_gap_ms, 1),
+        # the longest time without a reply inside the fine window (its second half before
+        # the cut: the probes are every 1 ms from its start on)
+        "window_gap_ms": None
+        if res is None
+        else round(gap_within(res, move.started - LEAD_S / 2, window[1]) * 1000, 1),
         "outage_ms": None if res is None else round(outage_within(res, *window) * 1000, 1),
         "lost_in_window": None if res is None else lost_within(res, *window),
         "lost_at_ms": None if res is None else lost_offsets(res, move.started, window),
@@ -437,6 +442,9 @@ def ratios(plain: dict[str, Any], twin: dict[str, Any]) -> dict[str, Any]:
     return {
         "per_cut_outage_ms": per_cut,
         "per_cut_mean_outage_ms": per_cut["mean"],
+        "per_cut_mean_gap_ms": per_cut["gap_mean"],
+        "per_cut_median_gap_ms": per_cut["gap_median"],
+        "per_cut_max_gap_ms": per_cut["gap_max"],
         "vif_move_floor_ms": floor,
         "sham_max_outage_ms": sham_out,
         "upgrade_outage_over_sham": _ratio(up_out, sham_out, 2),
@@ -457,24 +465,35 @@ def ratios(plain: dict[str, Any], twin: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _dist(values: list[float]) -> dict[str, float]:
+    """Pure: mean, median, p90 and max of a non-empty list."""
+    vals = sorted(values)
+    return {
+        "mean": round(statistics.fmean(vals), 2),
+        "median": round(statistics.median(vals), 2),
+        "p90": round(vals[min(len(vals) - 1, int(0.9 * len(vals)))], 2),
+        "max": round(vals[-1], 2),
+    }
+
+
 def cut_stats(cuts: list[dict[str, Any]]) -> dict[str, float]:
-    """Pure: the per-cut outages (each in its own fine window) as a distribution: a
-    lab's largest cut is one of its VM count's cuts, so the maxima of 40 and of 10 cuts
-    are not alike; the mean and the quantiles are."""
-    outs = sorted(float(c.get("outage_ms") or 0.0) for c in cuts)
+    """Pure: the per-cut outages and window gaps (each in its own fine window) as
+    distributions: a lab's largest cut is one of its VM count's cuts, so the maxima of 40
+    and of 10 cuts are not alike; the mean and the quantiles are."""
+    if not cuts:
+        zero = {"mean": 0.0, "median": 0.0, "p90": 0.0, "max": 0.0}
+        return {
+            "cuts": 0, **zero, **{f"gap_{k}": v for k, v in zero.items()},
+            "lost_mean": 0.0, "duplicated_mean": 0.0, "duplicated_max": 0,
+        }  # fmt: skip
+    outs = _dist([float(c.get("outage_ms") or 0.0) for c in cuts])
+    gaps = _dist([float(c.get("window_gap_ms") or 0.0) for c in cuts])
     lost = [int(c.get("lost_in_window") or 0) for c in cuts]
     dups = [int(c.get("duplicated_in_window") or 0) for c in cuts]
-    if not outs:
-        return {
-            "cuts": 0, "mean": 0.0, "median": 0.0, "p90": 0.0, "max": 0.0, "lost_mean": 0.0,
-            "duplicated_mean": 0.0, "duplicated_max": 0,
-        }  # fmt: skip
     return {
-        "cuts": len(outs),
-        "mean": round(statistics.fmean(outs), 2),
-        "median": round(statistics.median(outs), 2),
-        "p90": round(outs[min(len(outs) - 1, int(0.9 * len(outs)))], 2),
-        "max": round(outs[-1], 2),
+        "cuts": len(cuts),
+        **outs,
+        **{f"gap_{k}": v for k, v in gaps.items()},
         "lost_mean": round(statistics.fmean(lost), 2),
         "duplicated_mean": round(statistics.fmean(dups), 2),
         "duplicated_max": max(dups),
@@ -552,5 +571,9 @@ def matrix(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "rows": rows,
         "upgrade_outage_most_over_fewest_vms": scaling(rows, "upgrade_max_outage_ms"),
         "per_cut_mean_outage_most_over_fewest_vms": scaling(rows, "per_cut_mean_outage_ms"),
+        # the cut's own gap (no reply, in its 1 ms window): 40 VMs against 10
+        "per_cut_gap_most_over_fewest_vms": {
+            stat: scaling(rows, f"per_cut_{stat}_gap_ms") for stat in ("mean", "median", "max")
+        },
         "upgrade_gap_most_over_fewest_vms": scaling(rows, "upgrade_max_gap_ms"),
     }

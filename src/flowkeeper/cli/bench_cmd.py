@@ -370,13 +370,26 @@ def _twin_table(data: dict[str, Any]) -> str:
             f"{r['upgrade_max_gap_ms']:>8} {r['failover_max_gap_ms']:>9}"
         )
         for cut in row["twin"]["slot-upgrade"]["cuts"]:
+            overlap = (
+                f" (old path dropped {cut['overlap_ms']:.0f} ms later, {cut['break_ms']} ms)"
+                if cut.get("overlap_ms")
+                else ""
+            )
             lines.append(
-                f"    cut {cut['vm']}: VIF move {cut['vif_move_ms']} ms, bind "
+                f"    cut {cut['vm']}: VIF move {cut['vif_move_ms']} ms{overlap}, bind "
                 f"{cut['bind_ms']} ms, first packet {cut['first_packet_ms']} ms, outage "
                 f"{cut.get('outage_ms')} ms (lost {cut.get('lost_in_window')}/"
-                f"{cut.get('sent_in_window')}), gap {cut['gap_ms']} ms"
+                f"{cut.get('sent_in_window')}, {cut.get('duplicated_in_window')} twice), "
+                f"gap in the window {cut.get('window_gap_ms')} ms"
             )
         up = row["twin"]["slot-upgrade"]
+        pc = r.get("per_cut_outage_ms") or {}
+        if pc.get("cuts"):
+            lines.append(
+                f"    per cut: outage median/p90/max {pc['median']}/{pc['p90']}/{pc['max']} ms, "
+                f"gap in the window mean/median/max {pc.get('gap_mean')}/{pc.get('gap_median')}/"
+                f"{pc.get('gap_max')} ms, probes answered twice mean {pc.get('duplicated_mean')}"
+            )
         lines.append(
             f"    peer flow changes during the cuts: {up['peer_flow_changes_during_cuts']}; "
             f"peer flows the same after: {up['peer_flows_same_after']}"
@@ -393,6 +406,9 @@ def _twin_table(data: dict[str, Any]) -> str:
         lines.append(f"upgrade outage, most VMs / fewest VMs at {size} flows: {ratio}")
     for size, ratio in data["upgrade_gap_most_over_fewest_vms"].items():
         lines.append(f"upgrade gap, most VMs / fewest VMs at {size} flows: {ratio}")
+    for stat, by_size in data.get("per_cut_gap_most_over_fewest_vms", {}).items():
+        for size, ratio in by_size.items():
+            lines.append(f"per-cut gap ({stat}), most VMs / fewest VMs at {size} flows: {ratio}")
     return "\n".join(lines)
 
 

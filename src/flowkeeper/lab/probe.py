@@ -145,6 +145,20 @@ def outage_within(res: ProbeResult, start_unix: float, end_unix: float) -> float
     )
 
 
+def gap_within(res: ProbeResult, start_unix: float, end_unix: float) -> float:
+    """Longest time (s) inside [start_unix, end_unix] with no reply arriving: between the
+    window's start, each reply's arrival in it, and the window's end. The probes must be
+    sent all through the window (the cadence is part of the gap)."""
+    lo, hi = start_unix - res.start_unix, end_unix - res.start_unix
+    if hi <= lo:
+        return 0.0
+    arrivals = sorted(
+        t + rtt / 1000 for t, rtt in res.timeline if rtt is not None and lo <= t + rtt / 1000 <= hi
+    )
+    events = [lo, *arrivals, hi]
+    return max(b - a for a, b in itertools.pairwise(events))
+
+
 def checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
