@@ -325,6 +325,10 @@ def _failover(lab: Lab, pairs: list[tuple[str, str]], progress: Progress) -> dic
     record = records[-1] if len(records) > count else {}
     slotupgrade.sync_slots(lab.state(), lab.state().host("h1"))
     back = [gap_end(r, began) for r in results]
+    fine_gaps = [
+        round(gap_within(r, began - LEAD_S / 2, began + FAILOVER_FINE_S) * 1000, 1)
+        for r in results[: len(fine)]
+    ]
     progress(
         f"slot-failover: outages {_outages(results)} ms, gaps {_gaps(results)} ms; "
         f"agent's record {record}"
@@ -337,6 +341,8 @@ def _failover(lab: Lab, pairs: list[tuple[str, str]], progress: Progress) -> dic
         "per_vm_gap_ms": _gaps(results),
         "per_vm_outage_ms": _outages(results),
         "fine_probed_vms": len(fine),
+        # the 1 ms VMs' longest time without a reply, from LEAD_S/2 before the kill on
+        "fine_window_gap_ms": fine_gaps,
         "resolution_ms": (FINE_S if len(fine) == len(probes) else coarse) * 1000,
         "coarse_interval_ms": coarse * 1000,
         "lost": sum(r.lost for r in results),
@@ -439,6 +445,7 @@ def ratios(plain: dict[str, Any], twin: dict[str, Any]) -> dict[str, Any]:
     sham = up.get("sham")
     sham_out = outage_bound(sham) if sham else None
     per_cut = cut_stats(up["cuts"])
+    fail_window_gap = max(fail.get("fine_window_gap_ms") or [0.0])
     return {
         "per_cut_outage_ms": per_cut,
         "per_cut_mean_outage_ms": per_cut["mean"],
@@ -451,6 +458,11 @@ def ratios(plain: dict[str, Any], twin: dict[str, Any]) -> dict[str, Any]:
         "upgrade_max_outage_ms": up_out,
         "upgrade_outage_over_vif_move": _ratio(up_out, floor, 2),
         "upgrade_outage_over_plain_restart": _ratio(up_out, restart_out, 4),
+        # the longest gap of any cut inside its own 1 ms window
+        "upgrade_cut_gap_over_vif_move": _ratio(per_cut["gap_max"], floor, 2),
+        "upgrade_cut_gap_over_plain_restart": _ratio(per_cut["gap_max"], restart_gap, 4),
+        "failover_window_gap_ms": fail_window_gap,
+        "failover_window_gap_over_kill9_restore": _ratio(fail_window_gap, kill9_gap, 4),
         "failover_max_outage_ms": fail_out,
         "failover_outage_over_kill9_restore": _ratio(fail_out, kill9_out, 4),
         "plain_restart_outage_ms": restart_out,

@@ -390,6 +390,13 @@ def _twin_table(data: dict[str, Any]) -> str:
                 f"gap in the window mean/median/max {pc.get('gap_mean')}/{pc.get('gap_median')}/"
                 f"{pc.get('gap_max')} ms, probes answered twice mean {pc.get('duplicated_mean')}"
             )
+        fail = row["twin"]["slot-failover"]
+        if fail.get("fine_window_gap_ms"):
+            lines.append(
+                f"    failover: the 1 ms VMs' gaps {fail['fine_window_gap_ms']} ms, against "
+                f"{r['kill9_restore_gap_ms']} ms for the kill -9 restore: "
+                f"{r.get('failover_window_gap_over_kill9_restore')}"
+            )
         lines.append(
             f"    peer flow changes during the cuts: {up['peer_flow_changes_during_cuts']}; "
             f"peer flows the same after: {up['peer_flows_same_after']}"
