@@ -168,8 +168,6 @@ def steer_timed(
     processes, each with its own delay: a frame both got may come out of the old slot
     milliseconds after the new one's copy, and an instant switch drops it. In the overlap
     the VM may get such a frame twice. A make run that fails breaks nothing."""
-    if not valid_netns(ns):
-        raise SteerError(f"not a namespace name: {ns!r}")
     if overlap <= 0:
         return _run(ns, steer_lines(ids, to_slot), batch), 0.0
     made = make_path(ns, ids, to_slot, batch)
@@ -179,20 +177,18 @@ def steer_timed(
 
 def make_path(ns: str, ids: list[str], to_slot: str, batch: TcBatch | None = None) -> float:
     """One `tc -batch` run: the VIFs' new path to `to_slot` (make_lines); seconds taken."""
-    if not valid_netns(ns):
-        raise SteerError(f"not a namespace name: {ns!r}")
     return _run(ns, make_lines(ids, to_slot), batch)
 
 
 def break_path(ns: str, ids: list[str], to_slot: str, batch: TcBatch | None = None) -> float:
     """One `tc -batch` run: the old slot's frames to the VIFs dropped (break_lines)."""
-    if not valid_netns(ns):
-        raise SteerError(f"not a namespace name: {ns!r}")
     return _run(ns, break_lines(ids, to_slot), batch)
 
 
 def _run(ns: str, text: str, batch: TcBatch | None) -> float:
     """Carry out `text` in ONE `tc -batch` run: the kept one when it is in `ns`."""
+    if not valid_netns(ns):
+        raise SteerError(f"not a namespace name: {ns!r}")
     if not text:
         return 0.0
     if batch is not None and batch.ns == ns:  # the tc kept running: no process start

@@ -390,6 +390,13 @@ def _twin_table(data: dict[str, Any]) -> str:
                 f"gap in the window mean/median/max {pc.get('gap_mean')}/{pc.get('gap_median')}/"
                 f"{pc.get('gap_max')} ms, probes answered twice mean {pc.get('duplicated_mean')}"
             )
+        sc = r.get("sham_per_cut")
+        if sc:
+            lines.append(
+                f"    sham cuts' gap in the window mean/median/max {sc['gap_mean']}/"
+                f"{sc['gap_median']}/{sc['gap_max']} ms; cut / sham: "
+                f"{r.get('per_cut_gap_over_sham')}"
+            )
         fail = row["twin"]["slot-failover"]
         if fail.get("fine_window_gap_ms"):
             lines.append(
@@ -416,6 +423,12 @@ def _twin_table(data: dict[str, Any]) -> str:
     for stat, by_size in data.get("per_cut_gap_most_over_fewest_vms", {}).items():
         for size, ratio in by_size.items():
             lines.append(f"per-cut gap ({stat}), most VMs / fewest VMs at {size} flows: {ratio}")
+    for stat, by_size in data.get("per_cut_gap_over_sham_most_over_fewest_vms", {}).items():
+        for size, ratio in by_size.items():
+            lines.append(
+                f"per-cut gap over the sham's ({stat}), most VMs / fewest VMs at {size} flows: "
+                f"{ratio}"
+            )
     return "\n".join(lines)
 
 
