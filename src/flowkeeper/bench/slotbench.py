@@ -434,29 +434,30 @@ def ratios(plain: dict[str, Any], twin: dict[str, Any]) -> dict[str, Any]:
     send-time spans of lost probes) and, for comparison, on reply gaps (which include the
     machine's scheduling delays)."""
     up, fail = twin["slot-upgrade"], twin["slot-failover"]
-    moves = [c["vif_move_ms"] for c in up["cuts"]]
+    # every round (the first alone when the rounds are not kept): the worst of them counts
+    ups = [r["slot-upgrade"] for r in twin.get("rounds") or []] or [up]
+    fails = [r["slot-failover"] for r in twin.get("rounds") or []] or [fail]
+    moves = [c["vif_move_ms"] for u in ups for c in u["cuts"]]
     floor = statistics.median(moves) if moves else None
-    up_out, fail_out = outage_bound(up), outage_bound(fail)
+    up_out = max(outage_bound(u) for u in ups)
+    fail_out = max(outage_bound(f) for f in fails)
     restart_out = plain["ovs-restart-frw"]["max_outage_ms"]
     kill9_out = plain["ovs-kill9"]["max_outage_ms"]
-    up_gap = max(up["per_vm_gap_ms"])
-    fail_gap = max(fail["per_vm_gap_ms"])
+    up_gap = max(max(u["per_vm_gap_ms"]) for u in ups)
+    fail_gap = max(max(f["per_vm_gap_ms"]) for f in fails)
     restart_gap = plain["ovs-restart-frw"]["max_gap_ms"]
     kill9_gap = plain["ovs-kill9"]["max_gap_ms"]
-    sham = up.get("sham")
-    sham_out = outage_bound(sham) if sham else None
-    # every round's cuts (the first round alone when the rounds are not kept)
-    ups = [r["slot-upgrade"] for r in twin.get("rounds") or []] or [up]
+    sham_runs = [u["sham"] for u in ups if u.get("sham")]
+    sham_out = max(outage_bound(s) for s in sham_runs) if sham_runs else None
     per_cut = cut_stats([c for u in ups for c in u["cuts"]])
     # the sham's cuts, the same steps with nothing changed on the path, in the same lab:
     # the gap the lab's own load makes around a cut (the floor the cut's gap stands on)
-    shams = [c for u in ups for c in (u.get("sham") or {}).get("cuts", [])]
+    shams = [c for s in sham_runs for c in s.get("cuts", [])]
     sham_cuts = cut_stats(shams) if shams else None
     over_sham = {
         stat: _ratio(per_cut[f"gap_{stat}"], sham_cuts[f"gap_{stat}"] if sham_cuts else None, 2)
         for stat in ("mean", "median", "max")
     }
-    fails = [r["slot-failover"] for r in twin.get("rounds") or []] or [fail]
     fail_window_gaps = [max(f.get("fine_window_gap_ms") or [0.0]) for f in fails]
     fail_window_gap = max(fail_window_gaps)
     return {
